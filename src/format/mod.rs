@@ -1,0 +1,10 @@
+//! File formats: safetensors input (lazy, validated) and the packed layout.
+//!
+//! Anything that reads bytes from outside goes through this module and its
+//! validation; nothing else parses files.
+
+pub mod error;
+pub mod packed;
+pub mod safetensors;
+
+pub use error::{FormatError, Result};

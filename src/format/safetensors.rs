@@ -1,0 +1,346 @@
+//! safetensors input and output.
+//!
+//! The header is parsed on its own (the page reads only the first bytes of a
+//! multi-GB file), validated by the `safetensors` crate's `Metadata` (contiguous
+//! offsets, checked element counts, dtype sizes), then one tensor's bytes are
+//! read at a time. Output goes through `safetensors::serialize`.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use half::{bf16, f16};
+use safetensors::tensor::{Metadata, TensorInfo};
+pub use safetensors::Dtype;
+use safetensors::View;
+
+use super::error::{FormatError, Result};
+
+/// Largest header accepted, as in the `safetensors` crate.
+pub const MAX_HEADER_LEN: u64 = 100_000_000;
+/// Bytes of the length prefix.
+pub const PREFIX_LEN: usize = 8;
+
+/// One tensor's entry in a validated header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorEntry {
+    /// Tensor name.
+    pub name: String,
+    /// Stored dtype.
+    pub dtype: Dtype,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Byte range relative to the start of the data section.
+    pub start: u64,
+    /// End of the byte range (exclusive), relative to the data section.
+    pub end: u64,
+}
+
+impl TensorEntry {
+    /// Number of elements (checked when the header was validated).
+    pub fn num_elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Byte length of the tensor's data.
+    pub fn byte_len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// `(n_out, n_in)` if the tensor is a weight the engine compresses:
+    /// a 2-D matrix or a 4-D convolution `[out, in, kh, kw]` viewed as
+    /// `[out, in*kh*kw]`, of a float dtype, with at least 2 rows and 8 columns.
+    pub fn matrix_shape(&self) -> Option<(usize, usize)> {
+        if !is_float(self.dtype) {
+            return None;
+        }
+        let (n_out, n_in) = match self.shape.as_slice() {
+            [o, i] => (*o, *i),
+            [o, i, kh, kw] => (*o, i.checked_mul(*kh)?.checked_mul(*kw)?),
+            _ => return None,
+        };
+        (n_out >= 2 && n_in >= 8).then_some((n_out, n_in))
+    }
+
+    /// Whether the engine compresses this tensor.
+    pub fn is_compressible(&self) -> bool {
+        self.matrix_shape().is_some()
+    }
+}
+
+/// Whether the engine can read this dtype as f32.
+pub fn is_float(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16)
+}
+
+/// The dtype's safetensors name (`F32`, `BF16`, ...).
+pub fn dtype_name(dtype: Dtype) -> String {
+    format!("{dtype:?}")
+}
+
+/// Parse a dtype name as safetensors writes it.
+pub fn parse_dtype(name: &str) -> Option<Dtype> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+}
+
+/// A validated safetensors header.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// Length of the JSON header in bytes (without the 8-byte prefix).
+    pub header_len: u64,
+    /// Tensors in file order (by offset).
+    pub tensors: Vec<TensorEntry>,
+    /// The free-form `__metadata__` map.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Header {
+    /// Byte offset of the data section in the file.
+    pub fn data_start(&self) -> u64 {
+        PREFIX_LEN as u64 + self.header_len
+    }
+
+    /// Length of the data section, as the header declares it.
+    pub fn data_len(&self) -> u64 {
+        self.tensors.last().map_or(0, |t| t.end)
+    }
+
+    /// Total file length the header implies.
+    pub fn file_len(&self) -> u64 {
+        self.data_start() + self.data_len()
+    }
+
+    /// Find a tensor by name.
+    pub fn get(&self, name: &str) -> Result<&TensorEntry> {
+        self.tensors
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| FormatError::TensorNotFound(name.to_string()))
+    }
+
+    /// Absolute byte range of a tensor in the file.
+    pub fn file_range(&self, entry: &TensorEntry) -> (u64, u64) {
+        (self.data_start() + entry.start, self.data_start() + entry.end)
+    }
+}
+
+/// Read the header length from the first 8 bytes and check it against the cap
+/// and (when known) the file length. Returns the JSON length.
+pub fn read_header_len(prefix: &[u8], file_len: Option<u64>) -> Result<u64> {
+    let bytes: [u8; PREFIX_LEN] = prefix
+        .get(..PREFIX_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(FormatError::TooShort { len: prefix.len() as u64 })?;
+    let len = u64::from_le_bytes(bytes);
+    if len > MAX_HEADER_LEN {
+        return Err(FormatError::HeaderTooLarge { len, cap: MAX_HEADER_LEN });
+    }
+    if let Some(file_len) = file_len {
+        if len.checked_add(PREFIX_LEN as u64).is_none_or(|end| end > file_len) {
+            return Err(FormatError::HeaderPastEnd { len, file_len });
+        }
+    }
+    Ok(len)
+}
+
+/// Parse and validate a header from the file's first `8 + n` bytes (more is
+/// fine). With `file_len`, also check that the data section has exactly the
+/// declared length.
+pub fn parse_header(bytes: &[u8], file_len: Option<u64>) -> Result<Header> {
+    let header_len = read_header_len(bytes, file_len.or(Some(bytes.len() as u64)))?;
+    let end = PREFIX_LEN + header_len as usize;
+    let json = bytes.get(PREFIX_LEN..end).ok_or(FormatError::HeaderPastEnd {
+        len: header_len,
+        file_len: bytes.len() as u64,
+    })?;
+    let text = std::str::from_utf8(json).map_err(|e| FormatError::HeaderUtf8 { at: e.valid_up_to() })?;
+    if !text.trim_start().starts_with('{') {
+        return Err(FormatError::HeaderInvalid("header is not a JSON object".into()));
+    }
+    let meta: Metadata =
+        serde_json::from_str(text).map_err(|e| FormatError::HeaderInvalid(e.to_string()))?;
+    let header = header_from_metadata(header_len, &meta)?;
+    if let Some(file_len) = file_len {
+        let actual = file_len - header.data_start();
+        if actual != header.data_len() {
+            return Err(FormatError::DataLength { expected: header.data_len(), actual });
+        }
+    }
+    Ok(header)
+}
+
+fn header_from_metadata(header_len: u64, meta: &Metadata) -> Result<Header> {
+    let infos: HashMap<String, &TensorInfo> = meta.tensors();
+    let mut tensors: Vec<TensorEntry> = infos
+        .into_iter()
+        .map(|(name, info)| TensorEntry {
+            name,
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+            start: info.data_offsets.0 as u64,
+            end: info.data_offsets.1 as u64,
+        })
+        .collect();
+    tensors.sort_by(|a, b| (a.start, a.end, &a.name).cmp(&(b.start, b.end, &b.name)));
+    let metadata = meta
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    Ok(Header { header_len, tensors, metadata })
+}
+
+/// A whole safetensors file held in memory (or memory-mapped).
+#[derive(Debug)]
+pub struct SafetensorsFile<'a> {
+    /// The validated header.
+    pub header: Header,
+    bytes: &'a [u8],
+}
+
+impl<'a> SafetensorsFile<'a> {
+    /// Parse and validate a complete file.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self> {
+        let header = parse_header(bytes, Some(bytes.len() as u64))?;
+        Ok(Self { header, bytes })
+    }
+
+    /// Raw bytes of a tensor.
+    pub fn tensor_bytes(&self, entry: &TensorEntry) -> &'a [u8] {
+        let (s, e) = self.header.file_range(entry);
+        // Validated: the data section has exactly the declared length.
+        &self.bytes[s as usize..e as usize]
+    }
+
+    /// A tensor converted to f32.
+    pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>> {
+        let entry = self.header.get(name)?;
+        to_f32(entry, self.tensor_bytes(entry))
+    }
+}
+
+/// Convert a tensor's raw bytes to f32, checking the length.
+pub fn to_f32(entry: &TensorEntry, bytes: &[u8]) -> Result<Vec<f32>> {
+    let n = entry.num_elements();
+    let size = entry.dtype.bitsize() / 8;
+    let mismatch = || FormatError::ShapeMismatch {
+        name: entry.name.clone(),
+        shape: entry.shape.clone(),
+        dtype: dtype_name(entry.dtype),
+        bytes: bytes.len(),
+    };
+    if n.checked_mul(size) != Some(bytes.len()) {
+        return Err(mismatch());
+    }
+    let out = match entry.dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(FormatError::UnsupportedDtype {
+                name: entry.name.clone(),
+                dtype: dtype_name(other),
+            })
+        }
+    };
+    Ok(out)
+}
+
+/// Check that every value is finite; name the tensor otherwise.
+pub fn check_finite(name: &str, values: &[f32]) -> Result<()> {
+    let mut count = 0;
+    let mut first = usize::MAX;
+    for (i, v) in values.iter().enumerate() {
+        if !v.is_finite() {
+            count += 1;
+            first = first.min(i);
+        }
+    }
+    if count > 0 {
+        return Err(FormatError::NonFinite { name: name.to_string(), count, first });
+    }
+    Ok(())
+}
+
+/// Encode f32 values in a float dtype (little-endian).
+pub fn from_f32(dtype: Dtype, values: &[f32]) -> Vec<u8> {
+    match dtype {
+        Dtype::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
+        Dtype::BF16 => values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect(),
+        _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// A tensor to write: dtype, shape and little-endian bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedTensor {
+    /// Stored dtype.
+    pub dtype: Dtype,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Raw little-endian bytes.
+    pub data: Vec<u8>,
+}
+
+impl View for &OwnedTensor {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Serialize tensors (in the given order) and metadata into safetensors bytes.
+pub fn write(tensors: &[(String, OwnedTensor)], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    let meta: Option<HashMap<String, String>> =
+        (!metadata.is_empty()).then(|| metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    let views = tensors.iter().map(|(n, t)| (n.clone(), t));
+    safetensors::serialize(views, meta).map_err(|e| FormatError::HeaderInvalid(e.to_string()))
+}
+
+/// A sharded model's `model.safetensors.index.json`: tensor name to shard file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardIndex {
+    /// Tensor name to shard file name, in name order.
+    pub weight_map: BTreeMap<String, String>,
+}
+
+impl ShardIndex {
+    /// Parse an index file's JSON.
+    pub fn parse(json: &str) -> Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            weight_map: BTreeMap<String, String>,
+        }
+        let raw: Raw = serde_json::from_str(json).map_err(|e| FormatError::ShardIndex(e.to_string()))?;
+        for file in raw.weight_map.values() {
+            if file.contains("..") || file.starts_with('/') || file.contains('\\') {
+                return Err(FormatError::ShardIndex(format!("shard path `{file}` leaves the model folder")));
+            }
+        }
+        Ok(Self { weight_map: raw.weight_map })
+    }
+
+    /// Shard file names in order, without repeats.
+    pub fn shards(&self) -> Vec<String> {
+        let mut s: Vec<String> = self.weight_map.values().cloned().collect();
+        s.sort();
+        s.dedup();
+        s
+    }
+}
