@@ -1,1 +1,5 @@
+#![doc = include_str!("../README.md")]
+
+pub mod engine;
 pub mod format;
+pub mod kernels;

@@ -1,0 +1,144 @@
+//! Weighted k-means with k-means++ seeding and Lloyd iterations.
+//!
+//! Points have `dim` coordinates and one weight per coordinate; the distance
+//! is `sum_a w_a (x_a - c_a)^2` and a centroid coordinate is the weighted
+//! mean. Deterministic for a given generator.
+
+use super::rng::{unit, EngineRng};
+
+/// Result of a k-means run.
+#[derive(Debug, Clone)]
+pub struct KMeans {
+    /// `k * dim` centroid coordinates.
+    pub centroids: Vec<f32>,
+    /// Cluster of each point.
+    pub assignment: Vec<u32>,
+    /// Weighted sum of squared distances at the end.
+    pub inertia: f64,
+}
+
+#[inline]
+fn dist(x: &[f32], w: &[f32], c: &[f32]) -> f64 {
+    let mut s = 0f64;
+    for a in 0..x.len() {
+        let d = (x[a] - c[a]) as f64;
+        s += w[a] as f64 * d * d;
+    }
+    s
+}
+
+/// Nearest centroid of `x` under weights `w`; ties go to the lower index.
+#[inline]
+pub fn nearest(x: &[f32], w: &[f32], centroids: &[f32], dim: usize) -> (u32, f64) {
+    let mut best = (0u32, f64::INFINITY);
+    for (k, c) in centroids.chunks_exact(dim).enumerate() {
+        let d = dist(x, w, c);
+        if d < best.1 {
+            best = (k as u32, d);
+        }
+    }
+    best
+}
+
+/// Weighted k-means of `points` (`n * dim`) with per-coordinate `weights`
+/// (`n * dim`, non-negative) into `k` clusters. If there are fewer distinct
+/// points than `k`, the spare centroids repeat existing ones.
+pub fn weighted_kmeans(points: &[f32], weights: &[f32], dim: usize, k: usize, iters: usize, rng: &mut EngineRng) -> KMeans {
+    let n = points.len() / dim;
+    assert!(k >= 1 && dim >= 1 && weights.len() == points.len());
+    if n == 0 {
+        return KMeans { centroids: vec![0.0; k * dim], assignment: vec![], inertia: 0.0 };
+    }
+    let pw: Vec<f64> = weights.chunks_exact(dim).map(|w| w.iter().map(|v| *v as f64).sum::<f64>() + 1e-30).collect();
+    let point = |i: usize| &points[i * dim..(i + 1) * dim];
+    let wt = |i: usize| &weights[i * dim..(i + 1) * dim];
+
+    // k-means++ seeding, D^2 weighted by the point's weight.
+    let mut centroids: Vec<f32> = Vec::with_capacity(k * dim);
+    let first = pick(&pw, unit(rng));
+    centroids.extend_from_slice(point(first));
+    let mut d2: Vec<f64> = (0..n).map(|i| dist(point(i), wt(i), point(first))).collect();
+    while centroids.len() < k * dim {
+        let scores: Vec<f64> = d2.iter().zip(&pw).map(|(d, w)| d * w).collect();
+        let total: f64 = scores.iter().sum();
+        let c = if total > 0.0 {
+            pick(&scores, unit(rng))
+        } else {
+            // All points coincide with centroids: repeat one.
+            first
+        };
+        let start = centroids.len();
+        centroids.extend_from_slice(point(c));
+        let newc = centroids[start..].to_vec();
+        for i in 0..n {
+            let d = dist(point(i), wt(i), &newc);
+            if d < d2[i] {
+                d2[i] = d;
+            }
+        }
+    }
+
+    let mut assignment = vec![0u32; n];
+    let mut inertia = 0f64;
+    for it in 0..=iters {
+        // Assign.
+        let mut changed = false;
+        inertia = 0.0;
+        for i in 0..n {
+            let (c, d) = nearest(point(i), wt(i), &centroids, dim);
+            if c != assignment[i] || it == 0 {
+                changed |= c != assignment[i];
+                assignment[i] = c;
+            }
+            inertia += d;
+        }
+        if it == iters || (it > 0 && !changed) {
+            break;
+        }
+        // Update: weighted mean per coordinate.
+        let mut num = vec![0f64; k * dim];
+        let mut den = vec![0f64; k * dim];
+        for i in 0..n {
+            let c = assignment[i] as usize;
+            for a in 0..dim {
+                let w = wt(i)[a] as f64;
+                num[c * dim + a] += w * point(i)[a] as f64;
+                den[c * dim + a] += w;
+            }
+        }
+        let mut counts = vec![0usize; k];
+        for &c in &assignment {
+            counts[c as usize] += 1;
+        }
+        for c in 0..k {
+            if counts[c] == 0 {
+                // Empty cluster: move it to the point that costs most now.
+                let (far, _) = (0..n)
+                    .map(|i| (i, nearest(point(i), wt(i), &centroids, dim).1 * 1.0))
+                    .fold((0, -1.0), |b, x| if x.1 > b.1 { x } else { b });
+                centroids[c * dim..(c + 1) * dim].copy_from_slice(point(far));
+                continue;
+            }
+            for a in 0..dim {
+                if den[c * dim + a] > 0.0 {
+                    centroids[c * dim + a] = (num[c * dim + a] / den[c * dim + a]) as f32;
+                }
+            }
+        }
+    }
+    KMeans { centroids, assignment, inertia }
+}
+
+/// Index drawn with probability proportional to `scores`, from `u` in [0, 1).
+fn pick(scores: &[f64], u: f64) -> usize {
+    let total: f64 = scores.iter().sum();
+    let target = u * total;
+    let mut acc = 0.0;
+    for (i, s) in scores.iter().enumerate() {
+        acc += s;
+        if acc > target {
+            return i;
+        }
+    }
+    scores.iter().rposition(|s| *s > 0.0).unwrap_or(0)
+}

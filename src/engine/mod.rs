@@ -1,0 +1,15 @@
+//! The compression engine: grouping, codebook initialisation and joint
+//! learning (ALGORITHM.md §1-3).
+
+pub mod compress;
+pub mod error;
+pub mod group;
+pub mod hessian;
+pub mod kmeans;
+pub mod learn;
+pub mod rng;
+
+pub use compress::{compress_file, compress_matrix, CompressOptions, Control, Event, Phase, TensorReport};
+pub use error::{EngineError, Result};
+pub use hessian::Hessian;
+pub use learn::{LossPoint, MoveRule, StepKind};
