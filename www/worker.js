@@ -1,0 +1,134 @@
+// A compression worker: one wasm instance, one job at a time. Messages are
+// defined in protocol.js. Messages that arrive before `init` finishes wait in
+// a queue; an init failure is sent back as `failed` instead of dying silently.
+
+import { MSG } from './protocol.js';
+import { toF32 } from './safetensors.js';
+import { loadEngine, compressTensor } from './engine.js';
+import { splitPacked, groupIdsOf, decodeF32, fromF32 } from './packed.js';
+import { histogram, rowStats, range } from './stats.js';
+
+/** @type {Promise<void>|null} */
+let ready = null;
+
+self.onmessage = async (/** @type {MessageEvent<import('./protocol.js').ToWorker>} */ e) => {
+  const msg = e.data;
+  if (msg.type === MSG.init) {
+    ready = init(msg);
+    return;
+  }
+  if (ready) await ready.catch(() => {});
+  const id = /** @type {any} */ (msg).id;
+  try {
+    switch (msg.type) {
+      case MSG.analyse: return await analyse(msg);
+      case MSG.compress: return await compress(msg);
+      case MSG.decode: return decode(msg);
+      default: throw new Error(`unknown message type \`${msg.type}\``);
+    }
+  } catch (err) {
+    post({ type: MSG.error, id, message: err?.message ?? String(err), code: err?.code ?? err?.name ?? 'error' });
+  }
+};
+
+/** @param {import('./protocol.js').FromWorker} m @param {Transferable[]} [transfer] */
+function post(m, transfer = []) {
+  self.postMessage(m, transfer);
+}
+
+/** @param {import('./protocol.js').InitMsg} msg */
+async function init(msg) {
+  if (!msg.module) {
+    // No wasm package built: the JS-only jobs (analyse, decode) still run.
+    post({ type: MSG.ready, simd: false, version: 'none', features: [] });
+    return;
+  }
+  try {
+    const info = await loadEngine(msg.glueUrl, msg.module);
+    post({ type: MSG.ready, ...info });
+  } catch (err) {
+    post({ type: MSG.failed, message: `the wasm engine did not load: ${err?.message ?? err}` });
+    throw err;
+  }
+}
+
+/** @param {import('./protocol.js').TensorRef} t */
+function matrixOf(t) {
+  const nOut = t.shape[0];
+  const nIn = t.shape.slice(1).reduce((a, b) => a * b, 1);
+  return { nOut, nIn };
+}
+
+/**
+ * Values of a tensor, reading at most `maxRows` rows (evenly spread blocks
+ * of contiguous rows) so that a multi-GB embedding never lands in memory.
+ * @param {import('./protocol.js').TensorRef} t
+ * @param {number} maxRows
+ */
+async function readRows(t, maxRows) {
+  const { nOut, nIn } = matrixOf(t);
+  const elt = t.dtype === 'F32' ? 4 : 2;
+  const rowBytes = nIn * elt;
+  if (nOut <= maxRows) return { values: toF32(t.dtype, await t.file.slice(t.start, t.end).arrayBuffer()), rows: nOut };
+  const blocks = 32;
+  const perBlock = Math.max(1, Math.floor(maxRows / blocks));
+  const chunks = [];
+  for (let b = 0; b < blocks; b++) {
+    const r0 = Math.floor((b * (nOut - perBlock)) / (blocks - 1));
+    chunks.push(t.file.slice(t.start + r0 * rowBytes, t.start + (r0 + perBlock) * rowBytes).arrayBuffer());
+  }
+  const bufs = await Promise.all(chunks);
+  const all = new Uint8Array(bufs.reduce((a, b) => a + b.byteLength, 0));
+  let o = 0;
+  for (const b of bufs) { all.set(new Uint8Array(b), o); o += b.byteLength; }
+  return { values: toF32(t.dtype, all.buffer), rows: blocks * perBlock };
+}
+
+/** @param {import('./protocol.js').AnalyseMsg} msg */
+async function analyse(msg) {
+  const t0 = performance.now();
+  const { nOut, nIn } = matrixOf(msg.tensor);
+  const { values, rows } = await readRows(msg.tensor, msg.maxRows);
+  const [lo, hi] = range(values);
+  const h = histogram(values, lo, hi, msg.bins);
+  const rs = rowStats(values, rows, values.length / rows);
+  post({ type: MSG.analysed, id: msg.id, histogram: h, rows: rs, rowsRead: rows, nOut, nIn, ms: performance.now() - t0 },
+    [rs.mean.buffer, rs.std.buffer, rs.absMax.buffer]);
+}
+
+/** @param {import('./protocol.js').CompressMsg} msg */
+async function compress(msg) {
+  const t0 = performance.now();
+  const t = msg.tensor;
+  const raw = new Uint8Array(await t.file.slice(t.start, t.end).arrayBuffer());
+  let hessian = null;
+  if (msg.hessian) hessian = new Float32Array(await msg.hessian.file.slice(msg.hessian.start, msg.hessian.end).arrayBuffer());
+  const { report, packed } = compressTensor(t, raw, msg.options, hessian, (event) => {
+    if (event.type === 'phase' || event.type === 'loss') post({ type: MSG.progress, id: msg.id, event });
+  });
+  const { parts, params } = splitPacked(packed, t.name);
+  // Each group's value distribution, on a common range, for the groups view.
+  const values = toF32(t.dtype, raw.buffer);
+  const { nIn } = matrixOf(t);
+  const groups = groupIdsOf(parts);
+  const [lo, hi] = range(values);
+  const nGroups = report.groupSizes.length;
+  const groupHistograms = [];
+  for (let g = 0; g < nGroups; g++) {
+    const counts = new Array(120).fill(0);
+    const scale = 120 / (hi - lo || 1);
+    for (let r = 0; r < groups.length; r++) {
+      if (groups[r] !== g) continue;
+      for (let j = r * nIn, e = j + nIn; j < e; j++) counts[Math.min(119, Math.max(0, Math.floor((values[j] - lo) * scale)))]++;
+    }
+    groupHistograms.push({ lo, hi, counts });
+  }
+  post({ type: MSG.compressed, id: msg.id, report, parts, params, groupHistograms, ms: performance.now() - t0 },
+    parts.map((p) => p.data.buffer));
+}
+
+/** @param {import('./protocol.js').DecodeMsg} msg */
+function decode(msg) {
+  const data = fromF32(msg.params.dtype, decodeF32(msg.parts, msg.params)).slice();
+  post({ type: MSG.decoded, id: msg.id, data }, [data.buffer]);
+}
