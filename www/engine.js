@@ -19,7 +19,7 @@ export async function loadEngine(glueUrl, module) {
   return {
     simd: hasSimd128(),
     version: call(['version'], () => '?'),
-    features: ['compressTensor', 'decodePacked', 'Embedder'].filter((n) => n in wasm),
+    features: ['compressTensor', 'decodePackedFile', 'Embedder'].filter((n) => n in wasm),
   };
 }
 
@@ -37,37 +37,29 @@ function call(names, fallback) {
 
 /** Whether the running module was built with SIMD128. */
 export function hasSimd128() {
-  return Boolean(call(['simd128', 'hasSimd128', 'isSimd128'], () => false));
+  return Boolean(call(['simd128Enabled'], () => false));
 }
 
 /**
- * Compress one tensor.
+ * Compress one tensor (the package's `compressTensor`).
  * @param {import('./protocol.js').TensorRef} t
  * @param {Uint8Array} bytes raw tensor bytes in t.dtype
  * @param {import('./protocol.js').CompressOptions} options
  * @param {Float32Array|null} hessian F32 [n_in, n_in] or null for H = I
  * @param {(event: any) => void} onEvent engine events: {type:'phase'|'loss', ...}
- * @returns {{report: import('./protocol.js').TensorReport, packed: Uint8Array}}
- *   packed: a packed safetensors file holding this one tensor's parts
+ * @returns {{report: any, packed: Uint8Array}}
+ *   report: the package's CompressReport; packed: a packed safetensors file
+ *   holding this one tensor's parts
  */
 export function compressTensor(t, bytes, options, hessian, onEvent) {
   const fn = need('compressTensor');
-  const out = fn(t.name, t.dtype, new Uint32Array(t.shape), bytes, options, hessian ?? undefined, (ev) => {
-    onEvent(ev);
+  const compressed = fn({ name: t.name, dtype: t.dtype, shape: t.shape }, bytes, options, {
+    onProgress: (ev) => { onEvent(ev); },
+    calibration: hessian ?? undefined,
   });
-  return normaliseResult(out);
-}
-
-/** Accept a Map or a plain object from serde-wasm-bindgen. */
-function plain(v) {
-  if (v instanceof Map) return Object.fromEntries([...v].map(([k, x]) => [k, plain(x)]));
-  if (Array.isArray(v)) return v.map(plain);
-  return v;
-}
-
-function normaliseResult(out) {
-  const o = plain(out);
-  const packed = o.packed ?? o.bytes;
-  if (!(packed instanceof Uint8Array)) throw Object.assign(new Error('compressTensor returned no packed bytes'), { code: 'bad_result' });
-  return { report: o.report, packed };
+  try {
+    return { report: compressed.report(), packed: compressed.toPackedFile() };
+  } finally {
+    compressed.free();
+  }
 }

@@ -17,7 +17,7 @@ const COLUMNS = [
   { key: 'shape', label: 'Shape', get: (r) => r.t.shape.reduce((a, b) => a * b, 1) },
   { key: 'dtype', label: 'Dtype', get: (r) => r.t.dtype },
   { key: 'size', label: 'Size', get: (r) => r.t.end - r.t.start },
-  { key: 'comp', label: 'Compressible', get: (r) => (r.t.compressible ? 1 : 0) },
+  { key: 'comp', label: 'Comp.', get: (r) => (r.t.compressible ? 1 : 0) },
   { key: 'bpw', label: 'bpw', get: (r) => r.bpw ?? Infinity },
   { key: 'err', label: 'Error', get: (r) => r.err ?? Infinity },
   { key: 'status', label: 'Status', get: (r) => r.status },

@@ -1,0 +1,74 @@
+// Shared set-up of the page tests: the static server (scripts/serve-static.mjs),
+// Debian's chromium driven by playwright-core, and the checks every test
+// wants (no request leaves the origin, no page errors).
+
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startServer } from '../../scripts/serve-static.mjs';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const ARTIFACTS = path.join(REPO, 'tests/e2e/artifacts');
+fs.mkdirSync(ARTIFACTS, { recursive: true });
+
+/** The demo model folder (scripts/fetch-model.sh prints it; fetched if missing). */
+export function modelDir() {
+  return execFileSync('bash', [path.join(REPO, 'scripts/fetch-model.sh')], { encoding: 'utf8' }).trim();
+}
+
+/** Path of Debian's chromium. */
+export function chromiumPath() {
+  for (const name of ['chromium', 'chromium-browser']) {
+    try {
+      return execFileSync('which', [name], { encoding: 'utf8' }).trim();
+    } catch { /* next */ }
+  }
+  throw new Error('chromium not found on PATH (apt-get install chromium)');
+}
+
+/**
+ * Start the server and a browser page; collects requests and errors.
+ * @param {{model?: boolean}} [o]
+ */
+export async function openBrowser(o = {}) {
+  const { server, url } = await startServer({ root: REPO, modelDir: o.model === false ? undefined : modelDir() });
+  const origin = new URL(url).origin;
+  const browser = await chromium.launch({
+    executablePath: chromiumPath(),
+    args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1440, height: 900 } });
+  const page = await context.newPage();
+  /** @type {string[]} */
+  const requests = [];
+  /** @type {string[]} */
+  const errors = [];
+  page.on('request', (r) => requests.push(r.url()));
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
+  const close = async () => {
+    await browser.close();
+    await new Promise((r) => server.close(r));
+  };
+  /** Every request went to the page's own origin (blob: URLs are local too). */
+  const foreignRequests = () => requests.filter((u) => !(u.startsWith(origin + '/') || u.startsWith('blob:' + origin) || u.startsWith('data:')));
+  return { browser, context, page, url, origin, requests, errors, foreignRequests, close };
+}
+
+/** Save a screenshot of the page to tests/e2e/artifacts/NAME.png. */
+export async function shot(page, name) {
+  const file = path.join(ARTIFACTS, `${name}.png`);
+  await page.screenshot({ path: file });
+  return file;
+}
+
+/** The native CLI, if built (target/release/jlcm or target/debug/jlcm). */
+export function nativeCli() {
+  for (const p of ['target/release/jlcm', 'target/debug/jlcm']) {
+    const full = path.join(REPO, p);
+    if (fs.existsSync(full)) return full;
+  }
+  return null;
+}
