@@ -416,7 +416,9 @@ impl PackedFile {
         let mut tensors = Vec::new();
         let mut metadata = self.metadata.clone();
         metadata.insert(VERSION_KEY.to_string(), FORMAT_VERSION.to_string());
-        for e in &self.entries {
+        let mut entries: Vec<&PackedEntry> = self.entries.iter().collect();
+        entries.sort_by(|a, b| a.name().cmp(b.name()));
+        for e in entries {
             match e {
                 PackedEntry::Packed(p) => {
                     p.validate()?;
@@ -520,7 +522,8 @@ impl PackedFile {
             p.validate()?;
             packed.insert(name, p);
         }
-        // Output order: file order of the first part of each tensor.
+        // Entries in name order (safetensors' writer orders tensors by dtype
+        // alignment, so file order carries no meaning).
         let mut entries = Vec::new();
         for t in &header.tensors {
             if let Some(base) = t.name.strip_suffix(IDX_SUFFIX) {
@@ -537,6 +540,7 @@ impl PackedFile {
                 tensor: OwnedTensor { dtype: t.dtype, shape: t.shape.clone(), data: file.tensor_bytes(t).to_vec() },
             });
         }
+        entries.sort_by(|a, b| a.name().cmp(b.name()));
         Ok(Self { entries, metadata })
     }
 

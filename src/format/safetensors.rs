@@ -3,15 +3,14 @@
 //! The header is parsed on its own (the page reads only the first bytes of a
 //! multi-GB file), validated by the `safetensors` crate's `Metadata` (contiguous
 //! offsets, checked element counts, dtype sizes), then one tensor's bytes are
-//! read at a time. Output goes through `safetensors::serialize`.
+//! read at a time. Output is written with a deterministic header (the crate's
+//! writer orders metadata by hash map, which would break byte-identical output).
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use half::{bf16, f16};
 use safetensors::tensor::{Metadata, TensorInfo};
 pub use safetensors::Dtype;
-use safetensors::View;
 
 use super::error::{FormatError, Result};
 
@@ -290,27 +289,58 @@ pub struct OwnedTensor {
     pub data: Vec<u8>,
 }
 
-impl View for &OwnedTensor {
-    fn dtype(&self) -> Dtype {
-        self.dtype
+/// Build the header bytes (8-byte length prefix + JSON padded with spaces to
+/// a multiple of 8) for tensors of the given dtypes, shapes and byte lengths,
+/// laid out in the given order, and `__metadata__` first. The bytes are the
+/// same on every platform and run (no hash-map order).
+pub fn header_bytes(tensors: &[(&str, Dtype, &[usize], u64)], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    use serde_json::json;
+    let mut json = String::from("{");
+    let mut first = true;
+    if !metadata.is_empty() {
+        json.push_str("\"__metadata__\":");
+        json.push_str(&serde_json::to_string(metadata).map_err(|e| FormatError::HeaderInvalid(e.to_string()))?);
+        first = false;
     }
-    fn shape(&self) -> &[usize] {
-        &self.shape
+    let mut offset = 0u64;
+    for (name, dtype, shape, len) in tensors {
+        if !first {
+            json.push(',');
+        }
+        first = false;
+        let end = offset
+            .checked_add(*len)
+            .ok_or_else(|| FormatError::Overflow { name: name.to_string(), what: "data offsets".into() })?;
+        let entry = json!({"dtype": dtype_name(*dtype), "shape": shape, "data_offsets": [offset, end]});
+        json.push_str(&serde_json::to_string(name).map_err(|e| FormatError::HeaderInvalid(e.to_string()))?);
+        json.push(':');
+        json.push_str(&entry.to_string());
+        offset = end;
     }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
+    json.push('}');
+    while (json.len() + PREFIX_LEN) % 8 != 0 {
+        json.push(' ');
     }
-    fn data_len(&self) -> usize {
-        self.data.len()
-    }
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(json.as_bytes());
+    Ok(out)
 }
 
 /// Serialize tensors (in the given order) and metadata into safetensors bytes.
 pub fn write(tensors: &[(String, OwnedTensor)], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
-    let meta: Option<HashMap<String, String>> =
-        (!metadata.is_empty()).then(|| metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-    let views = tensors.iter().map(|(n, t)| (n.clone(), t));
-    safetensors::serialize(views, meta).map_err(|e| FormatError::HeaderInvalid(e.to_string()))
+    for (name, t) in tensors {
+        let n = t.shape.iter().try_fold(1usize, |a, b| a.checked_mul(*b));
+        if n.and_then(|n| n.checked_mul(t.dtype.bitsize() / 8)) != Some(t.data.len()) {
+            return Err(FormatError::ShapeMismatch { name: name.clone(), shape: t.shape.clone(), dtype: dtype_name(t.dtype), bytes: t.data.len() });
+        }
+    }
+    let specs: Vec<(&str, Dtype, &[usize], u64)> =
+        tensors.iter().map(|(n, t)| (n.as_str(), t.dtype, t.shape.as_slice(), t.data.len() as u64)).collect();
+    let mut out = header_bytes(&specs, metadata)?;
+    for (_, t) in tensors {
+        out.extend_from_slice(&t.data);
+    }
+    Ok(out)
 }
 
 /// A sharded model's `model.safetensors.index.json`: tensor name to shard file.
