@@ -63,15 +63,27 @@ pub fn run(a: CompressArgs) -> Result<()> {
         mode: a.mode,
         iters: a.iters,
         seed: a.seed,
-        moves: if a.unconstrained { MoveRule::Unconstrained } else { MoveRule::Proximal },
+        moves: if a.unconstrained {
+            MoveRule::Unconstrained
+        } else {
+            MoveRule::Proximal
+        },
         ..CompressOptions::default()
     };
     opts.validate()?;
-    let filter = a.tensors.as_deref().map(Regex::new).transpose().context("--tensors is not a valid regular expression")?;
+    let filter = a
+        .tensors
+        .as_deref()
+        .map(Regex::new)
+        .transpose()
+        .context("--tensors is not a valid regular expression")?;
     let calib = match &a.calib {
         Some(p) => {
             let m = map(p)?;
-            Some(read_calibration(&m).with_context(|| format!("calibration file {}", p.display()))?)
+            Some(
+                read_calibration(&m)
+                    .with_context(|| format!("calibration file {}", p.display()))?,
+            )
         }
         None => None,
     };
@@ -109,7 +121,14 @@ pub fn run(a: CompressArgs) -> Result<()> {
             let raw = file.tensor_bytes(t);
             if !compress {
                 return Ok((
-                    PackedEntry::Raw { name: t.name.clone(), tensor: OwnedTensor { dtype: t.dtype, shape: t.shape.clone(), data: raw.to_vec() } },
+                    PackedEntry::Raw {
+                        name: t.name.clone(),
+                        tensor: OwnedTensor {
+                            dtype: t.dtype,
+                            shape: t.shape.clone(),
+                            data: raw.to_vec(),
+                        },
+                    },
                     None,
                 ));
             }
@@ -126,7 +145,17 @@ pub fn run(a: CompressArgs) -> Result<()> {
                     Control::Continue
                 }
             };
-            let (p, rep) = compress_matrix(&t.name, t.dtype, &t.shape, &w, n_out, n_in, &h, &opts, &mut observer)?;
+            let (p, rep) = compress_matrix(
+                &t.name,
+                t.dtype,
+                &t.shape,
+                &w,
+                n_out,
+                n_in,
+                &h,
+                &opts,
+                &mut observer,
+            )?;
             bar.inc(t.num_elements() as u64);
             Ok((PackedEntry::Packed(p), Some(rep)))
         })
@@ -139,7 +168,10 @@ pub fn run(a: CompressArgs) -> Result<()> {
         entries.push(e);
         reports.extend(rep);
     }
-    let metadata = parsed.first().map(|f| f.header.metadata.clone()).unwrap_or_default();
+    let metadata = parsed
+        .first()
+        .map(|f| f.header.metadata.clone())
+        .unwrap_or_default();
     let packed = PackedFile { entries, metadata };
     let bytes = packed.to_bytes()?;
     write_atomic(&a.output, &bytes)?;

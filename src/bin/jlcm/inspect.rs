@@ -46,7 +46,8 @@ pub fn run(a: InspectArgs) -> Result<()> {
     let m = super::io::map(&a.input)?;
     let plain = SafetensorsFile::parse(&m).with_context(|| format!("{}", a.input.display()))?;
     let rows: Vec<TensorRow> = if plain.header.metadata.contains_key(VERSION_KEY) {
-        let packed = PackedFile::from_bytes(&m).with_context(|| format!("{}", a.input.display()))?;
+        let packed =
+            PackedFile::from_bytes(&m).with_context(|| format!("{}", a.input.display()))?;
         packed
             .entries
             .iter()
@@ -63,13 +64,26 @@ pub fn run(a: InspectArgs) -> Result<()> {
                     bpw: p.bpw(),
                     bytes: p.stored_bits() / 8,
                 },
-                PackedEntry::Raw { name, tensor } => raw_row(name, &tensor.shape, dtype_name(tensor.dtype), tensor.data.len() as u64),
+                PackedEntry::Raw { name, tensor } => raw_row(
+                    name,
+                    &tensor.shape,
+                    dtype_name(tensor.dtype),
+                    tensor.data.len() as u64,
+                ),
             })
             .collect()
     } else {
-        plain.header.tensors.iter().map(|t| raw_row(&t.name, &t.shape, dtype_name(t.dtype), t.byte_len())).collect()
+        plain
+            .header
+            .tensors
+            .iter()
+            .map(|t| raw_row(&t.name, &t.shape, dtype_name(t.dtype), t.byte_len()))
+            .collect()
     };
-    let weights: u64 = rows.iter().map(|r| r.shape.iter().product::<usize>() as u64).sum();
+    let weights: u64 = rows
+        .iter()
+        .map(|r| r.shape.iter().product::<usize>() as u64)
+        .sum();
     let original: u64 = rows
         .iter()
         .map(|r| r.shape.iter().product::<usize>() as u64 * dtype_bytes(&r.dtype))
@@ -77,22 +91,35 @@ pub fn run(a: InspectArgs) -> Result<()> {
         + plain.header.header_len
         + 8;
     let packed_rows: Vec<&TensorRow> = rows.iter().filter(|r| r.packed).collect();
-    let packed_w: u64 = packed_rows.iter().map(|r| r.shape.iter().product::<usize>() as u64).sum();
-    let packed_bits: f64 = packed_rows.iter().map(|r| r.bpw * r.shape.iter().product::<usize>() as f64).sum();
+    let packed_w: u64 = packed_rows
+        .iter()
+        .map(|r| r.shape.iter().product::<usize>() as u64)
+        .sum();
+    let packed_bits: f64 = packed_rows
+        .iter()
+        .map(|r| r.bpw * r.shape.iter().product::<usize>() as f64)
+        .sum();
     let file_bytes = m.len() as u64;
     let summary = Summary {
         file_bytes,
         original_bytes: original,
         ratio: original as f64 / file_bytes.max(1) as f64,
         bpw: file_bytes as f64 * 8.0 / weights.max(1) as f64,
-        packed_bpw: if packed_w > 0 { packed_bits / packed_w as f64 } else { 0.0 },
+        packed_bpw: if packed_w > 0 {
+            packed_bits / packed_w as f64
+        } else {
+            0.0
+        },
         tensors: rows,
     };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
     }
-    println!("{:<60} {:>16} {:>5} {:>4} {:>2} {:>4} {:>8} {:>7} {:>12}", "tensor", "shape", "dtype", "bits", "d", "G", "mode", "bpw", "bytes");
+    println!(
+        "{:<60} {:>16} {:>5} {:>4} {:>2} {:>4} {:>8} {:>7} {:>12}",
+        "tensor", "shape", "dtype", "bits", "d", "G", "mode", "bpw", "bytes"
+    );
     for r in &summary.tensors {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
@@ -117,7 +144,18 @@ pub fn run(a: InspectArgs) -> Result<()> {
 
 fn raw_row(name: &str, shape: &[usize], dtype: String, bytes: u64) -> TensorRow {
     let n = shape.iter().product::<usize>().max(1) as f64;
-    TensorRow { name: name.to_string(), shape: shape.to_vec(), dtype, packed: false, bits: None, dim: None, groups: None, mode: None, bpw: bytes as f64 * 8.0 / n, bytes }
+    TensorRow {
+        name: name.to_string(),
+        shape: shape.to_vec(),
+        dtype,
+        packed: false,
+        bits: None,
+        dim: None,
+        groups: None,
+        mode: None,
+        bpw: bytes as f64 * 8.0 / n,
+        bytes,
+    }
 }
 
 fn dtype_bytes(dtype: &str) -> u64 {

@@ -18,12 +18,20 @@ pub fn map(path: &Path) -> Result<Mmap> {
 /// Write `bytes` to `path` through a temporary file in the same folder and a
 /// rename, so an interrupted run never leaves a truncated output.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "out".into());
     let tmp: PathBuf = dir.join(format!(".{name}.jlcm-tmp-{}", std::process::id()));
     let res = (|| -> Result<()> {
-        let mut f = fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut f =
+            fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         f.sync_all().ok();
         fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))?;
         Ok(())
@@ -43,7 +51,11 @@ pub fn model_files(input: &Path) -> Result<Vec<PathBuf>> {
             Some(idx)
         } else {
             let single = input.join("model.safetensors");
-            anyhow::ensure!(single.exists(), "{}: no model.safetensors or model.safetensors.index.json", input.display());
+            anyhow::ensure!(
+                single.exists(),
+                "{}: no model.safetensors or model.safetensors.index.json",
+                input.display()
+            );
             return Ok(vec![single]);
         }
     } else if input.to_string_lossy().ends_with(".index.json") {
@@ -53,7 +65,8 @@ pub fn model_files(input: &Path) -> Result<Vec<PathBuf>> {
     };
     match index {
         Some(idx) => {
-            let text = fs::read_to_string(&idx).with_context(|| format!("cannot read {}", idx.display()))?;
+            let text = fs::read_to_string(&idx)
+                .with_context(|| format!("cannot read {}", idx.display()))?;
             let parsed = jlcm::format::safetensors::ShardIndex::parse(&text)?;
             let dir = idx.parent().unwrap_or(Path::new("."));
             Ok(parsed.shards().into_iter().map(|s| dir.join(s)).collect())
