@@ -155,7 +155,9 @@ impl Learner {
         }
         // Weighted k-means per codebook on (scale-normalised) sub-vectors.
         for c in 0..n_cb {
-            let rows: Vec<usize> = (0..n_out).filter(|&r| mode == Mode::Scale || me.groups[r] as usize == c).collect();
+            let rows: Vec<usize> = (0..n_out)
+                .filter(|&r| mode == Mode::Scale || me.groups[r] as usize == c)
+                .collect();
             let total = rows.len() * n_sub;
             let mut rng = rng_for(seed, salt, c as u64);
             let picks = sample_indices(&mut rng, total, MAX_KMEANS_POINTS.max(64 * k).min(total));
@@ -191,7 +193,11 @@ impl Learner {
                     x[a] = me.w[r * n_p + s * d + a] / sc;
                 }
                 let wts = &hdiag[s * d..(s + 1) * d];
-                me.idx[r * n_sub + s] = if d == 1 { nearest_sorted(cbk, x[0]) } else { nearest(&x, wts, cbk, d).0 as u8 };
+                me.idx[r * n_sub + s] = if d == 1 {
+                    nearest_sorted(cbk, x[0])
+                } else {
+                    nearest(&x, wts, cbk, d).0 as u8
+                };
             }
         }
         let (err, grad, loss, _) = me.evaluate(&me.cb, &me.scales, false);
@@ -214,7 +220,12 @@ impl Learner {
     /// Error, gradient and loss for codebooks `cb` and scales `scales` with
     /// the current mapping; with `fit_scales`, the scales are first refitted
     /// by least squares (scale mode). Returns the scales used.
-    fn evaluate(&self, cb: &[f32], scales: &[f32], fit_scales: bool) -> (Vec<f32>, Vec<f32>, f64, Vec<f32>) {
+    fn evaluate(
+        &self,
+        cb: &[f32],
+        scales: &[f32],
+        fit_scales: bool,
+    ) -> (Vec<f32>, Vec<f32>, f64, Vec<f32>) {
         let (n_p, d, k, n_sub) = (self.n_p, self.d, self.k, self.n_sub);
         let mut v = vec![0f32; self.n_out * n_p];
         for r in 0..self.n_out {
@@ -234,7 +245,11 @@ impl Learner {
             let mut den = vec![0f64; self.n_groups];
             for r in 0..self.n_out {
                 let g = self.groups[r] as usize;
-                let (ur, vr, wr) = (&u[r * n_p..(r + 1) * n_p], &v[r * n_p..(r + 1) * n_p], &self.w[r * n_p..(r + 1) * n_p]);
+                let (ur, vr, wr) = (
+                    &u[r * n_p..(r + 1) * n_p],
+                    &v[r * n_p..(r + 1) * n_p],
+                    &self.w[r * n_p..(r + 1) * n_p],
+                );
                 num[g] += dot64(ur, wr);
                 den[g] += dot64(ur, vr);
             }
@@ -270,13 +285,19 @@ impl Learner {
         let n_cb = self.cb.len() / (self.k * self.d);
         let mut new_cb = self.cb.clone();
         for c in 0..n_cb {
-            let rows: Vec<usize> = (0..self.n_out).filter(|&r| self.cb_of(self.groups[r] as usize) == c).collect();
+            let rows: Vec<usize> = (0..self.n_out)
+                .filter(|&r| self.cb_of(self.groups[r] as usize) == c)
+                .collect();
             if rows.is_empty() {
                 continue;
             }
             let kd = self.k * self.d;
             let old = &self.cb[c * kd..(c + 1) * kd];
-            let solved = if kd <= MAX_EXACT_LS { self.solve_exact(&rows, old) } else { self.solve_block_newton(&rows, old) };
+            let solved = if kd <= MAX_EXACT_LS {
+                self.solve_exact(&rows, old)
+            } else {
+                self.solve_block_newton(&rows, old)
+            };
             if let Some(sol) = solved {
                 for (o, v) in new_cb[c * kd..(c + 1) * kd].iter_mut().zip(sol) {
                     let x = round16(v as f32);
@@ -387,7 +408,8 @@ impl Learner {
                     let j = s * d + a;
                     grad[kk * d + a] += sc * self.grad[r * n_p + j] as f64;
                     for a2 in 0..d {
-                        blocks[kk * d * d + a * d + a2] += sc * sc * self.metric.at(j, s * d + a2) as f64;
+                        blocks[kk * d * d + a * d + a2] +=
+                            sc * sc * self.metric.at(j, s * d + a2) as f64;
                     }
                 }
             }
@@ -452,7 +474,9 @@ impl Learner {
                 let mut ds: Vec<(f32, usize)> = (0..k)
                     .filter(|o| *o != kk)
                     .map(|o| {
-                        let dist: f32 = (0..d).map(|a| (cbk[o * d + a] - cbk[kk * d + a]).powi(2)).sum();
+                        let dist: f32 = (0..d)
+                            .map(|a| (cbk[o * d + a] - cbk[kk * d + a]).powi(2))
+                            .sum();
                         (dist, o)
                     })
                     .collect();
@@ -488,7 +512,8 @@ impl Learner {
                         }
                     }
                     (MoveRule::Proximal, _) => {
-                        let nb = &self.neighbours[(c * k + cur) * self.n_neigh..(c * k + cur + 1) * self.n_neigh];
+                        let nb = &self.neighbours
+                            [(c * k + cur) * self.n_neigh..(c * k + cur + 1) * self.n_neigh];
                         cands.extend(nb.iter().map(|v| *v as usize));
                     }
                 }
@@ -506,7 +531,9 @@ impl Learner {
                             continue;
                         }
                         for a2 in 0..d {
-                            dl += delta[a] as f64 * delta[a2] as f64 * self.metric.at(s * d + a, s * d + a2) as f64;
+                            dl += delta[a] as f64
+                                * delta[a2] as f64
+                                * self.metric.at(s * d + a, s * d + a2) as f64;
                         }
                     }
                     if dl < best.0 {
@@ -526,7 +553,9 @@ impl Learner {
                     self.err[r * n_p + j] += dlt;
                     match &self.metric {
                         Metric::Diagonal(h) => grow[j] += 2.0 * dlt * h[j],
-                        Metric::Dense { data, .. } => axpy(grow, 2.0 * dlt, &data[j * n_p..(j + 1) * n_p]),
+                        Metric::Dense { data, .. } => {
+                            axpy(grow, 2.0 * dlt, &data[j * n_p..(j + 1) * n_p])
+                        }
                     }
                 }
             }
@@ -536,17 +565,31 @@ impl Learner {
     }
 
     /// Run the sweeps, reporting every step. `on_step` returns false to stop.
-    pub fn learn(&mut self, iters: u32, rule: MoveRule, tol: f64, on_step: &mut dyn FnMut(LossPoint) -> bool) -> bool {
+    pub fn learn(
+        &mut self,
+        iters: u32,
+        rule: MoveRule,
+        tol: f64,
+        on_step: &mut dyn FnMut(LossPoint) -> bool,
+    ) -> bool {
         for sweep in 1..=iters {
             let before = self.loss;
             self.codebook_step();
-            if !on_step(LossPoint { sweep, kind: StepKind::Codebook, loss: self.loss }) {
+            if !on_step(LossPoint {
+                sweep,
+                kind: StepKind::Codebook,
+                loss: self.loss,
+            }) {
                 return false;
             }
             for _ in 0..MAX_MAPPING_PASSES {
                 let start = self.loss;
                 let gain = -self.mapping_pass(rule);
-                if !on_step(LossPoint { sweep, kind: StepKind::Mapping, loss: self.loss }) {
+                if !on_step(LossPoint {
+                    sweep,
+                    kind: StepKind::Mapping,
+                    loss: self.loss,
+                }) {
                     return false;
                 }
                 if gain <= tol * start {
