@@ -14,6 +14,7 @@ import { LossView } from './views/loss.js';
 import { ModelView } from './views/model.js';
 import { packedEntries, denseEntries, saveSafetensors } from './download.js';
 import { formatBytes } from './stats.js';
+import { slow } from './timing.js';
 
 const $ = (/** @type {string} */ sel) => /** @type {HTMLElement} */ (document.querySelector(sel));
 
@@ -33,7 +34,7 @@ const state = {
   /** @type {{tensors: number, ms: number, failed: string[], cancelled: number}|null} */
   lastRun: null,
 };
-/** @type {any} */ (window).jlcm = { state };
+/** @type {any} */ (window).jlcm = { state, slow };
 
 const pool = await startPool();
 const table = new TensorTable($('#table'), (name) => select(name));
@@ -86,7 +87,7 @@ function notice(text, kind = 'info') {
   close.onclick = () => n.remove();
   n.append(close);
   box.append(n);
-  if (kind === 'info') setTimeout(() => n.remove(), 8000);
+  if (kind === 'info') setTimeout(() => n.remove(), 4000);
 }
 
 function wireOpening() {
@@ -240,7 +241,7 @@ function wireActions() {
     const t = state.model?.tensors.find((x) => x.name === state.selected);
     if (t) compress([t]);
   });
-  $('#compress-all').addEventListener('click', () => compress(state.model?.tensors.filter((t) => t.compressible) ?? []));
+  $('#compress-all').addEventListener('click', () => compress(table.visible().map((r) => r.t).filter((t) => t.compressible)));
   $('#cancel').addEventListener('click', () => state.run?.abort());
   $('#download-packed').addEventListener('click', () => download('packed'));
   $('#download-dense').addEventListener('click', () => download('dense'));

@@ -4,6 +4,7 @@
 // replaced the same way and its job fails with a message naming the tensor.
 
 import { MSG, DONE_FOR } from './protocol.js';
+import { timed } from './timing.js';
 
 /**
  * @typedef {object} Job
@@ -61,7 +62,7 @@ export class WorkerPool {
     const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: `jlcm-${index}` });
     /** @type {Slot} */
     const slot = { worker, job: null, ready: false, index };
-    worker.onmessage = (e) => this.onMessage(slot, e.data);
+    worker.onmessage = (e) => timed(`worker message ${e.data?.type}`, () => this.onMessage(slot, e.data));
     worker.onerror = (e) => {
       e.preventDefault();
       this.crashed(slot, e.message || 'the worker stopped (out of memory?)');

@@ -95,13 +95,14 @@
  * @property {number} lo
  * @property {number} hi
  * @property {number[]} counts
+ * @property {number} outside  values outside [lo, hi], not drawn
  */
 
 /**
  * @typedef {{type: 'ready', simd: boolean, version: string, features: string[]}} ReadyMsg
  * @typedef {{type: 'failed', message: string}} FailedMsg
  * @typedef {{type: 'progress', id: number, event: {type: 'phase', phase: string} | {type: 'loss', point: {sweep: number, kind: string, loss: number}}}} ProgressMsg
- * @typedef {{type: 'analysed', id: number, histogram: Histogram, rows: {mean: Float32Array, std: Float32Array, absMax: Float32Array}, rowsRead: number, nOut: number, nIn: number, ms: number}} AnalysedMsg
+ * @typedef {{type: 'analysed', id: number, histogram: Histogram, min: number, max: number, rows: {mean: Float32Array, std: Float32Array, absMax: Float32Array}, rowsRead: number, nOut: number, nIn: number, ms: number}} AnalysedMsg
  * @typedef {{type: 'compressed', id: number, report: TensorReport, parts: PackedPart[], params: PackedParams, groupHistograms: Histogram[], ms: number}} CompressedMsg
  * @typedef {{type: 'decoded', id: number, data: Uint8Array}} DecodedMsg
  * @typedef {{type: 'embedded', id: number, original: Float32Array, packed: Float32Array|null, dim: number, originalMs: number, packedMs: number}} EmbeddedMsg

@@ -18,6 +18,26 @@ export function range(v) {
 }
 
 /**
+ * The central part of a distribution: quantiles `q` and `1 - q` of (a sample
+ * of at most 20 000 of) the values, so one outlier does not flatten a plot.
+ * @param {ArrayLike<number>} v
+ * @param {number} [q]
+ * @returns {[number, number]}
+ */
+export function centralRange(v, q = 0.001) {
+  const step = Math.max(1, Math.floor(v.length / 20000));
+  const sample = [];
+  for (let i = 0; i < v.length; i += step) sample.push(v[i]);
+  if (!sample.length) return [0, 1];
+  sample.sort((a, b) => a - b);
+  const lo = sample[Math.floor(q * (sample.length - 1))];
+  const hi = sample[Math.ceil((1 - q) * (sample.length - 1))];
+  return lo === hi ? [lo - 0.5, hi + 0.5] : [lo, hi];
+}
+
+/**
+ * Counts in `bins` equal bins over [lo, hi]; values outside are counted in
+ * `outside`, not drawn.
  * @param {ArrayLike<number>} v
  * @param {number} lo
  * @param {number} hi
@@ -27,11 +47,13 @@ export function range(v) {
 export function histogram(v, lo, hi, bins) {
   const counts = new Array(bins).fill(0);
   const scale = bins / (hi - lo || 1);
+  let outside = 0;
   for (let i = 0; i < v.length; i++) {
-    const b = Math.floor((v[i] - lo) * scale);
-    counts[b < 0 ? 0 : b >= bins ? bins - 1 : b]++;
+    const x = (v[i] - lo) * scale;
+    if (x < 0 || x > bins) { outside++; continue; }
+    counts[x >= bins ? bins - 1 : Math.floor(x)]++;
   }
-  return { lo, hi, counts };
+  return { lo, hi, counts, outside };
 }
 
 /**

@@ -6,7 +6,7 @@ import { MSG } from './protocol.js';
 import { toF32 } from './safetensors.js';
 import { loadEngine, compressTensor } from './engine.js';
 import { splitPacked, groupIdsOf, decodeF32, fromF32 } from './packed.js';
-import { histogram, rowStats, range } from './stats.js';
+import { histogram, rowStats, range, centralRange } from './stats.js';
 
 /** @type {Promise<void>|null} */
 let ready = null;
@@ -89,10 +89,11 @@ async function analyse(msg) {
   const t0 = performance.now();
   const { nOut, nIn } = matrixOf(msg.tensor);
   const { values, rows } = await readRows(msg.tensor, msg.maxRows);
-  const [lo, hi] = range(values);
+  const [min, max] = range(values);
+  const [lo, hi] = centralRange(values);
   const h = histogram(values, lo, hi, msg.bins);
   const rs = rowStats(values, rows, values.length / rows);
-  post({ type: MSG.analysed, id: msg.id, histogram: h, rows: rs, rowsRead: rows, nOut, nIn, ms: performance.now() - t0 },
+  post({ type: MSG.analysed, id: msg.id, histogram: h, min, max, rows: rs, rowsRead: rows, nOut, nIn, ms: performance.now() - t0 },
     [rs.mean.buffer, rs.std.buffer, rs.absMax.buffer]);
 }
 
@@ -107,22 +108,25 @@ async function compress(msg) {
     if (event.type === 'phase' || event.type === 'loss') post({ type: MSG.progress, id: msg.id, event });
   });
   const { parts, params } = splitPacked(packed, t.name);
-  // Each group's value distribution, on a common range, for the groups view.
+  // Each group's value distribution over its own central range (widened to
+  // show all its codewords), for the groups view.
   const values = toF32(t.dtype, raw.buffer);
   const { nIn } = matrixOf(t);
   const groups = groupIdsOf(parts);
-  const [lo, hi] = range(values);
-  const nGroups = report.groupSizes.length;
-  const groupHistograms = [];
-  for (let g = 0; g < nGroups; g++) {
-    const counts = new Array(120).fill(0);
-    const scale = 120 / (hi - lo || 1);
-    for (let r = 0; r < groups.length; r++) {
-      if (groups[r] !== g) continue;
-      for (let j = r * nIn, e = j + nIn; j < e; j++) counts[Math.min(119, Math.max(0, Math.floor((values[j] - lo) * scale)))]++;
-    }
-    groupHistograms.push({ lo, hi, counts });
-  }
+  const groupHistograms = report.groupSizes.map((_, g) => {
+    const own = [];
+    for (let r = 0; r < groups.length; r++) if (groups[r] === g) own.push(values.subarray(r * nIn, (r + 1) * nIn));
+    const flat = new Float32Array(own.reduce((a, x) => a + x.length, 0));
+    let o = 0;
+    for (const x of own) { flat.set(x, o); o += x.length; }
+    const scale = params.mode === 'scale' ? report.scales[g] : 1;
+    const words = report.codebooks[params.mode === 'scale' ? 0 : g].map((c) => c * scale);
+    let [lo, hi] = centralRange(flat);
+    lo = Math.min(lo, ...words);
+    hi = Math.max(hi, ...words);
+    const pad = (hi - lo) * 0.03;
+    return histogram(flat, lo - pad, hi + pad, 80);
+  });
   post({ type: MSG.compressed, id: msg.id, report, parts, params, groupHistograms, ms: performance.now() - t0 },
     parts.map((p) => p.data.buffer));
 }

@@ -33,9 +33,18 @@ export function chart(el, opts, data) {
 /** Axis with compact numbers. */
 export const compactAxis = (label) => ({
   label,
-  size: 50,
-  values: (_u, ticks) => ticks.map((v) => fmt(v)),
+  size: 56,
+  values: (_u, ticks) => tickLabels(ticks),
 });
+
+/** Tick labels with as many decimals as the tick spacing needs. @param {number[]} ticks */
+export function tickLabels(ticks) {
+  const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) : Math.abs(ticks[0] || 1);
+  const big = Math.max(...ticks.map(Math.abs));
+  if (big >= 1e5 || (big > 0 && big < 1e-3)) return ticks.map((v) => (v === 0 ? '0' : v.toExponential(1)));
+  const decimals = Math.min(8, Math.max(0, -Math.floor(Math.log10(step || 1) + 1e-9)));
+  return ticks.map((v) => v.toFixed(decimals));
+}
 
 /** @param {number} v */
 export function fmt(v) {
@@ -62,7 +71,7 @@ export function histogramChart(el, h, o = {}) {
     legend: { show: false },
     cursor: { show: !o.compact, drag: { x: !o.compact, y: false } },
     scales: { x: { time: false, range: [h.lo, h.hi] }, y: { distr: o.logY ? 3 : 1 } },
-    axes: o.compact ? [{ size: 22, font: '10px system-ui', values: (_u, t) => t.map(fmt) }, { show: false }] : [compactAxis('value'), compactAxis('count')],
+    axes: o.compact ? [{ size: 22, font: '10px system-ui', values: (_u, t) => tickLabels(t) }, { show: false }] : [compactAxis('value'), compactAxis('count')],
     series: [{}, { label: 'count', fill: c + '55', stroke: c, paths: bars, points: { show: false } }],
     hooks: {
       draw: [(u) => {

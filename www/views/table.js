@@ -17,7 +17,6 @@ const COLUMNS = [
   { key: 'shape', label: 'Shape', get: (r) => r.t.shape.reduce((a, b) => a * b, 1) },
   { key: 'dtype', label: 'Dtype', get: (r) => r.t.dtype },
   { key: 'size', label: 'Size', get: (r) => r.t.end - r.t.start },
-  { key: 'comp', label: 'Comp.', get: (r) => (r.t.compressible ? 1 : 0) },
   { key: 'bpw', label: 'bpw', get: (r) => r.bpw ?? Infinity },
   { key: 'err', label: 'Error', get: (r) => r.err ?? Infinity },
   { key: 'status', label: 'Status', get: (r) => r.status },
@@ -33,6 +32,10 @@ export class TensorTable {
     this.onSelect = onSelect;
     /** @type {Row[]} */
     this.rows = [];
+    /** @type {Map<string, Row>} */
+    this.byName = new Map();
+    /** @type {Set<Row>} rows changed since the last frame */
+    this.dirty = new Set();
     this.query = '';
     this.sortKey = '';
     this.sortDir = 1;
@@ -67,16 +70,27 @@ export class TensorTable {
   /** @param {import('../safetensors.js').TensorInfo[]} tensors */
   setTensors(tensors) {
     this.rows = tensors.map((t) => ({ t, status: '', bpw: null, err: null, progress: 0 }));
+    this.byName = new Map(this.rows.map((r) => [r.t.name, r]));
+    this.dirty.clear();
     this.render();
   }
 
   /** @param {string} name @param {Partial<Row>} patch */
   update(name, patch) {
-    const row = this.rows.find((r) => r.t.name === name);
+    const row = this.byName.get(name);
     if (!row) return;
     Object.assign(row, patch);
-    const tr = this.tbody.querySelector(`tr[data-name="${CSS.escape(name)}"]`);
-    if (tr) tr.outerHTML = this.rowHtml(row);
+    this.dirty.add(row);
+    if (this.dirty.size === 1) requestAnimationFrame(() => this.flush());
+  }
+
+  /** Redraw the rows that changed since the last frame, and the totals once. */
+  flush() {
+    for (const row of this.dirty) {
+      const tr = this.tbody.querySelector(`tr[data-name="${CSS.escape(row.t.name)}"]`);
+      if (tr) tr.outerHTML = this.rowHtml(row);
+    }
+    this.dirty.clear();
     this.renderTotals(this.visible());
   }
 
@@ -127,11 +141,10 @@ export class TensorTable {
   /** @param {Row} r */
   rowHtml(r) {
     const t = r.t;
-    const status = r.status === 'running' ? `running ${Math.round(r.progress * 100)}%` : r.status;
-    return `<tr data-name="${esc(t.name)}" class="${r.status} ${t.name === this.selected ? 'selected' : ''}">
+    const status = r.status === 'running' ? `running ${Math.round(r.progress * 100)}%` : r.status || (t.compressible ? '' : 'copied');
+    return `<tr data-name="${esc(t.name)}" class="${r.status} ${t.compressible ? '' : 'copied'} ${t.name === this.selected ? 'selected' : ''}">
       <td class="name" title="${esc(t.name)} (${esc(t.shard)})">${esc(t.name)}</td>
       <td>[${t.shape.join(', ')}]</td><td>${t.dtype}</td><td class="num">${formatBytes(t.end - t.start)}</td>
-      <td>${t.compressible ? 'yes' : 'no'}</td>
       <td class="num">${r.bpw == null ? '' : r.bpw.toFixed(3)}</td>
       <td class="num">${r.err == null ? '' : r.err.toFixed(4)}</td>
       <td class="status">${status}</td></tr>`;
@@ -146,8 +159,8 @@ export class TensorTable {
     const done = rows.filter((r) => r.bpw != null);
     const w = done.reduce((a, r) => a + r.t.shape.reduce((x, y) => x * y, 1), 0);
     const bpw = w ? done.reduce((a, r) => a + (r.bpw ?? 0) * r.t.shape.reduce((x, y) => x * y, 1), 0) / w : null;
-    this.tfoot.innerHTML = `<tr><td>Total: ${rows.length} tensors, ${fmtCount(params)} values</td><td></td><td></td>
-      <td class="num">${formatBytes(bytes)}</td><td>${comp.length} (${formatBytes(compBytes)})</td>
+    this.tfoot.innerHTML = `<tr><td title="${comp.length} compressible (${formatBytes(compBytes)})">Total: ${rows.length} tensors (${comp.length} compressible), ${fmtCount(params)} values</td><td></td><td></td>
+      <td class="num">${formatBytes(bytes)}</td>
       <td class="num">${bpw == null ? '' : bpw.toFixed(3)}</td><td></td><td>${done.length} done</td></tr>`;
   }
 }

@@ -1,6 +1,6 @@
 // The selected tensor: its value histogram and per-row statistics.
 
-import { histogramChart, lineChart } from './charts.js';
+import { histogramChart, lineChart, fmt } from './charts.js';
 import { esc } from './table.js';
 import { formatBytes } from '../stats.js';
 
@@ -18,7 +18,8 @@ export function renderTensorView(root, t, a) {
     <label class="inline"><input type="checkbox" id="hist-log"> log counts</label>
     <div class="chart" id="row-stats"></div>`;
   const hist = /** @type {HTMLElement} */ (root.querySelector('#value-histogram'));
-  const draw = (logY) => histogramChart(hist, a.histogram, { title: 'Value histogram', logY });
+  const tails = a.histogram.outside ? `; ${a.histogram.outside} tail values outside, full range ${fmt(a.min)} … ${fmt(a.max)}` : '';
+  const draw = (logY) => histogramChart(hist, a.histogram, { title: `Value histogram (central 99.8 %${tails})`, logY });
   draw(false);
   root.querySelector('#hist-log')?.addEventListener('change', (e) => draw(/** @type {HTMLInputElement} */ (e.target).checked));
   const x = Array.from({ length: a.rows.mean.length }, (_, i) => i);
