@@ -10,6 +10,8 @@ import { histogram, rowStats, range, centralRange } from './stats.js';
 
 /** @type {Promise<void>|null} */
 let ready = null;
+/** Values read to draw a tensor's histogram and row statistics, at most. */
+const MAX_ANALYSED_VALUES = 4 << 20;
 
 self.onmessage = async (/** @type {MessageEvent<import('./protocol.js').ToWorker>} */ e) => {
   const msg = e.data;
@@ -67,6 +69,7 @@ function matrixOf(t) {
  */
 async function readRows(t, maxRows) {
   const { nOut, nIn } = matrixOf(t);
+  maxRows = Math.max(32, Math.min(maxRows, Math.floor(MAX_ANALYSED_VALUES / nIn)));
   const elt = t.dtype === 'F32' ? 4 : 2;
   const rowBytes = nIn * elt;
   if (nOut <= maxRows) return { values: toF32(t.dtype, await t.file.slice(t.start, t.end).arrayBuffer()), rows: nOut };

@@ -37,7 +37,7 @@ export async function openBrowser(o = {}) {
   const origin = new URL(url).origin;
   const browser = await chromium.launch({
     executablePath: chromiumPath(),
-    args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--jlcm-e2e-run=${process.pid}`],
   });
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1440, height: 900 } });
   const page = await context.newPage();
@@ -71,4 +71,35 @@ export function nativeCli() {
     if (fs.existsSync(full)) return full;
   }
   return null;
+}
+
+/**
+ * Memory (MB) of the browser's renderer processes (the tab and its workers):
+ * resident, and private (anonymous + shared memory, i.e. without the
+ * chromium code pages every process maps), from /proc: renderers under the browser this process launched
+ * (found by its --jlcm-e2e-run=PID switch).
+ */
+export function rendererMemoryMB() {
+  if (!fs.existsSync('/proc')) return null;
+  let root = 0;
+  const parent = new Map();
+  const info = new Map();
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      parent.set(Number(pid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+      const field = (f) => Number(new RegExp(`${f}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+      info.set(Number(pid), { renderer: cmd.includes('--type=renderer'), rss: field('VmRSS'), private: field('RssAnon') + field('RssShmem') });
+      if (cmd.includes(`--jlcm-e2e-run=${process.pid}\0`) && !cmd.includes('--type=')) root = Number(pid);
+    } catch { /* gone */ }
+  }
+  let rss = 0;
+  let priv = 0;
+  for (const [pid, i] of info) {
+    if (!i.renderer) continue;
+    for (let p = pid; p > 1; p = parent.get(p) ?? 0) if (p === root) { rss += i.rss; priv += i.private; break; }
+  }
+  return { rssMB: Math.round(rss / 1024), privateMB: Math.round(priv / 1024) };
 }
