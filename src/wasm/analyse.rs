@@ -157,7 +157,7 @@ pub fn read_tensor(#[wasm_bindgen(unchecked_param_type = "TensorSpec")] tensor: 
 pub fn analyse_tensor(
     #[wasm_bindgen(unchecked_param_type = "TensorSpec")] tensor: JsValue,
     bytes: &[u8],
-    #[wasm_bindgen(unchecked_param_type = "AnalyseOptions | undefined")] options: JsValue,
+    #[wasm_bindgen(unchecked_optional_param_type = "AnalyseOptions")] options: JsValue,
 ) -> Result<JsValue, JsValue> {
     Ok(analyse_impl(tensor, bytes, options)?)
 }

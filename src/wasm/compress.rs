@@ -120,8 +120,8 @@ impl CompressedTensor {
 pub fn compress_tensor(
     #[wasm_bindgen(unchecked_param_type = "TensorSpec")] tensor: JsValue,
     bytes: &[u8],
-    #[wasm_bindgen(unchecked_param_type = "CompressOptions | undefined")] options: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "CompressContext | undefined")] context: JsValue,
+    #[wasm_bindgen(unchecked_optional_param_type = "CompressOptions")] options: JsValue,
+    #[wasm_bindgen(unchecked_optional_param_type = "CompressContext")] context: JsValue,
 ) -> Result<CompressedTensor, JsValue> {
     let mut thrown: Option<JsValue> = None;
     let out = compress_impl(tensor, bytes, options, context, &mut thrown);
