@@ -3,3 +3,5 @@
 pub mod engine;
 pub mod format;
 pub mod kernels;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;

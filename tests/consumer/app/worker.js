@@ -1,0 +1,8 @@
+// (c) A module worker with its own wasm instance.
+import init, * as jlcm from "jlcm";
+import wasmUrl from "jlcm/jlcm_bg.wasm";
+import { compressAndDecode } from "./check.js";
+
+init({ module_or_path: wasmUrl })
+  .then(() => postMessage({ ok: true, result: compressAndDecode(jlcm) }))
+  .catch((e) => postMessage({ ok: false, error: String(e && e.stack || e) }));
