@@ -1,4 +1,5 @@
-// Writing the packed file (and the decoded dense file) in parts: through the
+// Writing the packed file (and the decoded dense file) in parts, in the
+// same layout and order as the native CLI (the same bytes for the same seed): through the
 // File System Access API where the browser has it, else as a Blob built from
 // parts. Copied-through tensors are File.slice()s of the input, so the Blob
 // refers to the input file and never holds a second copy of it.
@@ -30,7 +31,7 @@ export function packedEntries(tensors, results, inputMetadata) {
   const metadata = {};
   for (const [k, v] of Object.entries(inputMetadata)) if (k !== FORMAT_KEY && !k.startsWith(PARAM_PREFIX)) metadata[k] = v;
   metadata[FORMAT_KEY] = FORMAT_VERSION;
-  for (const t of tensors) {
+  for (const t of byName(tensors)) {
     const r = results.get(t.name);
     if (r) {
       metadata[PARAM_PREFIX + t.name] = JSON.stringify(r.params);
@@ -50,7 +51,7 @@ export function packedEntries(tensors, results, inputMetadata) {
  * @param {(r: import('./protocol.js').CompressedMsg) => Promise<Uint8Array>} decode
  */
 export function denseEntries(tensors, results, inputMetadata, decode) {
-  const entries = tensors.map((t) => {
+  const entries = byName(tensors).map((t) => {
     const r = results.get(t.name);
     if (!r) return rawEntry(t);
     return { name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.end - t.start, bytes: () => decode(r) };
@@ -59,6 +60,22 @@ export function denseEntries(tensors, results, inputMetadata, decode) {
   const metadata = {};
   for (const [k, v] of Object.entries(inputMetadata)) if (k !== FORMAT_KEY && !k.startsWith(PARAM_PREFIX)) metadata[k] = v;
   return { entries, metadata };
+}
+
+/**
+ * Tensors in the order the native writer uses (PackedFile::to_bytes: by
+ * name, byte order), so the page and the CLI write the same bytes.
+ * @param {import('./safetensors.js').TensorInfo[]} tensors
+ */
+function byName(tensors) {
+  const enc = new TextEncoder();
+  const key = new Map(tensors.map((t) => [t, enc.encode(t.name)]));
+  return [...tensors].sort((a, b) => {
+    const x = key.get(a);
+    const y = key.get(b);
+    for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+    return x.length - y.length;
+  });
 }
 
 /** @param {import('./safetensors.js').TensorInfo} t @returns {OutputEntry} */

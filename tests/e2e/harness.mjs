@@ -2,7 +2,7 @@
 // Debian's chromium driven by playwright-core, and the checks every test
 // wants (no request leaves the origin, no page errors).
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -102,4 +102,42 @@ export function rendererMemoryMB() {
     for (let p = pid; p > 1; p = parent.get(p) ?? 0) if (p === root) { rss += i.rss; priv += i.private; break; }
   }
   return { rssMB: Math.round(rss / 1024), privateMB: Math.round(priv / 1024) };
+}
+
+/**
+ * CPU time (ms, user + system) used so far by the renderer processes of the
+ * browser this process launched: the page's main thread and its workers.
+ * Wall-clock figures on a loaded machine say little; CPU time compares.
+ */
+export function rendererCpuMs() {
+  if (!fs.existsSync('/proc')) return null;
+  const tick = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim() || 100);
+  const parent = new Map();
+  const rows = [];
+  let root = 0;
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      parent.set(Number(pid), Number(f[1]));
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmd.includes(`--jlcm-e2e-run=${process.pid}\0`) && !cmd.includes('--type=')) root = Number(pid);
+      if (cmd.includes('--type=renderer')) rows.push([Number(pid), (Number(f[11]) + Number(f[12])) * tick]);
+    } catch { /* gone */ }
+  }
+  let ms = 0;
+  for (const [pid, t] of rows) for (let p = pid; p > 1; p = parent.get(p) ?? 0) if (p === root) { ms += t; break; }
+  return Math.round(ms);
+}
+
+/**
+ * Run a command, returning its wall and CPU time (ms) via /usr/bin/time.
+ * @param {string} cmd @param {string[]} args
+ */
+export function timedRun(cmd, args) {
+  const t0 = Date.now();
+  const r = spawnSync('/usr/bin/time', ['-f', 'jlcm-cpu %U %S', cmd, ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr.slice(-400)}`);
+  const m = /jlcm-cpu ([\d.]+) ([\d.]+)/.exec(r.stderr);
+  return { wallMs: Date.now() - t0, cpuMs: m ? Math.round((Number(m[1]) + Number(m[2])) * 1000) : null };
 }

@@ -9,13 +9,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { openBrowser, shot, nativeCli, modelDir, ARTIFACTS } from './harness.mjs';
+import { openBrowser, shot, nativeCli, modelDir, rendererCpuMs, timedRun, ARTIFACTS } from './harness.mjs';
 import { parseBytes, toF32 } from '../../www/safetensors.js';
 import { writeSafetensors, randomMatrix } from './synthetic.mjs';
 
 /** The 36 Linear weights of all-MiniLM-L6-v2 (6 layers × q, k, v, o, up, down). */
 const LINEAR_FILTER = 'encoder.*weight';
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'jlcm-e2e-'));
+const PAGE_PACKED = path.join(TMP, 'demo.jlcm.safetensors');
 /** Figures this file measures, written to artifacts/page-figures.json. */
 const figures = {};
 
@@ -108,11 +109,13 @@ test('cancel stops a run within a second and the workers keep working', async ()
 test('compresses the 36 Linear weights at 2 bits; main thread never blocks long', async () => {
   await search(LINEAR_FILTER);
   await view('loss');
-  await page().evaluate(() => { window.__longTasks.length = 0; });
+  await page().evaluate(() => { window.__longTasks.length = 0; window.jlcm.slow.length = 0; });
+  const cpu0 = rendererCpuMs();
   await page().click('#compress-all');
   await page().waitForTimeout(4000);
   await shot(page(), 'loss-live');
   await waitRunEnd();
+  const cpu1 = rendererCpuMs();
   const last = await page().evaluate(() => window.jlcm.state.lastRun);
   assert.equal(last.tensors, 36);
   assert.equal(last.failed.length, 0);
@@ -122,6 +125,9 @@ test('compresses the 36 Linear weights at 2 bits; main thread never blocks long'
   figures.workers = await page().evaluate(() => window.jlcm.pool.size);
   figures.longTasks = longTasks.length;
   figures.maxLongTaskMs = Math.round(Math.max(0, ...longTasks));
+  figures.pageCompress36CpuMs = cpu0 == null ? null : cpu1 - cpu0;
+  figures.loadAverage = os.loadavg().map((x) => +x.toFixed(1));
+  figures.slowPageJs = await page().evaluate(() => window.jlcm.slow.slice(0, 20));
   await shot(page(), 'loss-all');
   await view('tensor');
   await shot(page(), 'table-done');
@@ -129,7 +135,7 @@ test('compresses the 36 Linear weights at 2 bits; main thread never blocks long'
 
 test('the downloaded packed file decodes natively to the expected tensors', async () => {
   const [download] = await Promise.all([page().waitForEvent('download'), page().click('#download-packed')]);
-  const packedPath = path.join(TMP, 'demo.jlcm.safetensors');
+  const packedPath = PAGE_PACKED;
   await download.saveAs(packedPath);
   const [denseDl] = await Promise.all([page().waitForEvent('download'), page().click('#download-dense')]);
   const pageDensePath = path.join(TMP, 'demo.page-decoded.safetensors');
@@ -143,6 +149,7 @@ test('the downloaded packed file decodes natively to the expected tensors', asyn
     const out = path.join(TMP, 'demo.native-decoded.safetensors');
     execFileSync(cli, ['decode', packedPath, '-o', out]);
     dense = parseBytes(new Uint8Array(fs.readFileSync(out)), 'native decode');
+    assert.ok(fs.readFileSync(out).equals(fs.readFileSync(pageDensePath)), 'the page\'s decoded dense file is the CLI\'s, byte for byte');
     figures.decodedWith = 'native CLI';
   } else {
     const glue = await import('../../www/pkg/jlcm.js');
@@ -200,6 +207,25 @@ test('opens dropped files (F16 and BF16 shards), compresses a BF16 tensor', asyn
   await shot(page(), 'dropped-shards');
 });
 
+test('a file dropped on the page opens', async () => {
+  const bytes = fs.readFileSync(path.join(TMP, 'dropped', 'model-00002-of-00002.safetensors'));
+  const dt = await page().evaluateHandle((data) => {
+    const t = new DataTransfer();
+    t.items.add(new File([new Uint8Array(data)], 'dropped.safetensors'));
+    return t;
+  }, [...bytes]);
+  await page().dispatchEvent('body', 'drop', { dataTransfer: dt });
+  await page().waitForFunction(() => window.jlcm.state.model?.title === 'dropped.safetensors');
+  assert.match(await page().textContent('#model-summary'), /1 tensors \(1 compressible\)/);
+});
+
+test('a folder picked with the folder picker opens through its index', async () => {
+  await page().setInputFiles('#pick-folder', path.join(TMP, 'dropped'));
+  await page().waitForFunction(() => window.jlcm.state.model?.tensors.length === 3);
+  await search('');
+  await shot(page(), 'folder');
+});
+
 test('a bad file gives a readable message and the page keeps working', async () => {
   const bad = path.join(TMP, 'broken.safetensors');
   const header = Buffer.from('{"x":{"dtype":"F32","shape":[4,4],"data_offsets":[0,64]}}');
@@ -240,12 +266,14 @@ test('a crashed worker is restarted and the user told which tensor failed', asyn
 
 test('native CLI on the same 36 weights, for comparison', { skip: !nativeCli() && 'no target/release/jlcm' }, () => {
   const out = path.join(TMP, 'native.jlcm.safetensors');
-  const t0 = Date.now();
-  execFileSync(nativeCli(), ['compress', path.join(modelDir(), 'model.safetensors'), '-o', out, '--bits', '2', '--filter', '^encoder\\..*\\.weight$'], { stdio: 'ignore' });
-  figures.nativeCompress36Ms = Date.now() - t0;
-  figures.nativeCommand = `jlcm compress model.safetensors -o out --bits 2 --filter '^encoder\\..*\\.weight$'`;
+  const r = timedRun(nativeCli(), ['compress', path.join(modelDir(), 'model.safetensors'), '-o', out, '--bits', '2', '--tensors', '^encoder\\..*\\.weight$']);
+  figures.nativeCompress36Ms = r.wallMs;
+  figures.nativeCompress36CpuMs = r.cpuMs;
+  figures.nativeCommand = `jlcm compress model.safetensors -o out --bits 2 --tensors '^encoder\\..*\\.weight$'`;
   const info = JSON.parse(execFileSync(nativeCli(), ['inspect', '--json', out], { encoding: 'utf8' }));
-  figures.nativeInspect = { bpw: info.bpw ?? info.file?.bpw, ratio: info.ratio ?? info.file?.ratio };
+  figures.nativeInspect = { packedBpw: info.packed_bpw, ratio: info.ratio };
+  // Same engine, same options, same seed: the page writes the CLI's bytes.
+  assert.ok(fs.readFileSync(PAGE_PACKED).equals(fs.readFileSync(out)), 'the page\'s packed file is the CLI\'s, byte for byte');
 });
 
 test('no request left the origin and the page logged no errors', async () => {
