@@ -170,7 +170,7 @@ export function headerBytes(entries, metadata) {
   if (Object.keys(metadata).length) obj.__metadata__ = Object.fromEntries(Object.entries(metadata).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   let pos = 0;
   for (const e of entries) {
-    obj[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [pos, pos + e.byteLength] };
+    obj[e.name] = { data_offsets: [pos, pos + e.byteLength], dtype: e.dtype, shape: e.shape }; // key order as the native writer
     pos += e.byteLength;
   }
   let json = new TextEncoder().encode(JSON.stringify(obj));

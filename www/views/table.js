@@ -81,10 +81,10 @@ export class TensorTable {
     if (!row) return;
     Object.assign(row, patch);
     this.dirty.add(row);
-    if (this.dirty.size === 1) requestAnimationFrame(() => this.flush());
+    if (this.dirty.size === 1) setTimeout(() => requestAnimationFrame(() => this.flush()), 250);
   }
 
-  /** Redraw the rows that changed since the last frame, and the totals once. */
+  /** Redraw the rows that changed (at most 4 times a second), and the totals once. */
   flush() {
     for (const row of this.dirty) {
       const tr = this.tbody.querySelector(`tr[data-name="${CSS.escape(row.t.name)}"]`);
