@@ -36,7 +36,10 @@ after(async () => {
 });
 
 const page = () => b.page;
-const status = (name) => page().locator(`#tensor-table tr[data-name="${name}"] td.status`);
+/** The table shows `want` as the tensor's status (it redraws a few times a second). */
+async function expectStatus(name, want) {
+  await page().waitForFunction(([n, w]) => document.querySelector(`#tensor-table tr[data-name="${n}"] td.status`)?.textContent.trim() === w, [name, want], { timeout: 5000 });
+}
 async function view(v) {
   await page().click(`.tabs button[data-view="${v}"]`);
 }
@@ -70,7 +73,7 @@ test('compresses one tensor to the end and draws groups, codebooks and error', a
   await page().click(`#tensor-table tr[data-name="${name}"]`);
   await page().click('#compress-one');
   await waitRunEnd();
-  assert.equal((await status(name).textContent()).trim(), 'done');
+  await expectStatus(name, 'done');
   const r = await page().evaluate((n) => {
     const x = window.jlcm.state.results.get(n);
     return { bpw: x.report.bpw, err: x.report.relOutputError, losses: x.report.losses.map((p) => p.loss), groups: x.report.groupSizes.length };
@@ -217,7 +220,7 @@ test('opens dropped files (F16 and BF16 shards), compresses a BF16 tensor', asyn
   await page().waitForSelector('#value-histogram .uplot');
   await page().click('#compress-one');
   await waitRunEnd();
-  assert.equal((await status('b.weight').textContent()).trim(), 'done');
+  await expectStatus('b.weight', 'done');
   await shot(page(), 'dropped-shards');
 });
 
@@ -275,11 +278,11 @@ test('a crashed worker is restarted and the user told which tensor failed', asyn
   await page().click('#compress-one');
   await waitRunEnd(5000);
   await page().waitForFunction(() => [...document.querySelectorAll('.notice.error')].some((e) => /a\.weight: the worker crashed \(simulated crash\)/.test(e.textContent)));
-  assert.equal((await status('a.weight').textContent()).trim(), 'failed');
+  await expectStatus('a.weight', 'failed');
   await shot(page(), 'worker-restarted');
   await page().click('#compress-one');
   await waitRunEnd();
-  assert.equal((await status('a.weight').textContent()).trim(), 'done');
+  await expectStatus('a.weight', 'done');
 });
 
 test('native CLI on the same 36 weights, for comparison', { skip: !nativeCli() && 'no target/release/jlcm' }, () => {

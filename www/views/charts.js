@@ -99,15 +99,15 @@ export function histogramChart(el, h, o = {}) {
  * @param {HTMLElement} el
  * @param {number[]} x
  * @param {{label: string, values: (number|null)[], colour?: string, width?: number, bars?: boolean}[]} series
- * @param {{title?: string, height?: number, xLabel?: string, yLabel?: string, logY?: boolean, legend?: boolean}} o
+ * @param {{title?: string, height?: number, xLabel?: string, yLabel?: string, logY?: boolean, legend?: boolean, xIntegers?: boolean}} o
  */
 export function lineChart(el, x, series, o = {}) {
   return chart(el, {
     title: o.title,
     height: o.height ?? 220,
-    legend: { show: o.legend ?? series.length <= 6 },
+    legend: { show: o.legend ?? (series.length > 1 && series.length <= 6) },
     scales: { x: { time: false }, y: { distr: o.logY ? 3 : 1 } },
-    axes: [compactAxis(o.xLabel ?? ''), compactAxis(o.yLabel ?? '')],
+    axes: [{ ...compactAxis(o.xLabel ?? ''), ...(o.xIntegers ? { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] } : {}) }, { ...compactAxis(o.yLabel ?? ''), size: 70 }],
     series: [{ label: o.xLabel ?? 'x' }, ...series.map((s, i) => ({
       label: s.label,
       stroke: s.colour ?? colour(i),

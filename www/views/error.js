@@ -30,5 +30,5 @@ export function renderErrorView(root, r) {
   lineChart(/** @type {HTMLElement} */ (root.querySelector('#group-error')), byGroup.map((_, g) => g),
     [{ label: 'share of loss', values: byGroup.map((v) => v / total), bars: true },
       { label: 'share of rows', values: report.groupSizes.map((n) => n / rows.length), colour: '#111827' }],
-    { title: 'Loss by group vs rows by group', xLabel: 'group', yLabel: 'share', height: 180, legend: true });
+    { title: 'Loss by group vs rows by group', xLabel: 'group', yLabel: 'share', height: 180, legend: true, xIntegers: true });
 }

@@ -30,7 +30,7 @@ export function renderGroupsView(root, r) {
   const x = Array.from({ length: G }, (_, g) => g);
   lineChart(/** @type {HTMLElement} */ (root.querySelector('#group-sizes')), x,
     [{ label: 'rows in group', values: report.groupSizes, bars: true }],
-    { title: 'Rows per group', xLabel: 'group', yLabel: 'rows', height: 160 });
+    { title: 'Rows per group', xLabel: 'group', yLabel: 'rows', height: 160, xIntegers: true });
   const box = /** @type {HTMLElement} */ (root.querySelector('#group-multiples'));
   for (let g = 0; g < G; g++) {
     const cell = document.createElement('div');
@@ -43,6 +43,6 @@ export function renderGroupsView(root, r) {
     const plot = document.createElement('div');
     cell.append(cap, plot);
     box.append(cell);
-    histogramChart(plot, r.groupHistograms[g], { width: 220, height: 110, marks, colour: colour(g), compact: true });
+    histogramChart(plot, r.groupHistograms[g], { width: Math.max(200, cell.clientWidth - 10), height: 110, marks, colour: colour(g), compact: true });
   }
 }

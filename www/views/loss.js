@@ -62,7 +62,7 @@ export class LossView {
     if (!this.plot || !el.contains(this.plot.root) || this.names.length + fresh.length > 64) {
       this.names = [...this.curves.keys()].slice(-64);
       this.plot = lineChart(el, x, this.names.map((name) => ({ label: name, values: values(name) })),
-        { title: 'Loss / initial loss, per tensor', xLabel: 'step', yLabel: 'L / L₀', height: 320, legend: false });
+        { title: 'Loss / initial loss, per tensor', xLabel: 'step (codebook and mapping steps after the initialisation)', yLabel: 'L / L₀', height: 320, legend: false, xIntegers: true });
       return;
     }
     for (const name of fresh) {
