@@ -193,6 +193,7 @@ function showView(v) {
   for (const b of document.querySelectorAll('.tabs button')) b.classList.toggle('active', /** @type {HTMLElement} */ (b).dataset.view === v);
   for (const el of document.querySelectorAll('.view')) /** @type {HTMLElement} */ (el).hidden = el.id !== `view-${v}`;
   if (v === 'loss') lossView.draw();
+  else if (v === 'model') modelView.render();
   else if (state.selected && (v === 'groups' || v === 'error')) showResult(state.selected);
   else if (v === 'tensor' && state.selected) select(state.selected);
 }

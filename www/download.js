@@ -133,3 +133,13 @@ export async function saveSafetensors(fileName, { entries, metadata }, o) {
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
   return { bytes: blob.size, how: 'blob' };
 }
+
+/**
+ * The whole output as one Blob (copied-through tensors stay File slices).
+ * @param {{entries: OutputEntry[], metadata: Record<string,string>}} out
+ */
+export async function toBlob({ entries, metadata }) {
+  const parts = [headerBytes(entries, metadata)];
+  for (const e of entries) parts.push(await e.bytes());
+  return new Blob(parts, { type: 'application/octet-stream' });
+}

@@ -19,7 +19,7 @@ export async function loadEngine(glueUrl, module) {
   return {
     simd: hasSimd128(),
     version: call(['version'], () => '?'),
-    features: ['compressTensor', 'decodePackedFile', 'Embedder'].filter((n) => n in wasm),
+    features: ['compressTensor', 'decodePackedFile', 'SentenceEncoder'].filter((n) => n in wasm),
   };
 }
 
@@ -62,4 +62,29 @@ export function compressTensor(t, bytes, options, hessian, onEvent) {
   } finally {
     compressed.free();
   }
+}
+
+/** Sentence encoders built in this worker, by model key (built once, reused). */
+const encoders = new Map();
+
+/**
+ * Embed sentences with the runtime (the package's `SentenceEncoder`: a
+ * MiniLM-shaped encoder on dense or packed weights).
+ * @param {string} key       cache key of this model (and weights variant)
+ * @param {() => Promise<{config: string, tokenizer: Uint8Array, weights: Uint8Array}>} load
+ * @param {string[]} sentences
+ * @returns {Promise<{embeddings: Float32Array, dim: number, ms: number}>}
+ */
+export async function embedSentences(key, load, sentences) {
+  const Encoder = need('SentenceEncoder');
+  let enc = encoders.get(key);
+  if (!enc) {
+    const { config, tokenizer, weights } = await load();
+    enc = new Encoder(config, tokenizer, weights);
+    encoders.set(key, enc);
+  }
+  const t0 = performance.now();
+  const embeddings = enc.embed(sentences);
+  const ms = performance.now() - t0;
+  return { embeddings, dim: enc.hiddenSize ?? embeddings.length / sentences.length, ms };
 }

@@ -49,7 +49,7 @@
  * @typedef {{type: 'analyse', id: number, tensor: TensorRef, bins: number, maxRows: number}} AnalyseMsg
  * @typedef {{type: 'compress', id: number, tensor: TensorRef, options: CompressOptions, hessian: HessianRef|null}} CompressMsg
  * @typedef {{type: 'decode', id: number, parts: PackedPart[], params: PackedParams}} DecodeMsg
- * @typedef {{type: 'embed', id: number, model: {config: string, tokenizer: string, weights: Blob, packed: Blob|null}, sentences: string[]}} EmbedMsg
+ * @typedef {{type: 'embed', id: number, model: {key: string, config: string, tokenizer: Blob, weights: Blob, packed: Blob|null, packedKey: string}, sentences: string[]}} EmbedMsg
  * @typedef {InitMsg|AnalyseMsg|CompressMsg|DecodeMsg|EmbedMsg} ToWorker
  */
 

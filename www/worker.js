@@ -4,7 +4,7 @@
 
 import { MSG } from './protocol.js';
 import { toF32 } from './safetensors.js';
-import { loadEngine, compressTensor } from './engine.js';
+import { loadEngine, compressTensor, embedSentences } from './engine.js';
 import { splitPacked, groupIdsOf, decodeF32, fromF32 } from './packed.js';
 import { histogram, rowStats, range, centralRange } from './stats.js';
 
@@ -26,6 +26,7 @@ self.onmessage = async (/** @type {MessageEvent<import('./protocol.js').ToWorker
       case MSG.analyse: return await analyse(msg);
       case MSG.compress: return await compress(msg);
       case MSG.decode: return decode(msg);
+      case MSG.embed: return await embed(msg);
       default: throw new Error(`unknown message type \`${msg.type}\``);
     }
   } catch (err) {
@@ -138,4 +139,18 @@ async function compress(msg) {
 function decode(msg) {
   const data = fromF32(msg.params.dtype, decodeF32(msg.parts, msg.params)).slice();
   post({ type: MSG.decoded, id: msg.id, data }, [data.buffer]);
+}
+
+/** @param {import('./protocol.js').EmbedMsg} msg */
+async function embed(msg) {
+  const m = msg.model;
+  const bytes = async (b) => new Uint8Array(await b.arrayBuffer());
+  const original = await embedSentences(`${m.key}:original`, async () => ({ config: m.config, tokenizer: await bytes(m.tokenizer), weights: await bytes(m.weights) }), msg.sentences);
+  let packed = null;
+  if (m.packed) {
+    const p = m.packed;
+    packed = await embedSentences(`${m.key}:packed:${m.packedKey}`, async () => ({ config: m.config, tokenizer: await bytes(m.tokenizer), weights: await bytes(p) }), msg.sentences);
+  }
+  post({ type: MSG.embedded, id: msg.id, original: original.embeddings, packed: packed?.embeddings ?? null, dim: original.dim,
+    originalMs: original.ms, packedMs: packed?.ms ?? 0 });
 }
