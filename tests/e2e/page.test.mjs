@@ -200,6 +200,53 @@ test('the downloaded packed file decodes natively to the expected tensors', asyn
   }
 });
 
+/** Rows of a float32 .npy file (as `jlcm embed` writes). */
+function readNpy(file) {
+  const b = fs.readFileSync(file);
+  const v = b[6];
+  const hlen = v === 1 ? b.readUInt16LE(8) : b.readUInt32LE(8);
+  const start = (v === 1 ? 10 : 12) + hlen;
+  return new Float32Array(b.buffer.slice(b.byteOffset + start, b.byteOffset + b.length));
+}
+
+/** Whether the native CLI has `jlcm embed`. */
+function cliHasEmbed() {
+  try { execFileSync(nativeCli(), ['embed', '--help'], { stdio: 'ignore' }); return true; } catch { return false; }
+}
+
+test('runs the model in the page: original and packed embeddings, as jlcm embed', async (t) => {
+  const features = await page().evaluate(() => window.jlcm.engine.features);
+  if (!features.includes('SentenceEncoder')) { t.skip('the wasm package has no SentenceEncoder export yet'); return; }
+  await view('model');
+  await page().waitForSelector('#embed');
+  await page().click('#embed');
+  await page().waitForSelector('#embed-out table.similarity', { timeout: 120_000 });
+  await shot(page(), 'model');
+  const e = await page().evaluate(() => window.jlcm.lastEmbedding);
+  const n = e.sentences.length;
+  assert.equal(e.original.length, n * e.dim);
+  assert.ok(e.packed, 'packed embeddings too');
+  const cos = (a, b) => a.reduce((s, x, i) => s + x * b[i], 0) / Math.sqrt(a.reduce((s, x) => s + x * x, 0) * b.reduce((s, x) => s + x * x, 0));
+  const row = (v, i) => v.slice(i * e.dim, (i + 1) * e.dim);
+  figures.embedOriginalVsPackedCosine = +(Array.from({ length: n }, (_, i) => cos(row(e.original, i), row(e.packed, i))).reduce((a, b) => a + b, 0) / n).toFixed(4);
+  figures.embedRates = await page().evaluate(() => [...document.querySelectorAll('#embed-out .model-grid p')].map((p) => p.textContent));
+  const cli = nativeCli();
+  if (cli && cliHasEmbed()) {
+    const text = path.join(TMP, 'sentences.txt');
+    fs.writeFileSync(text, e.sentences.join('\n') + '\n');
+    for (const [which, weights] of [['original', null], ['packed', PAGE_PACKED]]) {
+      const out = path.join(TMP, `${which}.npy`);
+      execFileSync(cli, ['embed', modelDir(), '--text', text, '-o', out, ...(weights ? ['--weights', weights] : [])], { stdio: 'ignore' });
+      const native = readNpy(out);
+      const page = e[which];
+      let worst = 0;
+      for (let i = 0; i < native.length; i++) worst = Math.max(worst, Math.abs(native[i] - page[i]));
+      figures[`embed${which}MaxAbsDiffVsCli`] = worst;
+      assert.ok(worst < 1e-4, `${which}: page and jlcm embed differ by ${worst}`);
+    }
+  }
+});
+
 test('opens dropped files (F16 and BF16 shards), compresses a BF16 tensor', async () => {
   const dir = path.join(TMP, 'dropped');
   fs.mkdirSync(dir);
