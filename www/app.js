@@ -160,7 +160,10 @@ async function select(name) {
     const a = await pool.run({ type: MSG.analyse, tensor: ref(t), bins: 160, maxRows: 4096 }, { label: `analysing ${name}` });
     if (state.selected === name) renderTensorView(view, t, a);
   } catch (e) {
-    if (state.selected === name) view.innerHTML = `<p class="error"></p>`, view.querySelector('p').textContent = e.message;
+    if (state.selected === name) {
+      view.innerHTML = '<p class="error"></p>';
+      /** @type {HTMLElement} */ (view.querySelector('p')).textContent = e.message;
+    }
   }
 }
 

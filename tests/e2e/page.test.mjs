@@ -269,6 +269,23 @@ test('opens dropped files (F16 and BF16 shards), compresses a BF16 tensor', asyn
   await waitRunEnd();
   await expectStatus('b.weight', 'done');
   await shot(page(), 'dropped-shards');
+  // Calibration from an H file: H = X^T X / n of random inputs X (n_in = 64).
+  const nIn = 64;
+  const x = randomMatrix(256, nIn, 9);
+  const h = new Float32Array(nIn * nIn);
+  for (let r = 0; r < 256; r++) for (let i = 0; i < nIn; i++) for (let j = 0; j < nIn; j++) h[i * nIn + j] += (x[r * nIn + i] * x[r * nIn + j]) / 256;
+  const hFile = path.join(TMP, 'calib.safetensors');
+  writeSafetensors(hFile, [{ name: 'b.weight', dtype: 'F32', shape: [nIn, nIn], values: h }]);
+  const plainErr = await page().evaluate(() => window.jlcm.state.results.get('b.weight').report.relOutputError);
+  await page().selectOption('#settings select[name="calibration"]', 'file');
+  await page().setInputFiles('#pick-hessian', hFile);
+  await page().waitForFunction(() => /1 H matrices/.test(document.querySelector('#hessian-name').textContent));
+  await page().click('#compress-one');
+  await waitRunEnd();
+  await expectStatus('b.weight', 'done');
+  const calibErr = await page().evaluate(() => window.jlcm.state.results.get('b.weight').report.relOutputError);
+  assert.notEqual(calibErr, plainErr, 'the H file changed the metric');
+  await page().selectOption('#settings select[name="calibration"]', 'none');
 });
 
 test('a file dropped on the page opens', async () => {
