@@ -64,8 +64,9 @@ export async function shot(page, name) {
   return file;
 }
 
-/** The native CLI, if built (target/release/jlcm or target/debug/jlcm). */
+/** The native CLI, if built ($JLCM_CLI, target/release/jlcm or target/debug/jlcm). */
 export function nativeCli() {
+  if (process.env.JLCM_CLI) return process.env.JLCM_CLI;
   for (const p of ['target/release/jlcm', 'target/debug/jlcm']) {
     const full = path.join(REPO, p);
     if (fs.existsSync(full)) return full;

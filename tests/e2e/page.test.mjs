@@ -263,6 +263,7 @@ test('opens dropped files (F16 and BF16 shards), compresses a BF16 tensor', asyn
   await page().waitForFunction(() => window.jlcm.state.model?.tensors.length === 3);
   assert.match(await page().textContent('#model-summary'), /3 tensors \(2 compressible\).*2 file/);
   await search('');
+  await view('tensor');
   await page().click('#tensor-table tr[data-name="b.weight"]');
   await page().waitForSelector('#value-histogram .uplot');
   await page().click('#compress-one');

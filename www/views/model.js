@@ -75,11 +75,14 @@ export class ModelView {
       out.replaceChildren();
       const grid = document.createElement('div');
       grid.className = 'model-grid';
-      grid.append(panel('Original', similarity(original), `${fmtRate(n, r.originalMs)}, weights ${formatBytes(m.totalBytes)}`));
+      grid.append(panel('Original', similarity(original), `${fmtRate(n, r.originalMs)}, weights ${formatBytes(m.totalBytes)}`, sentences));
       if (packedRows) {
-        grid.append(panel('Packed', similarity(packedRows), `${fmtRate(n, r.packedMs)}, weights ${formatBytes(packed.size)}`));
+        grid.append(panel('Packed', similarity(packedRows), `${fmtRate(n, r.packedMs)}, weights ${formatBytes(packed.size)}`, sentences));
       }
-      out.append(grid);
+      const list = document.createElement('ol');
+      list.className = 'sentences';
+      for (const t of sentences) { const li = document.createElement('li'); li.textContent = t; list.append(li); }
+      out.append(grid, list);
       if (packedRows) {
         const agree = original.map((o, i) => cosine(o, packedRows[i]));
         const p = document.createElement('p');
@@ -116,14 +119,21 @@ function fmtRate(n, ms) {
 }
 
 /** A similarity matrix as a table whose cells are shaded by value. */
-function panel(title, sim, caption) {
+function panel(title, sim, caption, sentences) {
   const box = document.createElement('div');
   const h = document.createElement('h3');
   h.textContent = title;
   const table = document.createElement('table');
   table.className = 'similarity';
-  for (const row of sim) {
+  const head = table.createTHead().insertRow();
+  head.insertCell().textContent = '';
+  sim.forEach((_, j) => { const th = document.createElement('th'); th.textContent = `#${j + 1}`; th.title = sentences[j]; head.append(th); });
+  for (const [i, row] of sim.entries()) {
     const tr = table.insertRow();
+    const th = document.createElement('th');
+    th.textContent = `#${i + 1}`;
+    th.title = sentences[i];
+    tr.append(th);
     for (const v of row) {
       const td = tr.insertCell();
       td.textContent = v.toFixed(2);
