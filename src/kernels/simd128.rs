@@ -113,7 +113,7 @@ mod simd {
             let v = load(nibbles, p * BLOCK_ROWS);
             let at = p * LUT_PAIR_BYTES;
             add_slot(&mut acc, table, at, v128_and(v, low_nibble));
-            add_slot(&mut acc, table, at + 16, u8x16_shr(v, 4));
+            add_slot(&mut acc, table, at + 16, v128_and(u16x8_shr(v, 4), low_nibble));
         }
         let mut out = [0f32; BLOCK_ROWS];
         for (q, a) in acc.iter().enumerate() {
