@@ -20,14 +20,6 @@ mod simd {
 
     use crate::kernels::prepared::{lut_table_offset, NibbleLut, BLOCK_ROWS, LUT_PAIR_BYTES};
 
-    /// Load 16 bytes from a slice that holds at least 16 from `at`.
-    #[inline(always)]
-    fn load(bytes: &[u8], at: usize) -> v128 {
-        let s = &bytes[at..at + 16];
-        // SAFETY: `s` is 16 bytes long; unaligned loads are allowed.
-        unsafe { v128_load(s.as_ptr() as *const v128) }
-    }
-
     #[inline(always)]
     fn load_f32(v: &[f32], at: usize) -> v128 {
         let s = &v[at..at + 4];
@@ -87,12 +79,16 @@ mod simd {
 
     /// Look up one slot for 16 rows (`idx` = their slot indices) and add
     /// the f32 partial sums to the four accumulators (rows 0-3, 4-7, ...).
+    ///
+    /// # Safety
+    /// `planes` points to the slot's byte plane 0; planes 1-3 follow at
+    /// 32-byte steps (see [`lut_table_offset`]), 16 readable bytes each.
     #[inline(always)]
-    fn add_slot(acc: &mut [v128; 4], table: &[u8], at: usize, idx: v128) {
-        let b0 = i8x16_swizzle(load(table, at), idx);
-        let b1 = i8x16_swizzle(load(table, at + 32), idx);
-        let b2 = i8x16_swizzle(load(table, at + 64), idx);
-        let b3 = i8x16_swizzle(load(table, at + 96), idx);
+    unsafe fn add_slot(acc: &mut [v128; 4], planes: *const u8, idx: v128) {
+        let b0 = i8x16_swizzle(v128_load(planes as *const v128), idx);
+        let b1 = i8x16_swizzle(v128_load(planes.add(32) as *const v128), idx);
+        let b2 = i8x16_swizzle(v128_load(planes.add(64) as *const v128), idx);
+        let b3 = i8x16_swizzle(v128_load(planes.add(96) as *const v128), idx);
         let lo01 = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(b0, b1);
         let hi01 = i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(b0, b1);
         let lo23 = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(b2, b3);
@@ -106,14 +102,22 @@ mod simd {
     /// See [`crate::kernels::prepared::lut_block_sums`].
     pub fn lut_block_sums(nibbles: &[u8], table: &[u8]) -> [f32; BLOCK_ROWS] {
         let n_pairs = nibbles.len() / BLOCK_ROWS;
+        // One check for the whole loop: every load below stays inside these.
         let table = &table[..n_pairs * LUT_PAIR_BYTES];
+        let nibbles = &nibbles[..n_pairs * BLOCK_ROWS];
         let low_nibble = u8x16_splat(15);
         let mut acc = [f32x4_splat(0.0); 4];
-        for p in 0..n_pairs {
-            let v = load(nibbles, p * BLOCK_ROWS);
-            let at = p * LUT_PAIR_BYTES;
-            add_slot(&mut acc, table, at, v128_and(v, low_nibble));
-            add_slot(&mut acc, table, at + 16, v128_and(u16x8_shr(v, 4), low_nibble));
+        let (mut nib, mut planes) = (nibbles.as_ptr(), table.as_ptr());
+        for _ in 0..n_pairs {
+            // SAFETY: pair `p` reads nibbles `16p .. 16p+16` and table bytes
+            // `128p .. 128p+128`, inside the slices checked above.
+            unsafe {
+                let v = v128_load(nib as *const v128);
+                add_slot(&mut acc, planes, v128_and(v, low_nibble));
+                add_slot(&mut acc, planes.add(16), v128_and(u16x8_shr(v, 4), low_nibble));
+                nib = nib.add(BLOCK_ROWS);
+                planes = planes.add(LUT_PAIR_BYTES);
+            }
         }
         let mut out = [0f32; BLOCK_ROWS];
         for (q, a) in acc.iter().enumerate() {

@@ -64,18 +64,6 @@ mod avx2 {
     use crate::kernels::prepared::{lut_table_offset, NibbleLut, BLOCK_ROWS, LUT_PAIR_BYTES};
 
     #[inline(always)]
-    unsafe fn load128(bytes: &[u8], at: usize) -> __m128i {
-        let s = &bytes[at..at + 16];
-        _mm_loadu_si128(s.as_ptr() as *const __m128i)
-    }
-
-    #[inline(always)]
-    unsafe fn load256(bytes: &[u8], at: usize) -> __m256i {
-        let s = &bytes[at..at + 32];
-        _mm256_loadu_si256(s.as_ptr() as *const __m256i)
-    }
-
-    #[inline(always)]
     unsafe fn load_f32x8(v: &[f32], at: usize) -> __m256 {
         let s = &v[at..at + 8];
         _mm256_loadu_ps(s.as_ptr())
@@ -151,19 +139,24 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn lut_block_sums(nibbles: &[u8], table: &[u8]) -> [f32; BLOCK_ROWS] {
         let n_pairs = nibbles.len() / BLOCK_ROWS;
+        // One check for the whole loop: every load below stays inside these.
         let table = &table[..n_pairs * LUT_PAIR_BYTES];
+        let nibbles = &nibbles[..n_pairs * BLOCK_ROWS];
         let low_nibble = _mm_set1_epi8(15);
         let mut acc = [_mm256_setzero_ps(); 4];
-        for p in 0..n_pairs {
-            let v = load128(nibbles, p * BLOCK_ROWS);
+        let (mut nib, mut planes) = (nibbles.as_ptr(), table.as_ptr());
+        for _ in 0..n_pairs {
+            // Pair `p` reads nibbles `16p .. 16p+16` and table bytes
+            // `128p .. 128p+128`, inside the slices checked above.
+            let v = _mm_loadu_si128(nib as *const __m128i);
             let lo = _mm_and_si128(v, low_nibble);
             let hi = _mm_and_si128(_mm_srli_epi16(v, 4), low_nibble);
             let idx = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-            let at = p * LUT_PAIR_BYTES;
-            let b0 = _mm256_shuffle_epi8(load256(table, at), idx);
-            let b1 = _mm256_shuffle_epi8(load256(table, at + 32), idx);
-            let b2 = _mm256_shuffle_epi8(load256(table, at + 64), idx);
-            let b3 = _mm256_shuffle_epi8(load256(table, at + 96), idx);
+            let plane = |i: usize| _mm256_loadu_si256(planes.add(32 * i) as *const __m256i);
+            let b0 = _mm256_shuffle_epi8(plane(0), idx);
+            let b1 = _mm256_shuffle_epi8(plane(1), idx);
+            let b2 = _mm256_shuffle_epi8(plane(2), idx);
+            let b3 = _mm256_shuffle_epi8(plane(3), idx);
             let lo01 = _mm256_unpacklo_epi8(b0, b1);
             let hi01 = _mm256_unpackhi_epi8(b0, b1);
             let lo23 = _mm256_unpacklo_epi8(b2, b3);
@@ -172,6 +165,8 @@ mod avx2 {
             acc[1] = _mm256_add_ps(acc[1], _mm256_castsi256_ps(_mm256_unpackhi_epi16(lo01, lo23)));
             acc[2] = _mm256_add_ps(acc[2], _mm256_castsi256_ps(_mm256_unpacklo_epi16(hi01, hi23)));
             acc[3] = _mm256_add_ps(acc[3], _mm256_castsi256_ps(_mm256_unpackhi_epi16(hi01, hi23)));
+            nib = nib.add(BLOCK_ROWS);
+            planes = planes.add(LUT_PAIR_BYTES);
         }
         let mut out = [0f32; BLOCK_ROWS];
         for (q, a) in acc.iter().enumerate() {
