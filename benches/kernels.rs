@@ -23,9 +23,9 @@ const LAYOUTS: [(u8, u8); 4] = [(2, 1), (3, 1), (4, 1), (8, 4)];
 /// Row groups (codebook mode): 16, as the engine's default grouping.
 const GROUPS: u16 = 16;
 /// Minimum time spent on each measurement, in milliseconds.
-const MIN_MEASURE_MS: f64 = 300.0;
+const MIN_MEASURE_MS: f64 = 1000.0;
 /// Minimum time of one timed round of calls, in milliseconds.
-const MIN_ROUND_MS: f64 = 20.0;
+const MIN_ROUND_MS: f64 = 10.0;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn now_ms() -> f64 {
@@ -48,6 +48,15 @@ mod js {
 #[cfg(target_arch = "wasm32")]
 fn now_ms() -> f64 {
     js::performance_now()
+}
+
+/// The system load average at the end of the run, when readable (native only).
+fn load_average() -> String {
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Ok(s) = std::fs::read_to_string("/proc/loadavg") {
+        return format!("; load average {}", s.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    }
+    String::new()
 }
 
 /// One kernel to time, owning its matrix and buffers.
@@ -143,9 +152,10 @@ fn run(quick: bool) -> String {
         }
     }
     out.push_str(&format!(
-        "kernels matvec, batch 1, single thread; best ISA: {}; simd128 build: {}; groups {GROUPS} (codebook mode)\n\n",
+        "kernels matvec, batch 1, single thread; best ISA: {}; simd128 build: {}; groups {GROUPS} (codebook mode){}\n\n",
         best.name(),
-        cfg!(target_feature = "simd128")
+        cfg!(target_feature = "simd128"),
+        load_average()
     ));
     out.push_str("| matrix | layout | kernel | ms/call | Gweights/s | GB/s read | x dense SIMD | x reference |\n");
     out.push_str("|---|---|---|---:|---:|---:|---:|---:|\n");

@@ -32,8 +32,10 @@ cp scripts/bench-kernels-web/index.html scripts/bench-kernels-web/worker.js "$OU
 if [ "$WHERE" != chromium ]; then
   echo "## Node $(node --version)"
   node -e "process.stdout.write(require('./$OUT/node/kernels.js').run_kernel_bench($QUICK))"
+  echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
 if [ "$WHERE" != node ]; then
   echo "## $(chromium --version 2>/dev/null | head -1) (headless)"
   node scripts/bench-kernels-web/drive-chromium.mjs "$OUT/web" "$QUICK"
+  echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi

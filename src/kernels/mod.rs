@@ -16,7 +16,7 @@
 //!
 //! | layout                                   | plan                | inner loop |
 //! |------------------------------------------|---------------------|------------|
-//! | `d = 1`, `b <= 4`, >= 48 rows per codebook | [`prepared::Plan::NibbleLut`] | per input vector and codebook, a 16-entry f32 table per *slot* of `4/b` inputs (`b = 3`: one input) holds every possible partial sum; one byte shuffle per f32 byte plane looks up 16 rows at once |
+//! | `d = 1`, `b <= 4`, >= 16 rows per codebook | [`prepared::Plan::NibbleLut`] | per input vector and codebook, a 16-entry f32 table per *slot* of `4/b` inputs (`b = 3`: one input) holds every possible partial sum; one byte shuffle per f32 byte plane looks up 16 rows at once |
 //! | anything else (`d = 2, 4, 8`; `b >= 5`; many small groups) | [`prepared::Plan::Decode`] | per row, codewords (f32) times input slices, `d`-wide |
 //!
 //! Both plans add exact f32 products in a fixed order per row, so they agree

@@ -30,8 +30,9 @@ pub const PAD_ROW: u32 = u32::MAX;
 /// Bytes of the table of one slot pair: 4 byte planes x 2 slots x 16 entries.
 pub const LUT_PAIR_BYTES: usize = 128;
 /// Minimum average rows per codebook for the nibble-lookup plan: below it,
-/// building a table per codebook costs more than it saves.
-pub const LUT_MIN_ROWS_PER_CODEBOOK: usize = 48;
+/// building a table per codebook and input (about 1.5 lookups of a 16-row
+/// block) costs more than decoding the few rows directly.
+pub const LUT_MIN_ROWS_PER_CODEBOOK: usize = 16;
 /// Indices unpacked at a time by the decode plan.
 pub const DECODE_CHUNK: usize = 64;
 
