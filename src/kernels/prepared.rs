@@ -14,7 +14,8 @@
 //!   many). Per input vector and codebook, a table holds for every slot the
 //!   16 partial sums `T[t][m] = Σ_i c[(m >> b*i) & (K-1)] x[t*g + i]` as f32,
 //!   split into four byte planes so that one 16-byte shuffle per plane looks
-//!   up the partial sums of 16 rows at once (see [`lut_table_offset`]).
+//!   up the partial sums of 16 rows at once (see [`lut_table_offset`]; the
+//!   portable kernels keep whole f32s instead, [`portable_table_offset`]).
 //! - [`Plan::Decode`] (everything else): per row, unpack a chunk of indices
 //!   and add `codeword · input slice`, `d` values at a time, straight from
 //!   the packed bytes.
@@ -263,8 +264,18 @@ fn build_nibble_lut(p: &PackedTensor, row_codebook: &[u32]) -> NibbleLut {
     NibbleLut { bits, inputs_per_slot: g, n_pairs, blocks, nibbles }
 }
 
+/// Byte offset of entry `m` of slot `t` in the portable table layout: the
+/// same size as the byte-plane layout ([`lut_table_offset`]), but entry-major
+/// (64 bytes a slot, 4 an entry), since plain Rust reads whole f32s. Tables
+/// are always built and read by the same instruction set.
+#[inline]
+pub fn portable_table_offset(t: usize, m: usize) -> usize {
+    t * 64 + m * 4
+}
+
 /// Fill the table of one codebook (`[K]` f32) for one padded input vector:
-/// the 16 partial sums of every slot, split into byte planes.
+/// the 16 partial sums of every slot (portable layout, see
+/// [`portable_table_offset`]; the SIMD variants write byte planes).
 pub fn build_lut_table(lut: &NibbleLut, codebook: &[f32], x_pad: &[f32], table: &mut [u8]) {
     let g = lut.inputs_per_slot;
     let bits = lut.bits as usize;
@@ -276,10 +287,8 @@ pub fn build_lut_table(lut: &NibbleLut, codebook: &[f32], x_pad: &[f32], table: 
             for (i, &xi) in xs.iter().enumerate() {
                 v += codebook[(m >> (bits * i)) & mask] * xi;
             }
-            let bytes = v.to_le_bytes();
-            for (plane, byte) in bytes.iter().enumerate() {
-                table[lut_table_offset(t, plane) + m] = *byte;
-            }
+            let at = portable_table_offset(t, m);
+            table[at..at + 4].copy_from_slice(&v.to_le_bytes());
         }
     }
 }
@@ -289,13 +298,15 @@ pub fn build_lut_table(lut: &NibbleLut, codebook: &[f32], x_pad: &[f32], table: 
 pub fn lut_block_sums(nibbles: &[u8], table: &[u8]) -> [f32; BLOCK_ROWS] {
     let mut acc = [0f32; BLOCK_ROWS];
     for (pair, lanes) in nibbles.chunks_exact(BLOCK_ROWS).enumerate() {
-        for half in 0..2 {
-            let t = 2 * pair + half;
-            for (&nib, a) in lanes.iter().zip(acc.iter_mut()) {
-                let m = ((nib >> (4 * half)) & 15) as usize;
-                let byte = |plane| table[lut_table_offset(t, plane) + m];
-                *a += f32::from_le_bytes([byte(0), byte(1), byte(2), byte(3)]);
-            }
+        let slots = &table[pair * LUT_PAIR_BYTES..(pair + 1) * LUT_PAIR_BYTES];
+        let (even, odd) = slots.split_at(64);
+        for (&nib, a) in lanes.iter().zip(acc.iter_mut()) {
+            let entry = |slot: &[u8], m: u8| {
+                let at = 4 * m as usize;
+                f32::from_le_bytes([slot[at], slot[at + 1], slot[at + 2], slot[at + 3]])
+            };
+            *a += entry(even, nib & 15);
+            *a += entry(odd, nib >> 4);
         }
     }
     acc
