@@ -54,7 +54,10 @@ fn now_ms() -> f64 {
 fn load_average() -> String {
     #[cfg(not(target_arch = "wasm32"))]
     if let Ok(s) = std::fs::read_to_string("/proc/loadavg") {
-        return format!("; load average {}", s.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+        return format!(
+            "; load average {}",
+            s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        );
     }
     String::new()
 }
@@ -87,7 +90,11 @@ fn best_ms_interleaved(candidates: &mut [Candidate]) -> Vec<f64> {
     let start = now_ms();
     let mut rounds = 0;
     while rounds < 3 || now_ms() - start < MIN_MEASURE_MS * candidates.len() as f64 {
-        for ((c, n), b) in candidates.iter_mut().zip(&calls_per_round).zip(best.iter_mut()) {
+        for ((c, n), b) in candidates
+            .iter_mut()
+            .zip(&calls_per_round)
+            .zip(best.iter_mut())
+        {
             let t = now_ms();
             for _ in 0..*n {
                 (c.call)();
@@ -118,7 +125,8 @@ fn run(quick: bool) -> String {
         let weights = (n_out * n_in) as f64;
         let x = random_inputs(n_in, 1);
         let mut candidates = Vec::new();
-        let dense = DenseMatrix::new(random_inputs(n_out * n_in, 2), n_out, n_in, best).expect("shape");
+        let dense =
+            DenseMatrix::new(random_inputs(n_out * n_in, 2), n_out, n_in, best).expect("shape");
         let (xc, mut y) = (x.clone(), vec![0f32; n_out]);
         candidates.push(Candidate {
             layout: "f32".into(),
@@ -127,16 +135,30 @@ fn run(quick: bool) -> String {
             call: Box::new(move || dense.matmul(&xc, 1, &mut y).expect("shape")),
         });
         for &(bits, dim) in &LAYOUTS {
-            let spec = PackedSpec { n_out, n_in, bits, dim, groups: GROUPS, mode: Mode::Codebook };
+            let spec = PackedSpec {
+                n_out,
+                n_in,
+                bits,
+                dim,
+                groups: GROUPS,
+                mode: Mode::Codebook,
+            };
             let tensor = random_packed(spec, 3);
             let layout = format!("b{bits} d{dim} ({:.2} bpw)", tensor.bpw());
-            let packed_bytes = PackedMatrix::new(tensor.clone()).expect("valid").packed_bytes() as f64;
+            let packed_bytes = PackedMatrix::new(tensor.clone())
+                .expect("valid")
+                .packed_bytes() as f64;
             for isa in Isa::available() {
                 let m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid");
                 let kernel = format!("{} {}", m.layout().plan_name(), isa.name());
                 let (xc, mut y) = (x.clone(), vec![0f32; n_out]);
                 let call = Box::new(move || m.matmul(&xc, 1, &mut y).expect("shape"));
-                candidates.push(Candidate { layout: layout.clone(), kernel, bytes: packed_bytes, call });
+                candidates.push(Candidate {
+                    layout: layout.clone(),
+                    kernel,
+                    bytes: packed_bytes,
+                    call,
+                });
             }
             let (xc, mut y) = (x.clone(), vec![0f32; n_out]);
             candidates.push(Candidate {
@@ -148,7 +170,14 @@ fn run(quick: bool) -> String {
         }
         let ms = best_ms_interleaved(&mut candidates);
         for (c, ms) in candidates.into_iter().zip(ms) {
-            rows.push(Row { matrix: matrix.clone(), layout: c.layout, kernel: c.kernel, ms, weights, bytes: c.bytes });
+            rows.push(Row {
+                matrix: matrix.clone(),
+                layout: c.layout,
+                kernel: c.kernel,
+                ms,
+                weights,
+                bytes: c.bytes,
+            });
         }
     }
     out.push_str(&format!(
@@ -160,12 +189,19 @@ fn run(quick: bool) -> String {
     out.push_str("| matrix | layout | kernel | ms/call | Gweights/s | GB/s read | x dense SIMD | x reference |\n");
     out.push_str("|---|---|---|---:|---:|---:|---:|---:|\n");
     for r in &rows {
-        let dense = rows.iter().find(|d| d.matrix == r.matrix && d.layout == "f32").map_or(f64::NAN, |d| d.ms);
+        let dense = rows
+            .iter()
+            .find(|d| d.matrix == r.matrix && d.layout == "f32")
+            .map_or(f64::NAN, |d| d.ms);
         let reference = rows
             .iter()
             .find(|d| d.matrix == r.matrix && d.layout == r.layout && d.kernel == "reference")
             .map_or(f64::NAN, |d| d.ms);
-        let vs_reference = if r.layout == "f32" { "".to_string() } else { format!("{:.2}", reference / r.ms) };
+        let vs_reference = if r.layout == "f32" {
+            "".to_string()
+        } else {
+            format!("{:.2}", reference / r.ms)
+        };
         out.push_str(&format!(
             "| {} | {} | {} | {:.3} | {:.2} | {:.2} | {:.2} | {} |\n",
             r.matrix,

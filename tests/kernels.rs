@@ -42,7 +42,14 @@ fn check_layout(spec: PackedSpec, batch: usize, seed: u64) -> Vec<&'static str> 
 }
 
 fn spec(n_out: usize, n_in: usize, bits: u8, dim: u8, groups: u16, mode: Mode) -> PackedSpec {
-    PackedSpec { n_out, n_in, bits, dim, groups, mode }
+    PackedSpec {
+        n_out,
+        n_in,
+        bits,
+        dim,
+        groups,
+        mode,
+    }
 }
 
 #[cfg_attr(target_arch = "wasm32", test_in_wasm)]
@@ -86,7 +93,10 @@ fn nibble_lookup_plan_is_used_for_low_bits_and_checked() {
         for mode in [Mode::Codebook, Mode::Scale] {
             // 2 groups of ~80 rows: enough rows per codebook for the lookup plan.
             let plans = check_layout(spec(161, 77, bits, 1, 2, mode), 2, 77 + bits as u64);
-            assert!(plans.iter().all(|p| *p == "nibble-lut"), "bits {bits} {mode:?}: plans {plans:?}");
+            assert!(
+                plans.iter().all(|p| *p == "nibble-lut"),
+                "bits {bits} {mode:?}: plans {plans:?}"
+            );
         }
     }
 }
@@ -104,9 +114,18 @@ fn many_small_groups_use_the_decode_plan_and_agree() {
 fn wrong_buffer_lengths_are_errors_not_panics() {
     let m = PackedMatrix::new(random_packed(spec(8, 10, 2, 1, 1, Mode::Codebook), 3)).unwrap();
     let mut y = vec![0f32; 8];
-    assert!(matches!(m.matmul(&[0.0; 9], 1, &mut y), Err(KernelError::Shape { .. })));
-    assert!(matches!(m.matmul(&[0.0; 10], 2, &mut y), Err(KernelError::Shape { .. })));
-    assert!(matches!(m.matmul(&[0.0; 10], usize::MAX, &mut y), Err(KernelError::Shape { .. })));
+    assert!(matches!(
+        m.matmul(&[0.0; 9], 1, &mut y),
+        Err(KernelError::Shape { .. })
+    ));
+    assert!(matches!(
+        m.matmul(&[0.0; 10], 2, &mut y),
+        Err(KernelError::Shape { .. })
+    ));
+    assert!(matches!(
+        m.matmul(&[0.0; 10], usize::MAX, &mut y),
+        Err(KernelError::Shape { .. })
+    ));
     assert!(m.matmul(&[0.0; 10], 1, &mut y).is_ok());
 }
 
@@ -116,9 +135,15 @@ fn invalid_tensors_and_missing_instruction_sets_are_errors() {
     let mut t = random_packed(spec(8, 10, 2, 1, 1, Mode::Codebook), 3);
     t.indices.pop();
     assert!(matches!(PackedMatrix::new(t), Err(KernelError::Format(_))));
-    let missing = [Isa::Simd128, Isa::Avx2].into_iter().find(|i| !i.is_available()).expect("one ISA is absent");
+    let missing = [Isa::Simd128, Isa::Avx2]
+        .into_iter()
+        .find(|i| !i.is_available())
+        .expect("one ISA is absent");
     let t = random_packed(spec(8, 10, 2, 1, 1, Mode::Codebook), 3);
-    assert_eq!(PackedMatrix::with_isa(t, missing).unwrap_err(), KernelError::Unavailable(missing));
+    assert_eq!(
+        PackedMatrix::with_isa(t, missing).unwrap_err(),
+        KernelError::Unavailable(missing)
+    );
 }
 
 #[cfg_attr(target_arch = "wasm32", test_in_wasm)]
@@ -138,7 +163,10 @@ fn dense_matvec_matches_a_naive_loop() {
                     let want: f32 = row.iter().zip(xb).map(|(a, c)| a * c).sum();
                     let scale: f32 = row.iter().zip(xb).map(|(a, c)| (a * c).abs()).sum();
                     let got = y[b * n_out + r];
-                    assert!((got - want).abs() <= error_budget(n_in, scale), "{isa:?} {n_out}x{n_in}: {got} vs {want}");
+                    assert!(
+                        (got - want).abs() <= error_budget(n_in, scale),
+                        "{isa:?} {n_out}x{n_in}: {got} vs {want}"
+                    );
                 }
             }
         }

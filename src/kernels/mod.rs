@@ -128,7 +128,11 @@ impl PackedMatrix {
         }
         tensor.validate()?;
         let layout = PreparedLayout::new(&tensor);
-        Ok(Self { tensor, layout, isa })
+        Ok(Self {
+            tensor,
+            layout,
+            isa,
+        })
     }
 
     /// Rows (outputs).
@@ -167,9 +171,16 @@ impl PackedMatrix {
     /// `batch x n_out`, both row-major.
     pub fn matmul(&self, x: &[f32], batch: usize, y: &mut [f32]) -> Result<(), KernelError> {
         let (n_in, n_out) = (self.n_in(), self.n_out());
-        let bad = |problem: String| KernelError::Shape { name: self.tensor.name.clone(), problem };
-        let want_x = batch.checked_mul(n_in).ok_or_else(|| bad(format!("batch {batch} overflows")))?;
-        let want_y = batch.checked_mul(n_out).ok_or_else(|| bad(format!("batch {batch} overflows")))?;
+        let bad = |problem: String| KernelError::Shape {
+            name: self.tensor.name.clone(),
+            problem,
+        };
+        let want_x = batch
+            .checked_mul(n_in)
+            .ok_or_else(|| bad(format!("batch {batch} overflows")))?;
+        let want_y = batch
+            .checked_mul(n_out)
+            .ok_or_else(|| bad(format!("batch {batch} overflows")))?;
         if x.len() != want_x || y.len() != want_y {
             return Err(bad(format!(
                 "x has {} values and y {}, expected {batch}x{n_in} and {batch}x{n_out}",
@@ -197,7 +208,12 @@ pub struct DenseMatrix {
 
 impl DenseMatrix {
     /// Wrap row-major weights; `weights.len()` must be `n_out * n_in`.
-    pub fn new(weights: Vec<f32>, n_out: usize, n_in: usize, isa: Isa) -> Result<Self, KernelError> {
+    pub fn new(
+        weights: Vec<f32>,
+        n_out: usize,
+        n_in: usize,
+        isa: Isa,
+    ) -> Result<Self, KernelError> {
         if !isa.is_available() {
             return Err(KernelError::Unavailable(isa));
         }
@@ -207,18 +223,33 @@ impl DenseMatrix {
                 problem: format!("{} weights for {n_out}x{n_in}", weights.len()),
             });
         }
-        Ok(Self { weights, n_out, n_in, isa })
+        Ok(Self {
+            weights,
+            n_out,
+            n_in,
+            isa,
+        })
     }
 
     /// `y[b] = W x[b]` for `batch` inputs (shapes as [`PackedMatrix::matmul`]).
     pub fn matmul(&self, x: &[f32], batch: usize, y: &mut [f32]) -> Result<(), KernelError> {
-        if Some(x.len()) != batch.checked_mul(self.n_in) || Some(y.len()) != batch.checked_mul(self.n_out) {
+        if Some(x.len()) != batch.checked_mul(self.n_in)
+            || Some(y.len()) != batch.checked_mul(self.n_out)
+        {
             return Err(KernelError::Shape {
                 name: "dense".into(),
-                problem: format!("x has {} values and y {} for batch {batch}", x.len(), y.len()),
+                problem: format!(
+                    "x has {} values and y {} for batch {batch}",
+                    x.len(),
+                    y.len()
+                ),
             });
         }
-        for (xb, yb) in x.chunks_exact(self.n_in.max(1)).zip(y.chunks_exact_mut(self.n_out.max(1))).take(batch) {
+        for (xb, yb) in x
+            .chunks_exact(self.n_in.max(1))
+            .zip(y.chunks_exact_mut(self.n_out.max(1)))
+            .take(batch)
+        {
             match self.isa {
                 Isa::Portable => prepared::dense_matvec(&self.weights, self.n_in, xb, yb),
                 Isa::Simd128 => simd128::dense_matvec(&self.weights, self.n_in, xb, yb),

@@ -119,18 +119,35 @@ impl PreparedLayout {
     pub fn new(p: &PackedTensor) -> Self {
         let codebooks: Vec<f32> = p.codebooks.iter().map(|v| v.to_f32()).collect();
         let row_group = |r: usize| p.group_ids[r] as usize;
-        let row_codebook: Vec<u32> = (0..p.n_out).map(|r| p.codebook_of_group(row_group(r)) as u32).collect();
+        let row_codebook: Vec<u32> = (0..p.n_out)
+            .map(|r| p.codebook_of_group(row_group(r)) as u32)
+            .collect();
         let row_scale: Vec<f32> = (0..p.n_out).map(|r| p.scale(row_group(r))).collect();
         let n_cb = p.n_codebooks();
         let lut_fits = p.dim == 1 && p.bits <= 4 && p.n_out >= LUT_MIN_ROWS_PER_CODEBOOK * n_cb;
-        let plan = if lut_fits { Plan::NibbleLut(build_nibble_lut(p, &row_codebook)) } else { Plan::Decode };
-        Self { n_out: p.n_out, n_in: p.n_in, bits: p.bits, dim: p.dim as usize, codebooks, row_codebook, row_scale, plan }
+        let plan = if lut_fits {
+            Plan::NibbleLut(build_nibble_lut(p, &row_codebook))
+        } else {
+            Plan::Decode
+        };
+        Self {
+            n_out: p.n_out,
+            n_in: p.n_in,
+            bits: p.bits,
+            dim: p.dim as usize,
+            codebooks,
+            row_codebook,
+            row_scale,
+            plan,
+        }
     }
 
     /// Heap bytes held by this layout.
     pub fn heap_bytes(&self) -> usize {
         let lut = match &self.plan {
-            Plan::NibbleLut(l) => l.nibbles.len() + l.blocks.len() * std::mem::size_of::<LutBlock>(),
+            Plan::NibbleLut(l) => {
+                l.nibbles.len() + l.blocks.len() * std::mem::size_of::<LutBlock>()
+            }
             Plan::Decode => 0,
         };
         4 * (self.codebooks.len() + self.row_codebook.len() + self.row_scale.len()) + lut
@@ -199,7 +216,8 @@ impl PreparedLayout {
         // Inputs padded to whole sub-vectors, one column after another.
         let mut x_pad = vec![0f32; batch * padded];
         for b in 0..batch {
-            x_pad[b * padded..b * padded + self.n_in].copy_from_slice(&x[b * self.n_in..(b + 1) * self.n_in]);
+            x_pad[b * padded..b * padded + self.n_in]
+                .copy_from_slice(&x[b * self.n_in..(b + 1) * self.n_in]);
         }
         let mut acc = vec![0f32; batch];
         let mut idx = [0u8; DECODE_CHUNK];
@@ -237,11 +255,16 @@ fn build_nibble_lut(p: &PackedTensor, row_codebook: &[u32]) -> NibbleLut {
     let n_pairs = n_slots.div_ceil(2);
     let mut blocks = Vec::new();
     for c in 0..p.n_codebooks() as u32 {
-        let rows: Vec<u32> = (0..p.n_out as u32).filter(|&r| row_codebook[r as usize] == c).collect();
+        let rows: Vec<u32> = (0..p.n_out as u32)
+            .filter(|&r| row_codebook[r as usize] == c)
+            .collect();
         for chunk in rows.chunks(BLOCK_ROWS) {
             let mut lanes = [PAD_ROW; BLOCK_ROWS];
             lanes[..chunk.len()].copy_from_slice(chunk);
-            blocks.push(LutBlock { codebook: c, rows: lanes });
+            blocks.push(LutBlock {
+                codebook: c,
+                rows: lanes,
+            });
         }
     }
     let mut nibbles = vec![0u8; blocks.len() * n_pairs * BLOCK_ROWS];
@@ -257,11 +280,18 @@ fn build_nibble_lut(p: &PackedTensor, row_codebook: &[u32]) -> NibbleLut {
                 slot_idx[s / g] |= read_index(packed, s, bits) << (bits as usize * (s % g));
             }
             for pair in 0..n_pairs {
-                nibbles[(bi * n_pairs + pair) * BLOCK_ROWS + lane] = slot_idx[2 * pair] | (slot_idx[2 * pair + 1] << 4);
+                nibbles[(bi * n_pairs + pair) * BLOCK_ROWS + lane] =
+                    slot_idx[2 * pair] | (slot_idx[2 * pair + 1] << 4);
             }
         }
     }
-    NibbleLut { bits, inputs_per_slot: g, n_pairs, blocks, nibbles }
+    NibbleLut {
+        bits,
+        inputs_per_slot: g,
+        n_pairs,
+        blocks,
+        nibbles,
+    }
 }
 
 /// Byte offset of entry `m` of slot `t` in the portable table layout: the
@@ -331,7 +361,8 @@ pub fn unpack_indices(row: &[u8], s0: usize, bits: u8, out: &mut [u8]) {
                 let byte = bit / 8;
                 *o = match row.get(byte..byte + 8) {
                     Some(w) => {
-                        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                        let w =
+                            u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
                         ((w >> (bit % 8)) & mask) as u8
                     }
                     None => read_index(row, s0 + i, bits),

@@ -66,14 +66,34 @@ mod simd {
             }
             let [v0, v1, v2, v3] = entries;
             // Bytes 0 and 1 (then 2 and 3) of entries 0..8 and 8..16.
-            let p01_lo = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29>(v0, v1);
-            let p23_lo = i8x16_shuffle::<2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31>(v0, v1);
-            let p01_hi = i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29>(v2, v3);
-            let p23_hi = i8x16_shuffle::<2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31>(v2, v3);
-            store(table, lut_table_offset(t, 0), i64x2_shuffle::<0, 2>(p01_lo, p01_hi));
-            store(table, lut_table_offset(t, 1), i64x2_shuffle::<1, 3>(p01_lo, p01_hi));
-            store(table, lut_table_offset(t, 2), i64x2_shuffle::<0, 2>(p23_lo, p23_hi));
-            store(table, lut_table_offset(t, 3), i64x2_shuffle::<1, 3>(p23_lo, p23_hi));
+            let p01_lo =
+                i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29>(v0, v1);
+            let p23_lo =
+                i8x16_shuffle::<2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31>(v0, v1);
+            let p01_hi =
+                i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29>(v2, v3);
+            let p23_hi =
+                i8x16_shuffle::<2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31>(v2, v3);
+            store(
+                table,
+                lut_table_offset(t, 0),
+                i64x2_shuffle::<0, 2>(p01_lo, p01_hi),
+            );
+            store(
+                table,
+                lut_table_offset(t, 1),
+                i64x2_shuffle::<1, 3>(p01_lo, p01_hi),
+            );
+            store(
+                table,
+                lut_table_offset(t, 2),
+                i64x2_shuffle::<0, 2>(p23_lo, p23_hi),
+            );
+            store(
+                table,
+                lut_table_offset(t, 3),
+                i64x2_shuffle::<1, 3>(p23_lo, p23_hi),
+            );
         }
     }
 
@@ -90,13 +110,27 @@ mod simd {
         let b2 = i8x16_swizzle(v128_load(planes.add(64) as *const v128), idx);
         let b3 = i8x16_swizzle(v128_load(planes.add(96) as *const v128), idx);
         let lo01 = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(b0, b1);
-        let hi01 = i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(b0, b1);
+        let hi01 =
+            i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(b0, b1);
         let lo23 = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(b2, b3);
-        let hi23 = i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(b2, b3);
-        acc[0] = f32x4_add(acc[0], i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(lo01, lo23));
-        acc[1] = f32x4_add(acc[1], i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(lo01, lo23));
-        acc[2] = f32x4_add(acc[2], i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(hi01, hi23));
-        acc[3] = f32x4_add(acc[3], i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(hi01, hi23));
+        let hi23 =
+            i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(b2, b3);
+        acc[0] = f32x4_add(
+            acc[0],
+            i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(lo01, lo23),
+        );
+        acc[1] = f32x4_add(
+            acc[1],
+            i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(lo01, lo23),
+        );
+        acc[2] = f32x4_add(
+            acc[2],
+            i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(hi01, hi23),
+        );
+        acc[3] = f32x4_add(
+            acc[3],
+            i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(hi01, hi23),
+        );
     }
 
     /// See [`crate::kernels::prepared::lut_block_sums`].
@@ -114,7 +148,11 @@ mod simd {
             unsafe {
                 let v = v128_load(nib as *const v128);
                 add_slot(&mut acc, planes, v128_and(v, low_nibble));
-                add_slot(&mut acc, planes.add(16), v128_and(u16x8_shr(v, 4), low_nibble));
+                add_slot(
+                    &mut acc,
+                    planes.add(16),
+                    v128_and(u16x8_shr(v, 4), low_nibble),
+                );
                 nib = nib.add(BLOCK_ROWS);
                 planes = planes.add(LUT_PAIR_BYTES);
             }
@@ -135,8 +173,12 @@ mod simd {
             8 => {
                 for (s, &k) in idx.iter().enumerate() {
                     let c = k as usize * 8;
-                    acc[0] = f32x4_add(acc[0], f32x4_mul(load_f32(codebook, c), load_f32(x, 8 * s)));
-                    acc[1] = f32x4_add(acc[1], f32x4_mul(load_f32(codebook, c + 4), load_f32(x, 8 * s + 4)));
+                    acc[0] =
+                        f32x4_add(acc[0], f32x4_mul(load_f32(codebook, c), load_f32(x, 8 * s)));
+                    acc[1] = f32x4_add(
+                        acc[1],
+                        f32x4_mul(load_f32(codebook, c + 4), load_f32(x, 8 * s + 4)),
+                    );
                 }
             }
             4 => {
@@ -149,13 +191,23 @@ mod simd {
                 let mut pairs = idx.chunks_exact(2);
                 for (s, ks) in (&mut pairs).enumerate() {
                     let (c0, c1) = (ks[0] as usize * 2, ks[1] as usize * 2);
-                    let c = f32x4(codebook[c0], codebook[c0 + 1], codebook[c1], codebook[c1 + 1]);
+                    let c = f32x4(
+                        codebook[c0],
+                        codebook[c0 + 1],
+                        codebook[c1],
+                        codebook[c1 + 1],
+                    );
                     acc[s % 2] = f32x4_add(acc[s % 2], f32x4_mul(c, load_f32(x, 4 * s)));
                 }
                 let done = idx.len() - pairs.remainder().len();
                 for (i, &k) in pairs.remainder().iter().enumerate() {
                     let s = done + i;
-                    let c = f32x4(codebook[k as usize * 2], codebook[k as usize * 2 + 1], 0.0, 0.0);
+                    let c = f32x4(
+                        codebook[k as usize * 2],
+                        codebook[k as usize * 2 + 1],
+                        0.0,
+                        0.0,
+                    );
                     let xv = f32x4(x[2 * s], x[2 * s + 1], 0.0, 0.0);
                     acc[0] = f32x4_add(acc[0], f32x4_mul(c, xv));
                 }
@@ -189,7 +241,10 @@ mod simd {
             let mut acc = [f32x4_splat(0.0); 4];
             for j in (0..body).step_by(16) {
                 for (q, a) in acc.iter_mut().enumerate() {
-                    *a = f32x4_add(*a, f32x4_mul(load_f32(row, j + 4 * q), load_f32(x, j + 4 * q)));
+                    *a = f32x4_add(
+                        *a,
+                        f32x4_mul(load_f32(row, j + 4 * q), load_f32(x, j + 4 * q)),
+                    );
                 }
             }
             let sum = f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]));

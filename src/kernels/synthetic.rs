@@ -29,12 +29,27 @@ pub struct PackedSpec {
 /// codebook values (in `[-1, 1)`, F16), and scales in `[0.5, 2)`.
 pub fn random_packed(spec: PackedSpec, seed: u64) -> PackedTensor {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let PackedSpec { n_out, n_in, bits, dim, groups, mode } = spec;
+    let PackedSpec {
+        n_out,
+        n_in,
+        bits,
+        dim,
+        groups,
+        mode,
+    } = spec;
     let k = 1usize << bits;
     let n_sub = n_in.div_ceil(dim as usize);
-    let raw: Vec<u8> = (0..n_out * n_sub).map(|_| rng.gen_range(0..k) as u8).collect();
-    let n_cb = if mode == Mode::Codebook { groups as usize } else { 1 };
-    let mut codebooks: Vec<f16> = (0..n_cb * k * dim as usize).map(|_| f16::from_f32(rng.gen_range(-1.0..1.0))).collect();
+    let raw: Vec<u8> = (0..n_out * n_sub)
+        .map(|_| rng.gen_range(0..k) as u8)
+        .collect();
+    let n_cb = if mode == Mode::Codebook {
+        groups as usize
+    } else {
+        1
+    };
+    let mut codebooks: Vec<f16> = (0..n_cb * k * dim as usize)
+        .map(|_| f16::from_f32(rng.gen_range(-1.0..1.0)))
+        .collect();
     if dim == 1 {
         // The layout keeps scalar codebooks sorted ascending.
         for cb in codebooks.chunks_mut(k) {
@@ -42,7 +57,9 @@ pub fn random_packed(spec: PackedSpec, seed: u64) -> PackedTensor {
         }
     }
     let scales = if mode == Mode::Scale {
-        (0..groups).map(|_| f16::from_f32(rng.gen_range(0.5..2.0))).collect()
+        (0..groups)
+            .map(|_| f16::from_f32(rng.gen_range(0.5..2.0)))
+            .collect()
     } else {
         Vec::new()
     };
@@ -58,7 +75,9 @@ pub fn random_packed(spec: PackedSpec, seed: u64) -> PackedTensor {
         n_in,
         indices: pack_indices(&raw, n_sub, bits),
         codebooks,
-        group_ids: (0..n_out).map(|_| rng.gen_range(0..groups as u32) as u8).collect(),
+        group_ids: (0..n_out)
+            .map(|_| rng.gen_range(0..groups as u32) as u8)
+            .collect(),
         scales,
     }
 }

@@ -31,7 +31,12 @@ mod stub {
     ///
     /// # Safety
     /// Always safe; `unsafe` only to match the x86-64 signature.
-    pub unsafe fn build_lut_table(lut: &NibbleLut, codebook: &[f32], x_pad: &[f32], table: &mut [u8]) {
+    pub unsafe fn build_lut_table(
+        lut: &NibbleLut,
+        codebook: &[f32],
+        x_pad: &[f32],
+        table: &mut [u8],
+    ) {
         prepared::build_lut_table(lut, codebook, x_pad, table)
     }
     /// Stub: the portable kernel.
@@ -88,7 +93,12 @@ mod avx2 {
     /// # Safety
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn build_lut_table(lut: &NibbleLut, codebook: &[f32], x_pad: &[f32], table: &mut [u8]) {
+    pub unsafe fn build_lut_table(
+        lut: &NibbleLut,
+        codebook: &[f32],
+        x_pad: &[f32],
+        table: &mut [u8],
+    ) {
         let g = lut.inputs_per_slot;
         let bits = lut.bits as usize;
         let mask = (1usize << bits) - 1;
@@ -161,10 +171,22 @@ mod avx2 {
             let hi01 = _mm256_unpackhi_epi8(b0, b1);
             let lo23 = _mm256_unpacklo_epi8(b2, b3);
             let hi23 = _mm256_unpackhi_epi8(b2, b3);
-            acc[0] = _mm256_add_ps(acc[0], _mm256_castsi256_ps(_mm256_unpacklo_epi16(lo01, lo23)));
-            acc[1] = _mm256_add_ps(acc[1], _mm256_castsi256_ps(_mm256_unpackhi_epi16(lo01, lo23)));
-            acc[2] = _mm256_add_ps(acc[2], _mm256_castsi256_ps(_mm256_unpacklo_epi16(hi01, hi23)));
-            acc[3] = _mm256_add_ps(acc[3], _mm256_castsi256_ps(_mm256_unpackhi_epi16(hi01, hi23)));
+            acc[0] = _mm256_add_ps(
+                acc[0],
+                _mm256_castsi256_ps(_mm256_unpacklo_epi16(lo01, lo23)),
+            );
+            acc[1] = _mm256_add_ps(
+                acc[1],
+                _mm256_castsi256_ps(_mm256_unpackhi_epi16(lo01, lo23)),
+            );
+            acc[2] = _mm256_add_ps(
+                acc[2],
+                _mm256_castsi256_ps(_mm256_unpacklo_epi16(hi01, hi23)),
+            );
+            acc[3] = _mm256_add_ps(
+                acc[3],
+                _mm256_castsi256_ps(_mm256_unpackhi_epi16(hi01, hi23)),
+            );
             nib = nib.add(BLOCK_ROWS);
             planes = planes.add(LUT_PAIR_BYTES);
         }
@@ -212,7 +234,11 @@ mod avx2 {
             _ => {
                 // d = 1 or 2: gather 8 floats (4 codewords of 2, or 8 of 1).
                 let per = 8 / d;
-                let lane_offsets = if d == 2 { _mm256_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1) } else { _mm256_setzero_si256() };
+                let lane_offsets = if d == 2 {
+                    _mm256_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1)
+                } else {
+                    _mm256_setzero_si256()
+                };
                 let k_max = (codebook.len() / d) as i32;
                 let mut groups = idx.chunks_exact(per);
                 for (s, ks) in (&mut groups).enumerate() {
@@ -221,7 +247,10 @@ mod avx2 {
                         // Indices are < K by construction; clamp anyway so the gather stays in bounds.
                         *lane = (ks[l / d] as i32).min(k_max - 1) * d as i32;
                     }
-                    let offs = _mm256_add_epi32(_mm256_loadu_si256(lanes.as_ptr() as *const __m256i), lane_offsets);
+                    let offs = _mm256_add_epi32(
+                        _mm256_loadu_si256(lanes.as_ptr() as *const __m256i),
+                        lane_offsets,
+                    );
                     let c = _mm256_i32gather_ps::<4>(codebook.as_ptr(), offs);
                     acc[s % 2] = _mm256_fmadd_ps(c, load_f32x8(x, 8 * s), acc[s % 2]);
                 }
