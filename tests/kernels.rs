@@ -103,6 +103,24 @@ fn nibble_lookup_plan_is_used_for_low_bits_and_checked() {
 
 #[cfg_attr(target_arch = "wasm32", test_in_wasm)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
+fn nibble_lookup_over_several_table_chunks() {
+    // 1100 inputs: 275 (b = 1) to 550 (b = 3, 4) slot pairs, more than one
+    // chunk of `LUT_CHUNK_PAIRS`, with a ragged last chunk.
+    for bits in 1..=4 {
+        let plans = check_layout(
+            spec(40, 1100, bits, 1, 2, Mode::Scale),
+            2,
+            300 + bits as u64,
+        );
+        assert!(
+            plans.iter().all(|p| *p == "nibble-lut"),
+            "bits {bits}: plans {plans:?}"
+        );
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
 fn many_small_groups_use_the_decode_plan_and_agree() {
     let plans = check_layout(spec(64, 45, 2, 1, 32, Mode::Codebook), 2, 9);
     assert!(plans.iter().all(|p| *p == "decode"), "plans {plans:?}");

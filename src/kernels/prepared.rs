@@ -14,7 +14,9 @@
 //!   many). Per input vector and codebook, a table holds for every slot the
 //!   16 partial sums `T[t][m] = Σ_i c[(m >> b*i) & (K-1)] x[t*g + i]` as f32,
 //!   split into four byte planes so that one 16-byte shuffle per plane looks
-//!   up the partial sums of 16 rows at once (see [`lut_table_offset`]; the
+//!   up the partial sums of 16 rows at once; tables are built a chunk of
+//!   [`LUT_CHUNK_PAIRS`] slot pairs at a time, which every block of the
+//!   codebook then reads from L1 (see [`lut_table_offset`]; the
 //!   portable kernels keep whole f32s instead, [`portable_table_offset`]).
 //! - [`Plan::Decode`] (everything else): per row, unpack a chunk of indices
 //!   and add `codeword · input slice`, `d` values at a time, straight from
@@ -34,6 +36,9 @@ pub const LUT_PAIR_BYTES: usize = 128;
 /// building a table per codebook and input (about 1.5 lookups of a 16-row
 /// block) costs more than decoding the few rows directly.
 pub const LUT_MIN_ROWS_PER_CODEBOOK: usize = 16;
+/// Slot pairs per table chunk: 128 pairs are 16 KiB of table, which stays in
+/// L1 while every block of the codebook runs over it.
+pub const LUT_CHUNK_PAIRS: usize = 128;
 /// Indices unpacked at a time by the decode plan.
 pub const DECODE_CHUNK: usize = 64;
 
@@ -75,10 +80,6 @@ impl NibbleLut {
     /// Inputs covered by the table (`n_in` rounded up to whole slot pairs).
     pub fn padded_inputs(&self) -> usize {
         self.n_pairs * 2 * self.inputs_per_slot
-    }
-    /// Bytes of the table of one codebook.
-    pub fn table_bytes(&self) -> usize {
-        self.n_pairs * LUT_PAIR_BYTES
     }
     /// The slot indices of block `b`: `n_pairs * 16` bytes.
     pub fn block_nibbles(&self, b: usize) -> &[u8] {
@@ -176,31 +177,55 @@ impl PreparedLayout {
     }
 
     fn matmul_nibble_lut(&self, lut: &NibbleLut, isa: Isa, x: &[f32], batch: usize, y: &mut [f32]) {
+        let g2 = 2 * lut.inputs_per_slot;
         let mut x_pad = vec![0f32; lut.padded_inputs()];
-        let mut table = vec![0u8; lut.table_bytes()];
+        let mut table = vec![0u8; LUT_CHUNK_PAIRS.min(lut.n_pairs) * LUT_PAIR_BYTES];
+        let mut acc = vec![0f32; lut.blocks.len() * BLOCK_ROWS];
         for b in 0..batch {
             x_pad[..self.n_in].copy_from_slice(&x[b * self.n_in..(b + 1) * self.n_in]);
-            let yb = &mut y[b * self.n_out..(b + 1) * self.n_out];
-            let mut table_of = u32::MAX;
-            for (bi, block) in lut.blocks.iter().enumerate() {
-                if block.codebook != table_of {
-                    table_of = block.codebook;
-                    let cb = self.codebook(table_of as usize);
+            acc.fill(0.0);
+            // Blocks of one codebook are contiguous; for each chunk of slots,
+            // build that part of the codebook's table, then run every block
+            // over it while it sits in L1.
+            let mut first = 0;
+            while first < lut.blocks.len() {
+                let codebook = lut.blocks[first].codebook;
+                let end = lut.blocks[first..]
+                    .iter()
+                    .position(|blk| blk.codebook != codebook)
+                    .map_or(lut.blocks.len(), |n| first + n);
+                let cb = self.codebook(codebook as usize);
+                for p0 in (0..lut.n_pairs).step_by(LUT_CHUNK_PAIRS) {
+                    let p1 = (p0 + LUT_CHUNK_PAIRS).min(lut.n_pairs);
+                    let table = &mut table[..(p1 - p0) * LUT_PAIR_BYTES];
+                    let xs = &x_pad[p0 * g2..p1 * g2];
                     match isa {
-                        Isa::Portable => build_lut_table(lut, cb, &x_pad, &mut table),
-                        Isa::Simd128 => simd128::build_lut_table(lut, cb, &x_pad, &mut table),
+                        Isa::Portable => build_lut_table(lut, cb, xs, table),
+                        Isa::Simd128 => simd128::build_lut_table(lut, cb, xs, table),
                         // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
-                        Isa::Avx2 => unsafe { x86::build_lut_table(lut, cb, &x_pad, &mut table) },
+                        Isa::Avx2 => unsafe { x86::build_lut_table(lut, cb, xs, table) },
+                    }
+                    for bi in first..end {
+                        let nib = &lut.block_nibbles(bi)[p0 * BLOCK_ROWS..p1 * BLOCK_ROWS];
+                        let sums = match isa {
+                            Isa::Portable => lut_block_sums(nib, table),
+                            Isa::Simd128 => simd128::lut_block_sums(nib, table),
+                            // SAFETY: as above.
+                            Isa::Avx2 => unsafe { x86::lut_block_sums(nib, table) },
+                        };
+                        for (a, s) in acc[bi * BLOCK_ROWS..(bi + 1) * BLOCK_ROWS]
+                            .iter_mut()
+                            .zip(sums)
+                        {
+                            *a += s;
+                        }
                     }
                 }
-                let nib = lut.block_nibbles(bi);
-                let sums = match isa {
-                    Isa::Portable => lut_block_sums(nib, &table),
-                    Isa::Simd128 => simd128::lut_block_sums(nib, &table),
-                    // SAFETY: as above.
-                    Isa::Avx2 => unsafe { x86::lut_block_sums(nib, &table) },
-                };
-                for (&row, &s) in block.rows.iter().zip(sums.iter()) {
+                first = end;
+            }
+            let yb = &mut y[b * self.n_out..(b + 1) * self.n_out];
+            for (block, sums) in lut.blocks.iter().zip(acc.chunks_exact(BLOCK_ROWS)) {
+                for (&row, &s) in block.rows.iter().zip(sums) {
                     if row != PAD_ROW {
                         yb[row as usize] = self.row_scale[row as usize] * s;
                     }
@@ -303,14 +328,15 @@ pub fn portable_table_offset(t: usize, m: usize) -> usize {
     t * 64 + m * 4
 }
 
-/// Fill the table of one codebook (`[K]` f32) for one padded input vector:
-/// the 16 partial sums of every slot (portable layout, see
-/// [`portable_table_offset`]; the SIMD variants write byte planes).
+/// Fill a chunk of the table of one codebook (`[K]` f32): the 16 partial
+/// sums of each of the `table.len() / 64` slots it holds, whose inputs start
+/// at `x_pad[0]` (portable layout, see [`portable_table_offset`]; the SIMD
+/// variants write byte planes, [`lut_table_offset`]).
 pub fn build_lut_table(lut: &NibbleLut, codebook: &[f32], x_pad: &[f32], table: &mut [u8]) {
     let g = lut.inputs_per_slot;
     let bits = lut.bits as usize;
     let mask = (1usize << bits) - 1;
-    for t in 0..2 * lut.n_pairs {
+    for t in 0..table.len() / (LUT_PAIR_BYTES / 2) {
         let xs = &x_pad[t * g..(t + 1) * g];
         for m in 0..16 {
             let mut v = 0f32;

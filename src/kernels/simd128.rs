@@ -54,7 +54,7 @@ mod simd {
                 *c = f32x4(e(0), e(1), e(2), e(3));
             }
         }
-        for t in 0..2 * lut.n_pairs {
+        for t in 0..table.len() / (LUT_PAIR_BYTES / 2) {
             let xs = &x_pad[t * g..(t + 1) * g];
             let mut entries = [f32x4_splat(0.0); 4];
             for (q, e) in entries.iter_mut().enumerate() {

@@ -112,7 +112,7 @@ mod avx2 {
         }
         // Bytes of each f32 grouped by plane: dword p of the result = byte p of the 4 entries.
         let by_plane = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-        for t in 0..2 * lut.n_pairs {
+        for t in 0..table.len() / (LUT_PAIR_BYTES / 2) {
             let xs = &x_pad[t * g..(t + 1) * g];
             let mut v = [_mm_setzero_si128(); 4];
             for (q, out) in v.iter_mut().enumerate() {
