@@ -121,7 +121,9 @@ fn packed_embeddings_match_decoded_dense() {
     assert_eq!(on_packed.packed_linear_count(), (36, 36));
     let on_dense = BertModel::from_safetensors(&m.config, &dense_bytes).unwrap();
     assert_eq!(on_dense.packed_linear_count(), (0, 36));
-    assert!(on_packed.weight_bytes() * 4 < on_dense.weight_bytes(), "packed model holds a dense copy?");
+    // Packed Linear weights hold ~2.3 bits per weight, never a dense copy.
+    let linear_bytes = |m: &BertModel| m.linears().map(|l| l.weight_bytes()).sum::<usize>();
+    assert!(linear_bytes(&on_packed) * 10 < linear_bytes(&on_dense), "packed model holds a dense copy?");
 
     let encoder = SentenceEncoder::from_bytes(&m.config, &m.tokenizer, &m.weights).unwrap();
     let ids = encoder.tokenizer.encode_all(&sentences()).unwrap();
@@ -171,10 +173,12 @@ fn calibration_matrices_are_symmetric_psd_with_the_right_shapes() {
     assert_eq!(back, calib);
 }
 
-/// Positive semi-definite: Cholesky of `H + ε·mean(diag)·I` succeeds (f64).
+/// Positive semi-definite up to f32 rounding: Cholesky (in f64) of
+/// `H + n·ε_f32·trace(H)·I` succeeds. With a few sentences `H` is rank-deficient,
+/// and its zero eigenvalues come out as ± (rounding of order n·ε·‖H‖ ≤ n·ε·trace).
 fn assert_psd(name: &str, h: &[f32], n: usize) {
-    let mean_diag = (0..n).map(|i| h[i * n + i] as f64).sum::<f64>() / n as f64;
-    let jitter = 1e-6 * mean_diag.max(1e-30);
+    let trace = (0..n).map(|i| h[i * n + i] as f64).sum::<f64>();
+    let jitter = n as f64 * f32::EPSILON as f64 * trace.max(1e-30);
     let mut l = vec![0f64; n * n];
     for i in 0..n {
         for j in 0..=i {
