@@ -3,3 +3,4 @@
 pub mod engine;
 pub mod format;
 pub mod kernels;
+pub mod runtime;
