@@ -67,7 +67,10 @@ pub struct BindingError {
 impl BindingError {
     /// An error with this code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -112,7 +115,11 @@ impl From<BindingError> for JsValue {
     fn from(e: BindingError) -> Self {
         let err = js_sys::Error::new(&e.message);
         // Setting a property on a fresh Error object cannot fail.
-        let _ = js_sys::Reflect::set(&err, &JsValue::from_str("code"), &JsValue::from_str(e.code.as_str()));
+        let _ = js_sys::Reflect::set(
+            &err,
+            &JsValue::from_str("code"),
+            &JsValue::from_str(e.code.as_str()),
+        );
         err.into()
     }
 }

@@ -30,12 +30,18 @@ impl PackedFileBuilder {
     /// Add a compressed tensor (copied; the argument stays usable).
     #[wasm_bindgen(js_name = addCompressed)]
     pub fn add_compressed(&mut self, tensor: &CompressedTensor) {
-        self.file.entries.push(PackedEntry::Packed(tensor.packed().clone()));
+        self.file
+            .entries
+            .push(PackedEntry::Packed(tensor.packed().clone()));
     }
 
     /// Add a tensor kept byte for byte (biases, norms, embeddings...).
     #[wasm_bindgen(js_name = addRaw)]
-    pub fn add_raw(&mut self, #[wasm_bindgen(unchecked_param_type = "TensorSpec")] tensor: JsValue, bytes: &[u8]) -> Result<(), JsValue> {
+    pub fn add_raw(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "TensorSpec")] tensor: JsValue,
+        bytes: &[u8],
+    ) -> Result<(), JsValue> {
         Ok(self.add_raw_impl(tensor, bytes)?)
     }
 
@@ -52,8 +58,15 @@ impl PackedFileBuilder {
             }
             .into());
         }
-        let tensor = OwnedTensor { dtype: entry.dtype, shape: spec.shape, data: bytes.to_vec() };
-        self.file.entries.push(PackedEntry::Raw { name: spec.name, tensor });
+        let tensor = OwnedTensor {
+            dtype: entry.dtype,
+            shape: spec.shape,
+            data: bytes.to_vec(),
+        };
+        self.file.entries.push(PackedEntry::Raw {
+            name: spec.name,
+            tensor,
+        });
         Ok(())
     }
 
@@ -172,7 +185,11 @@ pub fn inspect(file: &PackedFile, file_bytes: u64) -> PackedFileInfo {
         file_bytes,
         original_bytes,
         ratio: original_bytes as f64 / file_bytes.max(1) as f64,
-        bpw: if weights > 0 { bits as f64 / weights as f64 } else { 0.0 },
+        bpw: if weights > 0 {
+            bits as f64 / weights as f64
+        } else {
+            0.0
+        },
         packed_weights: weights,
         tensors,
         metadata: file.metadata.clone(),

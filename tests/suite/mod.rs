@@ -21,7 +21,9 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// FNV-1a over bytes: the fingerprint compared between native and wasm.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A deterministic matrix from integer arithmetic only (bit-identical on
@@ -36,13 +38,32 @@ pub fn synthetic_matrix(n_out: usize, n_in: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn compress(w: &[f32], n_out: usize, n_in: usize, opts: &CompressOptions) -> (PackedTensor, jlcm::engine::TensorReport) {
-    compress_matrix("w", Dtype::F32, &[n_out, n_in], w, n_out, n_in, &Hessian::Identity(n_in), opts, &mut |_| Control::Continue)
-        .expect("compress")
+fn compress(
+    w: &[f32],
+    n_out: usize,
+    n_in: usize,
+    opts: &CompressOptions,
+) -> (PackedTensor, jlcm::engine::TensorReport) {
+    compress_matrix(
+        "w",
+        Dtype::F32,
+        &[n_out, n_in],
+        w,
+        n_out,
+        n_in,
+        &Hessian::Identity(n_in),
+        opts,
+        &mut |_| Control::Continue,
+    )
+    .expect("compress")
 }
 
 fn f32_tensor(shape: &[usize], values: &[f32]) -> OwnedTensor {
-    OwnedTensor { dtype: Dtype::F32, shape: shape.to_vec(), data: st::from_f32(Dtype::F32, values) }
+    OwnedTensor {
+        dtype: Dtype::F32,
+        shape: shape.to_vec(),
+        data: st::from_f32(Dtype::F32, values),
+    }
 }
 
 // ---------------------------------------------------------------- safetensors
@@ -50,7 +71,10 @@ fn f32_tensor(shape: &[usize], values: &[f32]) -> OwnedTensor {
 #[test]
 fn safetensors_header_alone_then_tensor_bytes() {
     let w = synthetic_matrix(4, 8, 1);
-    let tensors = vec![("a".to_string(), f32_tensor(&[4, 8], &w)), ("b".to_string(), f32_tensor(&[3], &[1.0, 2.0, 3.0]))];
+    let tensors = vec![
+        ("a".to_string(), f32_tensor(&[4, 8], &w)),
+        ("b".to_string(), f32_tensor(&[3], &[1.0, 2.0, 3.0])),
+    ];
     let mut meta = BTreeMap::new();
     meta.insert("k".to_string(), "v".to_string());
     let bytes = st::write(&tensors, &meta).unwrap();
@@ -66,13 +90,26 @@ fn safetensors_header_alone_then_tensor_bytes() {
 
 #[test]
 fn safetensors_rejects_bad_bytes() {
-    let bytes = st::write(&[("a".to_string(), f32_tensor(&[2, 8], &[0.5; 16]))], &BTreeMap::new()).unwrap();
-    assert!(matches!(st::parse_header(&bytes[..5], None), Err(FormatError::TooShort { .. })));
+    let bytes = st::write(
+        &[("a".to_string(), f32_tensor(&[2, 8], &[0.5; 16]))],
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    assert!(matches!(
+        st::parse_header(&bytes[..5], None),
+        Err(FormatError::TooShort { .. })
+    ));
     let truncated = &bytes[..bytes.len() - 4];
-    assert!(matches!(st::SafetensorsFile::parse(truncated), Err(FormatError::DataLength { .. })));
+    assert!(matches!(
+        st::SafetensorsFile::parse(truncated),
+        Err(FormatError::DataLength { .. })
+    ));
     let mut huge = bytes.clone();
     huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(matches!(st::parse_header(&huge, None), Err(FormatError::HeaderTooLarge { .. })));
+    assert!(matches!(
+        st::parse_header(&huge, None),
+        Err(FormatError::HeaderTooLarge { .. })
+    ));
     let mut garbage = bytes.clone();
     garbage[8] = b'[';
     assert!(st::parse_header(&garbage, None).is_err());
@@ -83,7 +120,13 @@ fn safetensors_half_precision_round_trip() {
     let values = [0.0f32, 1.0, -2.5, 0.125, 65504.0, -0.0009765625];
     for dtype in [Dtype::F16, Dtype::BF16, Dtype::F32] {
         let data = st::from_f32(dtype, &values);
-        let entry = st::TensorEntry { name: "x".into(), dtype, shape: vec![6], start: 0, end: data.len() as u64 };
+        let entry = st::TensorEntry {
+            name: "x".into(),
+            dtype,
+            shape: vec![6],
+            start: 0,
+            end: data.len() as u64,
+        };
         let back = st::to_f32(&entry, &data).unwrap();
         for (a, b) in values.iter().zip(&back) {
             assert!((a - b).abs() <= a.abs() * 1e-2, "{dtype:?}: {a} -> {b}");
@@ -97,7 +140,11 @@ fn safetensors_half_precision_round_trip() {
 fn grouping_separates_rows_of_different_scales() {
     let (n_out, n_in) = (32, 64);
     let base = synthetic_matrix(n_out, n_in, 2);
-    let w: Vec<f32> = base.iter().enumerate().map(|(i, v)| if i / n_in < 16 { v * 0.01 } else { *v }).collect();
+    let w: Vec<f32> = base
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i / n_in < 16 { v * 0.01 } else { *v })
+        .collect();
     let mut rng = rng_for(0, "w", u64::MAX);
     let (ids, n) = group_rows(&w, n_out, n_in, &vec![1.0; n_in], 2, &mut rng);
     assert_eq!(n, 2);
@@ -137,7 +184,9 @@ pub fn synthetic_hessian(n_in: usize) -> Hessian {
         let row = &x[s * n_in..(s + 1) * n_in];
         for i in 0..n_in {
             for j in 0..n_in {
-                h[i * n_in + j] += (row[i] + 0.5 * row[(i + 1) % n_in]) * (row[j] + 0.5 * row[(j + 1) % n_in]) / n as f32;
+                h[i * n_in + j] += (row[i] + 0.5 * row[(i + 1) % n_in])
+                    * (row[j] + 0.5 * row[(j + 1) % n_in])
+                    / n as f32;
             }
         }
     }
@@ -149,15 +198,48 @@ fn joint_learning_never_increases_the_loss() {
     let (n_out, n_in) = (48, 96);
     let w = synthetic_matrix(n_out, n_in, 4);
     let h = synthetic_hessian(n_in);
-    for (bits, dim, mode) in [(2, 1, Mode::Codebook), (3, 2, Mode::Scale), (4, 4, Mode::Codebook)] {
-        let opts = CompressOptions { bits, dim, groups: 4, mode, iters: 8, tol: 0.0, ..Default::default() };
-        let (_, report) = compress_matrix("w", Dtype::F32, &[n_out, n_in], &w, n_out, n_in, &h, &opts, &mut |_| Control::Continue).unwrap();
+    for (bits, dim, mode) in [
+        (2, 1, Mode::Codebook),
+        (3, 2, Mode::Scale),
+        (4, 4, Mode::Codebook),
+    ] {
+        let opts = CompressOptions {
+            bits,
+            dim,
+            groups: 4,
+            mode,
+            iters: 8,
+            tol: 0.0,
+            ..Default::default()
+        };
+        let (_, report) = compress_matrix(
+            "w",
+            Dtype::F32,
+            &[n_out, n_in],
+            &w,
+            n_out,
+            n_in,
+            &h,
+            &opts,
+            &mut |_| Control::Continue,
+        )
+        .unwrap();
         let losses: Vec<f64> = report.losses.iter().map(|p| p.loss).collect();
         for pair in losses.windows(2) {
-            assert!(pair[1] <= pair[0] * (1.0 + 1e-9), "bits {bits} dim {dim}: loss rose {losses:?}");
+            assert!(
+                pair[1] <= pair[0] * (1.0 + 1e-9),
+                "bits {bits} dim {dim}: loss rose {losses:?}"
+            );
         }
-        assert!(losses.last().unwrap() < &(losses[0] * 0.999), "learning did not lower the loss: {losses:?}");
-        assert!(report.rel_output_error < 0.6, "bits {bits} dim {dim}: error {}", report.rel_output_error);
+        assert!(
+            losses.last().unwrap() < &(losses[0] * 0.999),
+            "learning did not lower the loss: {losses:?}"
+        );
+        assert!(
+            report.rel_output_error < 0.6,
+            "bits {bits} dim {dim}: error {}",
+            report.rel_output_error
+        );
     }
 }
 
@@ -165,10 +247,24 @@ fn joint_learning_never_increases_the_loss() {
 fn compression_stops_when_the_observer_cancels() {
     let w = synthetic_matrix(16, 32, 5);
     let mut seen = 0;
-    let result = compress_matrix("w", Dtype::F32, &[16, 32], &w, 16, 32, &Hessian::Identity(32), &CompressOptions::default(), &mut |e| {
-        seen += 1;
-        if matches!(e, Event::Loss { .. }) { Control::Cancel } else { Control::Continue }
-    });
+    let result = compress_matrix(
+        "w",
+        Dtype::F32,
+        &[16, 32],
+        &w,
+        16,
+        32,
+        &Hessian::Identity(32),
+        &CompressOptions::default(),
+        &mut |e| {
+            seen += 1;
+            if matches!(e, Event::Loss { .. }) {
+                Control::Cancel
+            } else {
+                Control::Continue
+            }
+        },
+    );
     assert!(matches!(result, Err(EngineError::Cancelled)));
     assert!(seen <= 4);
 }
@@ -179,18 +275,41 @@ fn compression_stops_when_the_observer_cancels() {
 fn pack_decode_round_trip() {
     let (n_out, n_in) = (24, 40);
     let w = synthetic_matrix(n_out, n_in, 6);
-    for (bits, dim, mode) in [(1, 1, Mode::Codebook), (3, 2, Mode::Scale), (5, 8, Mode::Codebook), (8, 1, Mode::Codebook)] {
-        let opts = CompressOptions { bits, dim, groups: 3, mode, iters: 2, ..Default::default() };
+    for (bits, dim, mode) in [
+        (1, 1, Mode::Codebook),
+        (3, 2, Mode::Scale),
+        (5, 8, Mode::Codebook),
+        (8, 1, Mode::Codebook),
+    ] {
+        let opts = CompressOptions {
+            bits,
+            dim,
+            groups: 3,
+            mode,
+            iters: 2,
+            ..Default::default()
+        };
         let (packed, _) = compress(&w, n_out, n_in, &opts);
         let bias = f32_tensor(&[n_out], &w[..n_out]);
         let file = PackedFile {
-            entries: vec![PackedEntry::Packed(packed.clone()), PackedEntry::Raw { name: "b".into(), tensor: bias.clone() }],
+            entries: vec![
+                PackedEntry::Packed(packed.clone()),
+                PackedEntry::Raw {
+                    name: "b".into(),
+                    tensor: bias.clone(),
+                },
+            ],
             metadata: BTreeMap::new(),
         };
         let bytes = file.to_bytes().unwrap();
         let back = PackedFile::from_bytes(&bytes).unwrap();
         // The writer orders tensors its own way: compare by name.
-        let by_name = |f: &PackedFile| f.entries.iter().map(|e| (e.name().to_string(), e.clone())).collect::<BTreeMap<_, _>>();
+        let by_name = |f: &PackedFile| {
+            f.entries
+                .iter()
+                .map(|e| (e.name().to_string(), e.clone()))
+                .collect::<BTreeMap<_, _>>()
+        };
         assert_eq!(by_name(&back), by_name(&file), "bits {bits} dim {dim}");
         let decoded = back.decode().unwrap();
         let f = st::SafetensorsFile::parse(&decoded).unwrap();
@@ -204,16 +323,30 @@ fn pack_decode_round_trip() {
 fn packed_matmul_matches_dense_decode() {
     let (n_out, n_in, batch) = (20, 33, 3);
     let w = synthetic_matrix(n_out, n_in, 7);
-    let opts = CompressOptions { bits: 3, dim: 4, groups: 2, iters: 2, ..Default::default() };
+    let opts = CompressOptions {
+        bits: 3,
+        dim: 4,
+        groups: 2,
+        iters: 2,
+        ..Default::default()
+    };
     let (packed, _) = compress(&w, n_out, n_in, &opts);
     let dense = packed.decode_f32();
     let x = synthetic_matrix(batch, n_in, 8);
     let mut y = vec![0f32; batch * n_out];
-    PackedMatrix::new(packed).unwrap().matmul(&x, batch, &mut y).unwrap();
+    PackedMatrix::new(packed)
+        .unwrap()
+        .matmul(&x, batch, &mut y)
+        .unwrap();
     for b in 0..batch {
         for r in 0..n_out {
-            let want: f64 = (0..n_in).map(|j| dense[r * n_in + j] as f64 * x[b * n_in + j] as f64).sum();
-            assert!((y[b * n_out + r] as f64 - want).abs() < 1e-4 * (1.0 + want.abs()), "y[{b},{r}]");
+            let want: f64 = (0..n_in)
+                .map(|j| dense[r * n_in + j] as f64 * x[b * n_in + j] as f64)
+                .sum();
+            assert!(
+                (y[b * n_out + r] as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
+                "y[{b},{r}]"
+            );
         }
     }
 }
@@ -239,12 +372,38 @@ fn same_bytes_as_native_for_the_same_seed() {
     let w = synthetic_matrix(n_out, n_in, 9);
     let h = synthetic_hessian(n_in);
     let mut fingerprint = 0u64;
-    for (bits, dim, mode) in [(2, 1, Mode::Codebook), (3, 2, Mode::Scale), (4, 4, Mode::Codebook)] {
-        let opts = CompressOptions { bits, dim, groups: 4, mode, iters: 6, seed: 42, ..Default::default() };
-        let (packed, _) = compress_matrix("w", Dtype::F32, &[n_out, n_in], &w, n_out, n_in, &h, &opts, &mut |_| Control::Continue).unwrap();
+    for (bits, dim, mode) in [
+        (2, 1, Mode::Codebook),
+        (3, 2, Mode::Scale),
+        (4, 4, Mode::Codebook),
+    ] {
+        let opts = CompressOptions {
+            bits,
+            dim,
+            groups: 4,
+            mode,
+            iters: 6,
+            seed: 42,
+            ..Default::default()
+        };
+        let (packed, _) = compress_matrix(
+            "w",
+            Dtype::F32,
+            &[n_out, n_in],
+            &w,
+            n_out,
+            n_in,
+            &h,
+            &opts,
+            &mut |_| Control::Continue,
+        )
+        .unwrap();
         fingerprint = fnv1a64(&fingerprint.to_le_bytes()) ^ fnv1a64(&packed_parts_bytes(&packed));
     }
-    assert_eq!(fingerprint, DETERMINISM_FINGERPRINT, "fingerprint {fingerprint:#018x}");
+    assert_eq!(
+        fingerprint, DETERMINISM_FINGERPRINT,
+        "fingerprint {fingerprint:#018x}"
+    );
 }
 
 // ---------------------------------------------------------------- the binding (wasm only)
@@ -252,20 +411,25 @@ fn same_bytes_as_native_for_the_same_seed() {
 #[cfg(target_arch = "wasm32")]
 #[test]
 fn this_module_is_the_simd128_build() {
-    assert!(jlcm::wasm::simd128_enabled(), "the running module was built without +simd128 (RUSTFLAGS replaced .cargo/config.toml?)");
+    assert!(
+        jlcm::wasm::simd128_enabled(),
+        "the running module was built without +simd128 (RUSTFLAGS replaced .cargo/config.toml?)"
+    );
 }
 
 #[cfg(target_arch = "wasm32")]
 #[test]
 fn binding_errors_carry_a_stable_code() {
-    use wasm_bindgen::JsValue;
+    use wasm_bindgen::{JsCast, JsValue};
     let err = jlcm::wasm::header::parse_header(&[1, 2, 3], None).unwrap_err();
     let code = js_sys::Reflect::get(&err, &JsValue::from_str("code")).unwrap();
     assert_eq!(code.as_string().as_deref(), Some("E_FORMAT"));
     assert!(err.is_instance_of::<js_sys::Error>());
-    let opts = serde_wasm_bindgen::to_value(&serde_json::json!({"bits": 2, "colour": "red"})).unwrap();
-    let spec = serde_wasm_bindgen::to_value(&serde_json::json!({"name": "w", "dtype": "F32", "shape": [2, 8]})).unwrap();
-    let err = jlcm::wasm::compress::compress_tensor(spec, &[0u8; 64], opts, JsValue::UNDEFINED).err().unwrap();
+    let opts = js_sys::JSON::parse(r#"{"bits": 2, "colour": "red"}"#).unwrap();
+    let spec = js_sys::JSON::parse(r#"{"name": "w", "dtype": "F32", "shape": [2, 8]}"#).unwrap();
+    let err = jlcm::wasm::compress::compress_tensor(spec, &[0u8; 64], opts, JsValue::UNDEFINED)
+        .err()
+        .unwrap();
     let code = js_sys::Reflect::get(&err, &JsValue::from_str("code")).unwrap();
     assert_eq!(code.as_string().as_deref(), Some("E_OPTIONS"));
 }
