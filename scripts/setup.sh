@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the wasm build and its tests need, skipping what is present
 # (idempotent; safe to run on every CI start). See TOOLCHAIN.md.
+#   rustup: clippy, rustfmt
 #   Debian: chromium, chromium-driver, wabt     rustup: wasm32-unknown-unknown
 #   cargo: wasm-pack, wasm-bindgen-cli (= the wasm-bindgen version in Cargo.lock)
 #   npm: devDependencies from package-lock.json (binaryen, playwright-core, esbuild)
@@ -27,6 +28,8 @@ if rustup target list --installed | grep -qx wasm32-unknown-unknown; then
 else
   rustup target add wasm32-unknown-unknown
 fi
+rustup component list --installed | grep -q clippy || rustup component add clippy
+rustup component list --installed | grep -q rustfmt || rustup component add rustfmt
 
 if command -v wasm-pack >/dev/null; then
   say "wasm-pack present ($(wasm-pack --version))"
