@@ -4,7 +4,7 @@
 #   rustup: clippy, rustfmt
 #   Debian: chromium, chromium-driver, wabt     rustup: wasm32-unknown-unknown
 #   cargo: wasm-pack, wasm-bindgen-cli (= the wasm-bindgen version in Cargo.lock)
-#   npm: devDependencies from package-lock.json (binaryen, playwright-core, esbuild)
+#   npm: devDependencies from package-lock.json (binaryen, playwright-core, esbuild, typescript)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -49,7 +49,7 @@ else
 fi
 
 # npm devDependencies, exactly as locked.
-if [ -x node_modules/.bin/wasm-opt ] && [ -x node_modules/.bin/esbuild ] && [ -d node_modules/playwright-core ] \
+if [ -x node_modules/.bin/wasm-opt ] && [ -x node_modules/.bin/esbuild ] && [ -x node_modules/.bin/tsc ] && [ -d node_modules/playwright-core ] \
   && [ node_modules/.package-lock.json -nt package-lock.json ]; then
   say "npm devDependencies present"
 else

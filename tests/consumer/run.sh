@@ -12,6 +12,10 @@ cp "$here"/app/* "$app"/
 (cd "$app" && npm install --no-audit --no-fund --no-save --silent "$tarball")
 echo "consumer: installed $(basename "$tarball") into $app"
 
+echo "consumer: type-check typed.ts against jlcm.d.ts"
+(cd "$app" && "$repo/node_modules/.bin/tsc" --noEmit --strict --target es2022 --module nodenext \
+  --moduleResolution nodenext --lib es2022,dom,esnext.disposable --skipLibCheck false typed.ts)
+
 echo "consumer (a) node:"
 (cd "$app" && node node.js)
 
