@@ -34,6 +34,12 @@ pub enum ErrorCode {
     Cancelled,
     /// A JS argument of the wrong kind.
     Argument,
+    /// A model config or weights the runtime cannot run.
+    Model,
+    /// A `tokenizer.json` that cannot be loaded or used.
+    Tokenizer,
+    /// Texts or batch shapes the model cannot take.
+    Input,
 }
 
 impl ErrorCode {
@@ -51,6 +57,9 @@ impl ErrorCode {
             ErrorCode::Shape => "E_SHAPE",
             ErrorCode::Cancelled => "E_CANCELLED",
             ErrorCode::Argument => "E_ARGUMENT",
+            ErrorCode::Model => "E_MODEL",
+            ErrorCode::Tokenizer => "E_TOKENIZER",
+            ErrorCode::Input => "E_INPUT",
         }
     }
 }

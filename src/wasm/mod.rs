@@ -21,6 +21,8 @@ pub mod error;
 pub mod header;
 pub mod matvec;
 pub mod packfile;
+// Wired in when `crate::runtime` lands on main (branch `runtime`):
+// pub mod runtime;
 
 use wasm_bindgen::prelude::*;
 
