@@ -13,11 +13,12 @@ step() { echo; echo "== test-wasm: $* ($(($(date +%s) - start)) s)"; }
 
 step "wasm-pack test --headless --chrome"
 # WASM_BINDGEN_USE_BROWSER: test binaries without run_in_browser run in
-# Chromium too (instead of being skipped).
-WASM_BINDGEN_USE_BROWSER=1 wasm-pack test --headless --chrome --mode no-install
+# Chromium too (instead of being skipped). `--lib --bins --test *`: unit, bin and
+# integration tests; doc tests are checked natively by `cargo test`.
+WASM_BINDGEN_USE_BROWSER=1 wasm-pack test --headless --chrome --mode no-install -- --lib --bins --test '*'
 
 step "wasm-pack test --node"
-wasm-pack test --node --mode no-install
+wasm-pack test --node --mode no-install -- --lib --bins --test '*'
 
 step "build the package"
 tarball=$(bash scripts/build-pkg.sh | tail -1)
