@@ -35,6 +35,17 @@ impl PackedFileBuilder {
             .push(PackedEntry::Packed(tensor.packed().clone()));
     }
 
+    /// Add every tensor of another packed file (e.g. `toPackedFile()` bytes
+    /// sent back by workers that each compressed one tensor), in its order;
+    /// its extra metadata is merged in.
+    #[wasm_bindgen(js_name = addPackedFile)]
+    pub fn add_packed_file(&mut self, bytes: &[u8]) -> Result<(), JsValue> {
+        let other = PackedFile::from_bytes(bytes).map_err(BindingError::from)?;
+        self.file.entries.extend(other.entries);
+        self.file.metadata.extend(other.metadata);
+        Ok(())
+    }
+
     /// Add a tensor kept byte for byte (biases, norms, embeddings...).
     #[wasm_bindgen(js_name = addRaw)]
     pub fn add_raw(

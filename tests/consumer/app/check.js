@@ -43,7 +43,7 @@ export function compressAndDecode(jlcm) {
     if (report.losses[i].loss > report.losses[i - 1].loss * (1 + 1e-9)) throw new Error("loss increased");
   }
   const builder = new jlcm.PackedFileBuilder();
-  builder.addCompressed(packed);
+  builder.addPackedFile(packed.toPackedFile()); // as a page merges its workers' results
   builder.addRaw(b, file.subarray(b.start, b.end));
   const packedFile = builder.toBytes();
   const info = jlcm.inspectPackedFile(packedFile);
