@@ -353,18 +353,9 @@ fn packed_matmul_matches_dense_decode() {
 
 // ---------------------------------------------------------------- determinism
 
-/// Bytes of a packed tensor's parts (indices, codebooks, group ids, scales).
-pub fn packed_parts_bytes(p: &PackedTensor) -> Vec<u8> {
-    let mut out = p.indices.clone();
-    out.extend(p.codebooks.iter().flat_map(|v| v.to_le_bytes()));
-    out.extend(&p.group_ids);
-    out.extend(p.scales.iter().flat_map(|v| v.to_le_bytes()));
-    out
-}
-
-/// FNV-1a of the packed parts below, produced natively. The same test in
+/// FNV-1a of the packed files below, produced natively. The same test in
 /// Chromium and Node must reproduce it bit for bit.
-pub const DETERMINISM_FINGERPRINT: u64 = 0xfedd_9d80_9eb7_e401;
+pub const DETERMINISM_FINGERPRINT: u64 = 0xd2e1_0be2_729a_f746;
 
 #[test]
 fn same_bytes_as_native_for_the_same_seed() {
@@ -398,7 +389,11 @@ fn same_bytes_as_native_for_the_same_seed() {
             &mut |_| Control::Continue,
         )
         .unwrap();
-        fingerprint = fnv1a64(&fingerprint.to_le_bytes()) ^ fnv1a64(&packed_parts_bytes(&packed));
+        let file = PackedFile {
+            entries: vec![PackedEntry::Packed(packed)],
+            metadata: BTreeMap::new(),
+        };
+        fingerprint = fnv1a64(&fingerprint.to_le_bytes()) ^ fnv1a64(&file.to_bytes().unwrap());
     }
     assert_eq!(
         fingerprint, DETERMINISM_FINGERPRINT,
