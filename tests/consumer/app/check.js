@@ -29,7 +29,7 @@ export function syntheticSafetensors() {
 }
 
 /** Compress, pack, decode; throws on any mismatch; returns a summary. */
-export function compressAndDecode(jlcm) {
+export async function compressAndDecode(jlcm) {
   const file = syntheticSafetensors();
   const header = jlcm.parseHeader(file.subarray(0, jlcm.headerByteLength(file)), file.length);
   const [w, b] = ["w", "b"].map((n) => header.tensors.find((t) => t.name === n));
@@ -81,8 +81,10 @@ export function compressAndDecode(jlcm) {
     const abort = new AbortController();
     jlcm.compressTensor(w, file.subarray(w.start, w.end), { bits: 2 }, { signal: abort.signal, onProgress: () => abort.abort() });
   } catch (e) { cancelled = e.code; }
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", packedFile));
+  const sha256 = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
   const result = {
-    simd128: jlcm.simd128Enabled(), bpw: info.bpw, ratio: info.ratio, relError, biasSame,
+    sha256, simd128: jlcm.simd128Enabled(), bpw: info.bpw, ratio: info.ratio, relError, biasSame,
     events: events.length, cancelled, badOptions, badFile, matches: Math.abs(relError - report.relWeightError) < 1e-3,
   };
   const ok = result.simd128 && biasSame && relError < 0.5 && info.bpw < 4 && events.length > 3
