@@ -2,7 +2,7 @@
 export type JlcmErrorCode =
   | "E_FORMAT" | "E_NOT_FOUND" | "E_DTYPE" | "E_NON_FINITE" | "E_TOO_LARGE"
   | "E_OPTIONS" | "E_TENSOR" | "E_CALIBRATION" | "E_SHAPE" | "E_CANCELLED" | "E_ARGUMENT"
-  | "E_MODEL" | "E_TOKENIZER" | "E_INPUT";
+  | "E_UNSUPPORTED" | "E_MODEL" | "E_TOKENIZER" | "E_INPUT";
 
 /** An `Error` thrown by jlcm. */
 export interface JlcmError extends Error { code: JlcmErrorCode }

@@ -34,6 +34,8 @@ pub enum ErrorCode {
     Cancelled,
     /// A JS argument of the wrong kind.
     Argument,
+    /// A kernel variant this build or engine lacks.
+    Unsupported,
     /// A model config or weights the runtime cannot run.
     Model,
     /// A `tokenizer.json` that cannot be loaded or used.
@@ -57,6 +59,7 @@ impl ErrorCode {
             ErrorCode::Shape => "E_SHAPE",
             ErrorCode::Cancelled => "E_CANCELLED",
             ErrorCode::Argument => "E_ARGUMENT",
+            ErrorCode::Unsupported => "E_UNSUPPORTED",
             ErrorCode::Model => "E_MODEL",
             ErrorCode::Tokenizer => "E_TOKENIZER",
             ErrorCode::Input => "E_INPUT",
@@ -116,6 +119,7 @@ impl From<KernelError> for BindingError {
         match e {
             KernelError::Format(f) => f.into(),
             KernelError::Shape { .. } => Self::new(ErrorCode::Shape, e.to_string()),
+            KernelError::Unavailable(_) => Self::new(ErrorCode::Unsupported, e.to_string()),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! | `PackedFileBuilder`                  | `format::packed::PackedFile::to_bytes` |
 //! | `decodePackedFile`, `inspectPackedFile` | `PackedFile::{from_bytes, decode}`  |
 //! | `PackedMatrix`                       | `kernels::PackedMatrix`                |
+//! | `SentenceEncoder`                    | `runtime::SentenceEncoder`             |
 
 pub mod analyse;
 pub mod compress;
@@ -21,8 +22,7 @@ pub mod error;
 pub mod header;
 pub mod matvec;
 pub mod packfile;
-// Wired in when `crate::runtime` lands on main (branch `runtime`):
-// pub mod runtime;
+pub mod runtime;
 
 use wasm_bindgen::prelude::*;
 
