@@ -11,7 +11,9 @@ impl From<RuntimeError> for BindingError {
         match e {
             RuntimeError::Format(f) => f.into(),
             RuntimeError::Kernel(k) => k.into(),
-            RuntimeError::Config(_) | RuntimeError::Weight { .. } => Self::new(ErrorCode::Model, e.to_string()),
+            RuntimeError::Config(_) | RuntimeError::Weight { .. } => {
+                Self::new(ErrorCode::Model, e.to_string())
+            }
             RuntimeError::Tokenizer(_) => Self::new(ErrorCode::Tokenizer, e.to_string()),
             RuntimeError::Input(_) => Self::new(ErrorCode::Input, e.to_string()),
             RuntimeError::Npy(_) => Self::new(ErrorCode::Format, e.to_string()),
@@ -37,7 +39,8 @@ impl SentenceEncoder {
         #[wasm_bindgen(js_name = tokenizerJson)] tokenizer_json: &[u8],
         weights: &[u8],
     ) -> Result<SentenceEncoder, JsValue> {
-        let encoder = CoreEncoder::from_bytes(config_json, tokenizer_json, weights).map_err(BindingError::from)?;
+        let encoder = CoreEncoder::from_bytes(config_json, tokenizer_json, weights)
+            .map_err(BindingError::from)?;
         Ok(Self { encoder })
     }
 
