@@ -32,6 +32,19 @@ native_sha=$(sha256sum "$app/fixture.packed.safetensors" | cut -d' ' -f1)
 [ "$native_sha" = "$node_sha" ] || { echo "native $native_sha != node $node_sha"; exit 1; }
 echo "same SHA-256 natively and in Node: $native_sha"
 
+if [ "${JLCM_SKIP_MODEL_TESTS:-}" = 1 ]; then
+  echo "consumer: MiniLM runtime check skipped (JLCM_SKIP_MODEL_TESTS=1)"
+else
+  echo "consumer: MiniLM runtime in Node (dense and 4-bit packed) vs native jlcm embed"
+  model=$(bash "$repo/scripts/fetch-model.sh")
+  jlcm_bin="${CARGO_TARGET_DIR:-$repo/target}/release/jlcm"
+  sentences="$repo/tests/data/st_sentences.txt"
+  "$jlcm_bin" compress "$model/model.safetensors" -o "$app/minilm.4bit.safetensors" --bits 4 --iters 1 >/dev/null 2>&1
+  "$jlcm_bin" embed "$model" --text "$sentences" -o "$app/native-dense.npy" >/dev/null 2>&1
+  "$jlcm_bin" embed "$model" --text "$sentences" --weights "$app/minilm.4bit.safetensors" -o "$app/native-packed.npy" >/dev/null 2>&1
+  (cd "$app" && node embed.js "$model" minilm.4bit.safetensors "$sentences" native-dense.npy native-packed.npy)
+fi
+
 echo "consumer (b) page + (c) module worker, bundled by esbuild:"
 (cd "$app" && "$repo/node_modules/.bin/esbuild" page.js worker.js --bundle --format=esm \
   --loader:.wasm=file --outdir=dist --log-level=warning)
