@@ -1,7 +1,8 @@
 /** Stable codes of the `code` property of every error jlcm throws. */
 export type JlcmErrorCode =
   | "E_FORMAT" | "E_NOT_FOUND" | "E_DTYPE" | "E_NON_FINITE" | "E_TOO_LARGE"
-  | "E_OPTIONS" | "E_TENSOR" | "E_CALIBRATION" | "E_SHAPE" | "E_CANCELLED" | "E_ARGUMENT";
+  | "E_OPTIONS" | "E_TENSOR" | "E_CALIBRATION" | "E_SHAPE" | "E_CANCELLED" | "E_ARGUMENT"
+  | "E_UNSUPPORTED" | "E_MODEL" | "E_TOKENIZER" | "E_INPUT";
 
 /** An `Error` thrown by jlcm. */
 export interface JlcmError extends Error { code: JlcmErrorCode }

@@ -16,12 +16,13 @@ if [ -n "${RUSTFLAGS:-}" ] && [[ "$RUSTFLAGS" != *simd128* ]]; then
   unset RUSTFLAGS
 fi
 
-out=target/pkg-wasm
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+out=$target_dir/pkg-wasm
 wasm-pack build --release --target web --mode no-install --no-pack \
   --out-dir "$out" --out-name jlcm >&2
 
 # The package: wasm-pack's module, typings and wasm; our package.json and README.
-stage=target/pkg-stage
+stage=$target_dir/pkg-stage
 rm -rf "$stage" && mkdir -p "$stage" dist
 cp "$out"/jlcm.js "$out"/jlcm.d.ts "$out"/jlcm_bg.wasm "$out"/jlcm_bg.wasm.d.ts "$stage"/
 cp pkg-config/README.md "$stage"/README.md

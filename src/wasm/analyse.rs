@@ -23,7 +23,11 @@ pub struct AnalyseOptions {
 
 impl Default for AnalyseOptions {
     fn default() -> Self {
-        Self { groups: 16, bins: 64, seed: 0 }
+        Self {
+            groups: 16,
+            bins: 64,
+            seed: 0,
+        }
     }
 }
 
@@ -90,7 +94,12 @@ pub struct TensorAnalysis {
 }
 
 /// Histogram of `values` on `bins` bins over `[min, max]`.
-pub fn histogram<'a>(values: impl Iterator<Item = &'a f32>, min: f32, max: f32, bins: usize) -> Histogram {
+pub fn histogram<'a>(
+    values: impl Iterator<Item = &'a f32>,
+    min: f32,
+    max: f32,
+    bins: usize,
+) -> Histogram {
     let mut counts = vec![0u32; bins];
     let width = (max - min).max(f32::MIN_POSITIVE);
     for v in values {
@@ -101,36 +110,82 @@ pub fn histogram<'a>(values: impl Iterator<Item = &'a f32>, min: f32, max: f32, 
 }
 
 /// Analyse a tensor given as f32 values in an `rows x cols` view.
-pub fn analyse_values(name: &str, values: &[f32], rows: usize, cols: usize, compressible: bool, opts: &AnalyseOptions) -> TensorAnalysis {
+pub fn analyse_values(
+    name: &str,
+    values: &[f32],
+    rows: usize,
+    cols: usize,
+    compressible: bool,
+    opts: &AnalyseOptions,
+) -> TensorAnalysis {
     let bins = opts.bins as usize;
-    let (min, max) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-    let (min, max) = if values.is_empty() { (0.0, 0.0) } else { (min, max) };
+    let (min, max) = values
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(*v), hi.max(*v))
+        });
+    let (min, max) = if values.is_empty() {
+        (0.0, 0.0)
+    } else {
+        (min, max)
+    };
     let n = values.len().max(1) as f64;
     let mean = values.iter().map(|v| *v as f64).sum::<f64>() / n;
-    let var = values.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / n;
-    let mut row_stats = RowStats { mean: vec![], rms: vec![], min: vec![], max: vec![] };
+    let var = values
+        .iter()
+        .map(|v| (*v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let mut row_stats = RowStats {
+        mean: vec![],
+        rms: vec![],
+        min: vec![],
+        max: vec![],
+    };
     for row in values.chunks(cols.max(1)) {
         let c = row.len().max(1) as f64;
-        row_stats.mean.push((row.iter().map(|v| *v as f64).sum::<f64>() / c) as f32);
-        row_stats.rms.push(libm::sqrt(row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / c) as f32);
-        row_stats.min.push(row.iter().copied().fold(f32::INFINITY, f32::min));
-        row_stats.max.push(row.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+        row_stats
+            .mean
+            .push((row.iter().map(|v| *v as f64).sum::<f64>() / c) as f32);
+        row_stats
+            .rms
+            .push(libm::sqrt(row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / c) as f32);
+        row_stats
+            .min
+            .push(row.iter().copied().fold(f32::INFINITY, f32::min));
+        row_stats
+            .max
+            .push(row.iter().copied().fold(f32::NEG_INFINITY, f32::max));
     }
     let groups = compressible.then(|| {
         let hdiag = vec![1f32; cols];
         let mut rng = rng_for(opts.seed, name, u64::MAX);
-        let (group_of_row, count) = group_rows(values, rows, cols, &hdiag, opts.groups as usize, &mut rng);
+        let (group_of_row, count) =
+            group_rows(values, rows, cols, &hdiag, opts.groups as usize, &mut rng);
         let mut sizes = vec![0usize; count];
         for g in &group_of_row {
             sizes[*g as usize] += 1;
         }
         let histograms = (0..count)
             .map(|g| {
-                let rows_of_g = group_of_row.iter().enumerate().filter(|(_, id)| **id as usize == g);
-                histogram(rows_of_g.flat_map(|(r, _)| values[r * cols..(r + 1) * cols].iter()), min, max, bins)
+                let rows_of_g = group_of_row
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, id)| **id as usize == g);
+                histogram(
+                    rows_of_g.flat_map(|(r, _)| values[r * cols..(r + 1) * cols].iter()),
+                    min,
+                    max,
+                    bins,
+                )
             })
             .collect();
-        GroupAnalysis { count, group_of_row, sizes, histograms }
+        GroupAnalysis {
+            count,
+            group_of_row,
+            sizes,
+            histograms,
+        }
     });
     TensorAnalysis {
         name: name.to_string(),
@@ -146,7 +201,10 @@ pub fn analyse_values(name: &str, values: &[f32], rows: usize, cols: usize, comp
 
 /// A tensor's values as f32 (from F32, F16 or BF16 bytes).
 #[wasm_bindgen(js_name = readTensor)]
-pub fn read_tensor(#[wasm_bindgen(unchecked_param_type = "TensorSpec")] tensor: JsValue, bytes: &[u8]) -> Result<Vec<f32>, JsValue> {
+pub fn read_tensor(
+    #[wasm_bindgen(unchecked_param_type = "TensorSpec")] tensor: JsValue,
+    bytes: &[u8],
+) -> Result<Vec<f32>, JsValue> {
     let spec = TensorSpec::from_js(tensor)?;
     Ok(tensor_values(&spec, bytes)?.1)
 }
@@ -166,7 +224,10 @@ fn analyse_impl(tensor: JsValue, bytes: &[u8], options: JsValue) -> JsResult<JsV
     let spec = TensorSpec::from_js(tensor)?;
     let opts: AnalyseOptions = from_js(options, "analyse options", ErrorCode::Options)?;
     if !(1..=4096).contains(&opts.bins) || !(1..=256).contains(&opts.groups) {
-        return Err(BindingError::new(ErrorCode::Options, "bins must be 1..=4096 and groups 1..=256"));
+        return Err(BindingError::new(
+            ErrorCode::Options,
+            "bins must be 1..=4096 and groups 1..=256",
+        ));
     }
     let (entry, values) = tensor_values(&spec, bytes)?;
     let (rows, cols, compressible) = match entry.matrix_shape() {
@@ -176,5 +237,12 @@ fn analyse_impl(tensor: JsValue, bytes: &[u8], options: JsValue) -> JsResult<JsV
     if compressible {
         crate::format::safetensors::check_finite(&entry.name, &values)?;
     }
-    to_js(&analyse_values(&entry.name, &values, rows, cols, compressible, &opts))
+    to_js(&analyse_values(
+        &entry.name,
+        &values,
+        rows,
+        cols,
+        compressible,
+        &opts,
+    ))
 }

@@ -69,7 +69,9 @@ impl CompressedTensor {
             mode: p.mode,
             shape: &p.shape,
             dtype: st::dtype_name(p.dtype),
-            codebooks: (0..p.n_codebooks()).map(|c| p.codebook(c).iter().map(|v| v.to_f32()).collect()).collect(),
+            codebooks: (0..p.n_codebooks())
+                .map(|c| p.codebook(c).iter().map(|v| v.to_f32()).collect())
+                .collect(),
             scales: p.scales.iter().map(|v| v.to_f32()).collect(),
             group_of_row: &p.group_ids,
             packed_bytes: p.stored_bits().div_ceil(8),
@@ -105,7 +107,10 @@ impl CompressedTensor {
     /// A packed file holding only this tensor.
     #[wasm_bindgen(js_name = toPackedFile)]
     pub fn to_packed_file(&self) -> Result<Vec<u8>, JsValue> {
-        let file = PackedFile { entries: vec![PackedEntry::Packed(self.packed.clone())], metadata: Default::default() };
+        let file = PackedFile {
+            entries: vec![PackedEntry::Packed(self.packed.clone())],
+            metadata: Default::default(),
+        };
         Ok(file.to_bytes().map_err(BindingError::from)?)
     }
 }
@@ -158,10 +163,13 @@ fn compress_impl(
         )
     })?;
     let on_progress = get(&context, "onProgress");
-    let on_progress: Option<js_sys::Function> = match on_progress.is_undefined() || on_progress.is_null() {
-        true => None,
-        false => Some(on_progress.dyn_into().map_err(|_| BindingError::new(ErrorCode::Argument, "onProgress must be a function"))?),
-    };
+    let on_progress: Option<js_sys::Function> =
+        match on_progress.is_undefined() || on_progress.is_null() {
+            true => None,
+            false => Some(on_progress.dyn_into().map_err(|_| {
+                BindingError::new(ErrorCode::Argument, "onProgress must be a function")
+            })?),
+        };
     let signal = get(&context, "signal");
     let calibration = get(&context, "calibration");
     let h = if calibration.is_undefined() || calibration.is_null() {
@@ -175,7 +183,9 @@ fn compress_impl(
             return Control::Cancel;
         }
         if let Some(f) = &on_progress {
-            let Ok(ev) = to_js(event) else { return Control::Continue };
+            let Ok(ev) = to_js(event) else {
+                return Control::Continue;
+            };
             match f.call1(&JsValue::NULL, &ev) {
                 Ok(r) if r == JsValue::FALSE => return Control::Cancel,
                 Ok(_) => {}
@@ -187,7 +197,16 @@ fn compress_impl(
         }
         Control::Continue
     };
-    let (packed, report) =
-        compress_matrix(&spec.name, entry.dtype, &spec.shape, &values, n_out, n_in, &h, &opts, &mut observer)?;
+    let (packed, report) = compress_matrix(
+        &spec.name,
+        entry.dtype,
+        &spec.shape,
+        &values,
+        n_out,
+        n_in,
+        &h,
+        &opts,
+        &mut observer,
+    )?;
     Ok(CompressedTensor::new(packed, report))
 }

@@ -16,12 +16,28 @@ pub fn to_js<T: Serialize + ?Sized>(value: &T) -> JsResult<JsValue> {
         .map_err(|e| BindingError::new(ErrorCode::Argument, format!("cannot convert result: {e}")))
 }
 
-/// Read a plain JS object as `T`; `undefined`/`null` give `T::default()`.
-pub fn from_js<T: DeserializeOwned + Default>(value: JsValue, what: &str, code: ErrorCode) -> JsResult<T> {
+/// Read a plain JS object as `T` through JSON, so that `deny_unknown_fields`
+/// catches misspelt keys (serde-wasm-bindgen would skip them silently);
+/// `undefined`/`null` give `T::default()`.
+pub fn from_js<T: DeserializeOwned + Default>(
+    value: JsValue,
+    what: &str,
+    code: ErrorCode,
+) -> JsResult<T> {
     if value.is_undefined() || value.is_null() {
         return Ok(T::default());
     }
-    serde_wasm_bindgen::from_value(value).map_err(|e| BindingError::new(code, format!("{what}: {e}")))
+    if !value.is_object() || js_sys::Array::is_array(&value) {
+        return Err(BindingError::new(
+            code,
+            format!("{what}: expected a plain object"),
+        ));
+    }
+    let json = js_sys::JSON::stringify(&value)
+        .ok()
+        .and_then(|s| s.as_string())
+        .ok_or_else(|| BindingError::new(code, format!("{what}: not representable as JSON")))?;
+    serde_json::from_str(&json).map_err(|e| BindingError::new(code, format!("{what}: {e}")))
 }
 
 /// What the binding needs to know about a tensor to read its bytes: the
@@ -41,18 +57,34 @@ impl TensorSpec {
     /// Read a spec from JS.
     pub fn from_js(value: JsValue) -> JsResult<Self> {
         if value.is_undefined() || value.is_null() {
-            return Err(BindingError::new(ErrorCode::Argument, "tensor: expected {name, dtype, shape}"));
+            return Err(BindingError::new(
+                ErrorCode::Argument,
+                "tensor: expected {name, dtype, shape}",
+            ));
         }
-        serde_wasm_bindgen::from_value(value)
-            .map_err(|e| BindingError::new(ErrorCode::Argument, format!("tensor: expected {{name, dtype, shape}}: {e}")))
+        serde_wasm_bindgen::from_value(value).map_err(|e| {
+            BindingError::new(
+                ErrorCode::Argument,
+                format!("tensor: expected {{name, dtype, shape}}: {e}"),
+            )
+        })
     }
 
     /// The spec as a header entry covering `byte_len` bytes.
     pub fn entry(&self, byte_len: usize) -> JsResult<TensorEntry> {
         let dtype: Dtype = st::parse_dtype(&self.dtype).ok_or_else(|| {
-            BindingError::new(ErrorCode::Dtype, format!("tensor `{}`: unknown dtype `{}`", self.name, self.dtype))
+            BindingError::new(
+                ErrorCode::Dtype,
+                format!("tensor `{}`: unknown dtype `{}`", self.name, self.dtype),
+            )
         })?;
-        Ok(TensorEntry { name: self.name.clone(), dtype, shape: self.shape.clone(), start: 0, end: byte_len as u64 })
+        Ok(TensorEntry {
+            name: self.name.clone(),
+            dtype,
+            shape: self.shape.clone(),
+            start: 0,
+            end: byte_len as u64,
+        })
     }
 }
 

@@ -34,6 +34,14 @@ pub enum ErrorCode {
     Cancelled,
     /// A JS argument of the wrong kind.
     Argument,
+    /// A kernel variant this build or engine lacks.
+    Unsupported,
+    /// A model config or weights the runtime cannot run.
+    Model,
+    /// A `tokenizer.json` that cannot be loaded or used.
+    Tokenizer,
+    /// Texts or batch shapes the model cannot take.
+    Input,
 }
 
 impl ErrorCode {
@@ -51,6 +59,10 @@ impl ErrorCode {
             ErrorCode::Shape => "E_SHAPE",
             ErrorCode::Cancelled => "E_CANCELLED",
             ErrorCode::Argument => "E_ARGUMENT",
+            ErrorCode::Unsupported => "E_UNSUPPORTED",
+            ErrorCode::Model => "E_MODEL",
+            ErrorCode::Tokenizer => "E_TOKENIZER",
+            ErrorCode::Input => "E_INPUT",
         }
     }
 }
@@ -67,7 +79,10 @@ pub struct BindingError {
 impl BindingError {
     /// An error with this code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -104,6 +119,7 @@ impl From<KernelError> for BindingError {
         match e {
             KernelError::Format(f) => f.into(),
             KernelError::Shape { .. } => Self::new(ErrorCode::Shape, e.to_string()),
+            KernelError::Unavailable(_) => Self::new(ErrorCode::Unsupported, e.to_string()),
         }
     }
 }
@@ -112,7 +128,11 @@ impl From<BindingError> for JsValue {
     fn from(e: BindingError) -> Self {
         let err = js_sys::Error::new(&e.message);
         // Setting a property on a fresh Error object cannot fail.
-        let _ = js_sys::Reflect::set(&err, &JsValue::from_str("code"), &JsValue::from_str(e.code.as_str()));
+        let _ = js_sys::Reflect::set(
+            &err,
+            &JsValue::from_str("code"),
+            &JsValue::from_str(e.code.as_str()),
+        );
         err.into()
     }
 }

@@ -71,7 +71,12 @@ impl HeaderInfo {
                 }
             })
             .collect();
-        Self { data_start: h.data_start(), file_length: h.file_len(), tensors, metadata: h.metadata.clone() }
+        Self {
+            data_start: h.data_start(),
+            file_length: h.file_len(),
+            tensors,
+            metadata: h.metadata.clone(),
+        }
     }
 }
 
@@ -87,12 +92,17 @@ pub fn header_byte_length(prefix: &[u8]) -> Result<f64, JsValue> {
 /// only its first `headerByteLength` bytes; `fileLength` (the whole file's
 /// size) lets the data section's length be checked too.
 #[wasm_bindgen(js_name = parseHeader, unchecked_return_type = "SafetensorsHeader")]
-pub fn parse_header(bytes: &[u8], #[wasm_bindgen(js_name = fileLength)] file_length: Option<f64>) -> Result<JsValue, JsValue> {
+pub fn parse_header(
+    bytes: &[u8],
+    #[wasm_bindgen(js_name = fileLength)] file_length: Option<f64>,
+) -> Result<JsValue, JsValue> {
     Ok(parse_header_impl(bytes, file_length)?)
 }
 
 fn parse_header_impl(bytes: &[u8], file_length: Option<f64>) -> JsResult<JsValue> {
-    let file_len = file_length.map(|f| f.max(0.0) as u64).or(Some(bytes.len() as u64));
+    let file_len = file_length
+        .map(|f| f.max(0.0) as u64)
+        .or(Some(bytes.len() as u64));
     let header = st::parse_header(bytes, file_len)?;
     to_js(&HeaderInfo::from_header(&header))
 }

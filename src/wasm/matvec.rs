@@ -56,7 +56,9 @@ impl JsPackedMatrix {
     pub fn matmul(&self, x: &[f32], batch: Option<usize>) -> Result<Vec<f32>, JsValue> {
         let batch = batch.unwrap_or(1);
         let mut y = vec![0f32; batch.saturating_mul(self.matrix.n_out())];
-        self.matrix.matmul(x, batch, &mut y).map_err(BindingError::from)?;
+        self.matrix
+            .matmul(x, batch, &mut y)
+            .map_err(BindingError::from)?;
         Ok(y)
     }
 }

@@ -13,6 +13,7 @@
 //! | `PackedFileBuilder`                  | `format::packed::PackedFile::to_bytes` |
 //! | `decodePackedFile`, `inspectPackedFile` | `PackedFile::{from_bytes, decode}`  |
 //! | `PackedMatrix`                       | `kernels::PackedMatrix`                |
+//! | `SentenceEncoder`                    | `runtime::SentenceEncoder`             |
 
 pub mod analyse;
 pub mod compress;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod header;
 pub mod matvec;
 pub mod packfile;
+pub mod runtime;
 
 use wasm_bindgen::prelude::*;
 

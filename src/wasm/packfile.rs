@@ -30,12 +30,29 @@ impl PackedFileBuilder {
     /// Add a compressed tensor (copied; the argument stays usable).
     #[wasm_bindgen(js_name = addCompressed)]
     pub fn add_compressed(&mut self, tensor: &CompressedTensor) {
-        self.file.entries.push(PackedEntry::Packed(tensor.packed().clone()));
+        self.file
+            .entries
+            .push(PackedEntry::Packed(tensor.packed().clone()));
+    }
+
+    /// Add every tensor of another packed file (e.g. `toPackedFile()` bytes
+    /// sent back by workers that each compressed one tensor), in its order;
+    /// its extra metadata is merged in.
+    #[wasm_bindgen(js_name = addPackedFile)]
+    pub fn add_packed_file(&mut self, bytes: &[u8]) -> Result<(), JsValue> {
+        let other = PackedFile::from_bytes(bytes).map_err(BindingError::from)?;
+        self.file.entries.extend(other.entries);
+        self.file.metadata.extend(other.metadata);
+        Ok(())
     }
 
     /// Add a tensor kept byte for byte (biases, norms, embeddings...).
     #[wasm_bindgen(js_name = addRaw)]
-    pub fn add_raw(&mut self, #[wasm_bindgen(unchecked_param_type = "TensorSpec")] tensor: JsValue, bytes: &[u8]) -> Result<(), JsValue> {
+    pub fn add_raw(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "TensorSpec")] tensor: JsValue,
+        bytes: &[u8],
+    ) -> Result<(), JsValue> {
         Ok(self.add_raw_impl(tensor, bytes)?)
     }
 
@@ -52,8 +69,15 @@ impl PackedFileBuilder {
             }
             .into());
         }
-        let tensor = OwnedTensor { dtype: entry.dtype, shape: spec.shape, data: bytes.to_vec() };
-        self.file.entries.push(PackedEntry::Raw { name: spec.name, tensor });
+        let tensor = OwnedTensor {
+            dtype: entry.dtype,
+            shape: spec.shape,
+            data: bytes.to_vec(),
+        };
+        self.file.entries.push(PackedEntry::Raw {
+            name: spec.name,
+            tensor,
+        });
         Ok(())
     }
 
@@ -172,7 +196,11 @@ pub fn inspect(file: &PackedFile, file_bytes: u64) -> PackedFileInfo {
         file_bytes,
         original_bytes,
         ratio: original_bytes as f64 / file_bytes.max(1) as f64,
-        bpw: if weights > 0 { bits as f64 / weights as f64 } else { 0.0 },
+        bpw: if weights > 0 {
+            bits as f64 / weights as f64
+        } else {
+            0.0
+        },
         packed_weights: weights,
         tensors,
         metadata: file.metadata.clone(),

@@ -1,6 +1,7 @@
 // Serve the bundled consumer app and open it in Debian's Chromium through
 // playwright-core; wait for the page and worker results; fail on any request
-// that leaves the origin. Usage: node browser.mjs <dir-with-index.html>
+// that leaves the origin; with an expected SHA-256, check the packed bytes
+// are the same as Node's. Usage: node browser.mjs <dir> [sha256]
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { execSync } from "node:child_process";
@@ -8,6 +9,7 @@ import { extname, join, normalize } from "node:path";
 import { chromium } from "playwright-core";
 
 const root = process.argv[2];
+const expectedSha = process.argv[3];
 const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
 const server = createServer(async (req, res) => {
   const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^(\.\.[/\\])+/, "");
@@ -38,6 +40,12 @@ try {
   const results = await page.evaluate(() => window.__results);
   console.log(JSON.stringify(results));
   if (!results.page.ok || !results.worker.ok) failed = true;
+  for (const key of ["page", "worker"]) {
+    if (expectedSha && results[key].sha256 !== expectedSha) {
+      console.error(`${key}: packed bytes differ from Node's (${results[key].sha256} vs ${expectedSha})`);
+      failed = true;
+    }
+  }
   if (foreign.length) { console.error("requests left the origin:", foreign); failed = true; }
 } finally {
   await browser.close();

@@ -29,7 +29,7 @@ export function syntheticSafetensors() {
 }
 
 /** Compress, pack, decode; throws on any mismatch; returns a summary. */
-export function compressAndDecode(jlcm) {
+export async function compressAndDecode(jlcm) {
   const file = syntheticSafetensors();
   const header = jlcm.parseHeader(file.subarray(0, jlcm.headerByteLength(file)), file.length);
   const [w, b] = ["w", "b"].map((n) => header.tensors.find((t) => t.name === n));
@@ -43,7 +43,7 @@ export function compressAndDecode(jlcm) {
     if (report.losses[i].loss > report.losses[i - 1].loss * (1 + 1e-9)) throw new Error("loss increased");
   }
   const builder = new jlcm.PackedFileBuilder();
-  builder.addCompressed(packed);
+  builder.addPackedFile(packed.toPackedFile()); // as a page merges its workers' results
   builder.addRaw(b, file.subarray(b.start, b.end));
   const packedFile = builder.toBytes();
   const info = jlcm.inspectPackedFile(packedFile);
@@ -57,17 +57,38 @@ export function compressAndDecode(jlcm) {
   for (let i = 0; i < original.length; i++) { e2 += (decoded[i] - original[i]) ** 2; w2 += original[i] ** 2; }
   const relError = Math.sqrt(e2 / w2);
   const biasSame = dense.subarray(db.start, db.end).every((v, i) => v === file[b.start + i]);
+  // Analysis, as the page draws it.
+  const analysis = jlcm.analyseTensor(w, file.subarray(w.start, w.end), { groups: 4, bins: 32 });
+  if (analysis.groups.count !== report.groups && analysis.groups.count > 4) throw new Error("analysis groups");
+  if (analysis.histogram.counts.reduce((a, c) => a + c, 0) !== 64 * 128) throw new Error("histogram total");
+  // Packed matvec agrees with the decoded weights.
+  const matrix = jlcm.PackedMatrix.fromPackedFile(packedFile, "w");
+  const x = new Float32Array(128).map((_, i) => Math.sin(i));
+  const y = matrix.matmul(x);
+  const decodedW = packed.decode();
+  for (let r = 0; r < 64; r++) {
+    let want = 0;
+    for (let j = 0; j < 128; j++) want += decodedW[r * 128 + j] * x[j];
+    if (Math.abs(y[r] - want) > 1e-3 * (1 + Math.abs(want))) throw new Error(`matmul row ${r}: ${y[r]} vs ${want}`);
+  }
+  matrix.free();
+  let badOptions = "none";
+  try { jlcm.compressTensor(w, file.subarray(w.start, w.end), { bits: 2, colour: "red" }); } catch (e) { badOptions = e.code; }
+  let badFile = "none";
+  try { jlcm.parseHeader(new Uint8Array([1, 2, 3])); } catch (e) { badFile = e instanceof Error && e.code; }
   let cancelled = "no";
   try {
     const abort = new AbortController();
     jlcm.compressTensor(w, file.subarray(w.start, w.end), { bits: 2 }, { signal: abort.signal, onProgress: () => abort.abort() });
   } catch (e) { cancelled = e.code; }
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", packedFile));
+  const sha256 = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
   const result = {
-    simd128: jlcm.simd128Enabled(), bpw: info.bpw, ratio: info.ratio, relError, biasSame,
-    events: events.length, cancelled, matches: Math.abs(relError - report.relWeightError) < 1e-3,
+    sha256, simd128: jlcm.simd128Enabled(), bpw: info.bpw, ratio: info.ratio, relError, biasSame,
+    events: events.length, cancelled, badOptions, badFile, matches: Math.abs(relError - report.relWeightError) < 1e-3,
   };
   const ok = result.simd128 && biasSame && relError < 0.5 && info.bpw < 4 && events.length > 3
-    && cancelled === "E_CANCELLED" && result.matches && dw.dtype === "F32" && dw.shape.join() === "64,128";
+    && cancelled === "E_CANCELLED" && badOptions === "E_OPTIONS" && badFile === "E_FORMAT" && result.matches && dw.dtype === "F32" && dw.shape.join() === "64,128";
   packed.free();
   if (!ok) throw new Error("consumer check failed: " + JSON.stringify(result));
   return result;

@@ -5,4 +5,4 @@ import * as jlcm from "jlcm";
 import { compressAndDecode } from "./check.js";
 
 jlcm.initSync({ module: readFileSync(fileURLToPath(import.meta.resolve("jlcm/jlcm_bg.wasm"))) });
-console.log(JSON.stringify({ node: compressAndDecode(jlcm) }));
+console.log(JSON.stringify({ node: await compressAndDecode(jlcm) }));

@@ -4,5 +4,6 @@ import wasmUrl from "jlcm/jlcm_bg.wasm";
 import { compressAndDecode } from "./check.js";
 
 init({ module_or_path: wasmUrl })
-  .then(() => postMessage({ ok: true, result: compressAndDecode(jlcm) }))
+  .then(() => compressAndDecode(jlcm))
+  .then((result) => postMessage({ ok: true, result }))
   .catch((e) => postMessage({ ok: false, error: String(e && e.stack || e) }));
