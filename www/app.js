@@ -87,6 +87,7 @@ function notice(text, kind = 'info') {
   close.onclick = () => n.remove();
   n.append(close);
   box.append(n);
+  while (box.children.length > 4) box.firstElementChild?.remove();
   if (kind === 'info') setTimeout(() => n.remove(), 4000);
 }
 

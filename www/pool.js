@@ -101,7 +101,8 @@ export class WorkerPool {
   crashed(slot, why) {
     const job = slot.job;
     this.replace(slot);
-    this.onNotice(`a worker crashed${job ? ` while on ${job.label}` : ''} (${why}); it was restarted`);
+    // A job's failure is reported with its tensor by whoever ran it.
+    if (!job) this.onNotice(`a worker crashed (${why}); it was restarted`);
     if (job) job.reject(Object.assign(new Error(`${job.label}: the worker crashed (${why}); it was restarted`), { code: 'worker_crashed' }));
   }
 
