@@ -44,7 +44,10 @@ fn check(what: &str, want: &Value, out: &Output, output_file: Option<&Path>) -> 
     }
     if want.as_str() == Some("ok") {
         if !out.status.success() {
-            return Some(format!("{what}: expected success, got {:?}: {stderr}", out.status));
+            return Some(format!(
+                "{what}: expected success, got {:?}: {stderr}",
+                out.status
+            ));
         }
         if let Some(f) = output_file {
             if !f.exists() {
@@ -68,7 +71,9 @@ fn check(what: &str, want: &Value, out: &Output, output_file: Option<&Path>) -> 
     }
     let line = lines[0];
     if !line.starts_with("jlcm: error: ") {
-        return Some(format!("{what}: line does not start with `jlcm: error: `: {line}"));
+        return Some(format!(
+            "{what}: line does not start with `jlcm: error: `: {line}"
+        ));
     }
     for s in want["contains"].as_array().into_iter().flatten() {
         let s = s.as_str().unwrap_or_default();
@@ -139,7 +144,10 @@ fn copied_through_tensors_survive_compress_then_decode() {
         ]);
         assert!(out.status.success(), "{file}: {out:?}");
         let summary = String::from_utf8_lossy(&out.stderr);
-        assert!(summary.contains("0 tensors compressed"), "{file}: {summary}");
+        assert!(
+            summary.contains("0 tensors compressed"),
+            "{file}: {summary}"
+        );
         let out = jlcm(&[
             "decode",
             packed.to_str().expect("path"),
