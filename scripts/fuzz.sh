@@ -13,15 +13,16 @@ cd "$(dirname "$0")/.."
 secs="${1:-600}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors packed options)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors packed options compress)
 log_dir="fuzz/logs"
 mkdir -p "$log_dir"
 
 # --- seed corpora -----------------------------------------------------------
-mkdir -p fuzz/corpus/safetensors fuzz/corpus/packed fuzz/corpus/options
+mkdir -p fuzz/corpus/safetensors fuzz/corpus/packed fuzz/corpus/options fuzz/corpus/compress
 cp tests/bad-files/*.safetensors fuzz/corpus/safetensors/
 cp tests/bad-files/*.safetensors fuzz/corpus/packed/
 cp fuzz/seeds/options/* fuzz/corpus/options/
+cp fuzz/seeds/compress/* fuzz/corpus/compress/
 if [ -d fuzz/seeds/model ]; then
   cp fuzz/seeds/model/* fuzz/corpus/safetensors/
   cp fuzz/seeds/model/* fuzz/corpus/packed/
@@ -41,11 +42,12 @@ for t in "${targets[@]}"; do
   dict=()
   case "$t" in
     options) dict=(-dict=fuzz/dict/options.dict) ;;
+    compress) dict=() ;;
     *) dict=(-dict=fuzz/dict/safetensors.dict) ;;
   esac
   echo "=== $t: ${secs}s"
   cargo "${toolchain[@]}" fuzz run "${sanitizer_flag[@]}" -O "$t" "fuzz/corpus/$t" -- \
     -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 "${dict[@]}" \
-    2>&1 | tee "$log_dir/$t.log" | grep -E '^#[0-9]+ +(INITED|DONE|pulse)|stat::|ERROR|SUMMARY' || true
-  echo "--- $t: $(grep -E 'stat::number_of_executed_units' "$log_dir/$t.log" | tail -1) ; $(grep -E '^#[0-9]+ +DONE' "$log_dir/$t.log" | tail -1)"
+    2>&1 | tee "$log_dir/$t.log" | grep -E '^#[0-9]+[[:space:]]+(INITED|DONE|pulse)|stat::|ERROR|SUMMARY' || true
+  echo "--- $t: $(grep -E 'stat::number_of_executed_units' "$log_dir/$t.log" | tail -1) ; $(grep -E '^#[0-9]+[[:space:]]+DONE' "$log_dir/$t.log" | tail -1)"
 done
