@@ -8,6 +8,8 @@ mod compress;
 mod decode;
 #[path = "inspect.rs"]
 mod inspect;
+#[path = "merge.rs"]
+mod merge;
 #[path = "io.rs"]
 pub mod io;
 
@@ -27,6 +29,8 @@ enum Command {
     Decode(decode::DecodeArgs),
     /// Show per-tensor and per-file sizes and bits per weight.
     Inspect(inspect::InspectArgs),
+    /// Join the part files of `compress --shard I/N` into one packed model.
+    Merge(merge::MergeArgs),
 }
 
 /// Run the CLI; returns the process exit code. Errors print one line.
@@ -43,6 +47,7 @@ pub fn main() -> i32 {
         Command::Compress(a) => compress::run(a),
         Command::Decode(a) => decode::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Merge(a) => merge::run(a),
     };
     match result {
         Ok(()) => 0,
