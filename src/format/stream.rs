@@ -219,8 +219,28 @@ pub fn planned_file_len(specs: &[EntrySpec], metadata: &BTreeMap<String, String>
     Ok(header.len() as u64 + sorted.iter().map(|s| s.data_bytes()).sum::<u64>())
 }
 
+/// Where a [`StreamWriter`] writes: seekable, readable (to shift the data if
+/// the header length changes) and truncatable.
+pub trait StreamOutput: Read + Write + Seek {
+    /// Cut the output to `len` bytes.
+    fn truncate_to(&mut self, len: u64) -> std::io::Result<()>;
+}
+
+impl StreamOutput for std::fs::File {
+    fn truncate_to(&mut self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)
+    }
+}
+
+impl StreamOutput for std::io::Cursor<Vec<u8>> {
+    fn truncate_to(&mut self, len: u64) -> std::io::Result<()> {
+        self.get_mut().truncate(len as usize);
+        Ok(())
+    }
+}
+
 /// Writes a packed file entry by entry, in name order.
-pub struct StreamWriter<W: Read + Write + Seek> {
+pub struct StreamWriter<W: StreamOutput> {
     out: W,
     metadata: BTreeMap<String, String>,
     planned_header: Vec<u8>,
@@ -229,7 +249,7 @@ pub struct StreamWriter<W: Read + Write + Seek> {
     data_written: u64,
 }
 
-impl<W: Read + Write + Seek> StreamWriter<W> {
+impl<W: StreamOutput> StreamWriter<W> {
     /// Plan the header for `specs` and write it at the start of `out`.
     pub fn new(mut out: W, specs: &[EntrySpec], metadata: &BTreeMap<String, String>) -> Result<Self> {
         let (planned_header, plan) = plan_header(specs, metadata)?;
@@ -354,6 +374,9 @@ impl<W: Read + Write + Seek> StreamWriter<W> {
         let new = header.len() as u64;
         if new != old {
             shift_data(&mut self.out, old, new, self.data_written)?;
+            self.out
+                .truncate_to(new + self.data_written)
+                .map_err(io_err)?;
         }
         self.out.seek(SeekFrom::Start(0)).map_err(io_err)?;
         self.out.write_all(&header).map_err(io_err)?;
