@@ -28,7 +28,7 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 use regex::Regex;
 
-use super::io::{map, model_files, parse_size, release, TempOutput};
+use super::io::{map, model_files, parse_size, release, thread_cpu_seconds, TempOutput};
 
 /// Metadata key of a part file written with `--shard` (read by `jlcm merge`).
 pub const PART_KEY: &str = "jlcm.part";
@@ -335,7 +335,10 @@ pub fn run(a: CompressArgs) -> Result<()> {
     out.commit(file)?;
 
     let (mut bits, mut weights) = (0u64, 0u64);
-    for rep in &reports {
+    let (mut wall_sum, mut cpu_sum) = (0f64, 0f64);
+    for (rep, wall, cpu) in &reports {
+        wall_sum += wall;
+        cpu_sum += cpu.unwrap_or(0.0);
         bits += (rep.bpw * (rep.n_out * rep.n_in) as f64).round() as u64;
         weights += (rep.n_out * rep.n_in) as u64;
         if a.json {
@@ -344,10 +347,16 @@ pub fn run(a: CompressArgs) -> Result<()> {
             let first = rep.losses.first().map_or(0.0, |p| p.loss);
             let last = rep.losses.last().map_or(0.0, |p| p.loss);
             eprintln!(
-                "{:<60} {:>5}x{:<5} bpw {:.3}  weight err {:.4}  output err {:.4}  loss {:.4e} -> {:.4e}",
+                "{:<60} {:>5}x{:<5} bpw {:.3}  weight err {:.4}  output err {:.4}  loss {:.4e} -> {:.4e}  {wall:.1} s",
                 rep.name, rep.n_out, rep.n_in, rep.bpw, rep.rel_weight_error, rep.rel_output_error, first, last
             );
         }
+    }
+    if !reports.is_empty() {
+        eprintln!(
+            "compression time summed over tensors: {wall_sum:.1} s wall, {cpu_sum:.1} s CPU ({:.0} weights per CPU second)",
+            weights as f64 / cpu_sum.max(1e-9)
+        );
     }
     eprintln!(
         "{} tensors compressed, {:.3} bpw over {} weights; file {} -> {} bytes (ratio {:.2})",
@@ -528,7 +537,8 @@ fn clone_job(j: &Job) -> Job {
 
 /// What a worker hands to the writer.
 enum Done {
-    Packed(PackedTensor, Box<TensorReport>),
+    /// The tensor, its report, wall and CPU seconds spent on it.
+    Packed(PackedTensor, Box<TensorReport>, f64, Option<f64>),
     Raw,
 }
 
@@ -550,7 +560,7 @@ fn stream_compress(
     opts: &CompressOptions,
     memory_budget: u64,
     writer: &mut StreamWriter<std::fs::File>,
-) -> Result<Vec<TensorReport>> {
+) -> Result<Vec<(TensorReport, f64, Option<f64>)>> {
     let n = jobs.len();
     let threads = rayon::current_num_threads().max(1);
     let window = 2 * threads;
@@ -588,6 +598,7 @@ fn stream_compress(
         let w = st::to_f32(t, file.tensor_bytes(t))?;
         let (s, e) = file.header.file_range(t);
         release(&maps[j.file], s, e);
+        let started = (std::time::Instant::now(), thread_cpu_seconds());
         let h = hessian_for(&t.name, n_in, calib, opts.damping)?;
         let o = CompressOptions {
             bits: j.bits,
@@ -612,7 +623,21 @@ fn stream_compress(
             &mut observer,
         )
         .with_context(|| format!("tensor `{}`", t.name))?;
-        Ok(Done::Packed(p, Box::new(rep)))
+        let wall = started.0.elapsed().as_secs_f64();
+        let cpu = thread_cpu_seconds().zip(started.1).map(|(b, a)| b - a);
+        if bar.is_hidden() {
+            // No terminal (a log, a batch job): one line per tensor instead of the bar.
+            let k = tensors_done.load(Ordering::Relaxed) + 1;
+            eprintln!(
+                "[{k}/{n_compress}] {} {}x{} {} bits: {wall:.1} s wall, {} s CPU",
+                t.name,
+                n_out,
+                n_in,
+                j.bits,
+                cpu.map_or("?".into(), |c| format!("{c:.1}"))
+            );
+        }
+        Ok(Done::Packed(p, Box::new(rep), wall, cpu))
     };
 
     let worker = || loop {
@@ -668,9 +693,9 @@ fn stream_compress(
                     let (s, e) = file.header.file_range(&j.entry);
                     release(&maps[j.file], s, e);
                 }
-                Done::Packed(p, rep) => {
+                Done::Packed(p, rep, wall, cpu) => {
                     writer.write_entry(&PackedEntry::Packed(p))?;
-                    reports.push(*rep);
+                    reports.push((*rep, wall, cpu));
                 }
             }
             let mut st = lock();

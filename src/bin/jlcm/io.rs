@@ -181,3 +181,16 @@ pub fn model_files(input: &Path) -> Result<Vec<PathBuf>> {
         None => Ok(vec![input.to_path_buf()]),
     }
 }
+
+/// CPU seconds used so far by the calling thread (Linux: from
+/// `/proc/thread-self/stat`, in 1/100 s ticks); `None` elsewhere. Lets a
+/// benchmark on a shared machine report CPU time per tensor, not only wall time.
+pub fn thread_cpu_seconds() -> Option<f64> {
+    let stat = fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the full line: 11 and 12 here.
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
