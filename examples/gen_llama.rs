@@ -150,21 +150,23 @@ fn fill(seed: u64, name: &str, shape: &[usize]) -> Vec<u8> {
     let n_in = *shape.last().unwrap_or(&1);
     let rows = shape.iter().product::<usize>() / n_in;
     let mut out = vec![0u8; rows * n_in * 2];
-    out.par_chunks_mut(n_in * 2).enumerate().for_each(|(r, row)| {
-        let mut rng = Rng::new(seed, name, r as u64);
-        if shape.len() == 1 {
-            for c in row.chunks_exact_mut(2) {
-                c.copy_from_slice(&f16::from_f32(1.0 + 0.05 * rng.normal()).to_le_bytes());
+    out.par_chunks_mut(n_in * 2)
+        .enumerate()
+        .for_each(|(r, row)| {
+            let mut rng = Rng::new(seed, name, r as u64);
+            if shape.len() == 1 {
+                for c in row.chunks_exact_mut(2) {
+                    c.copy_from_slice(&f16::from_f32(1.0 + 0.05 * rng.normal()).to_le_bytes());
+                }
+                return;
             }
-            return;
-        }
-        let outlier = rng.next() % 128 == 0;
-        let scale = 0.02 * (0.35 * rng.normal()).exp() * if outlier { 6.0 } else { 1.0 };
-        let k = scale / std::f32::consts::SQRT_2;
-        for c in row.chunks_exact_mut(2) {
-            c.copy_from_slice(&f16::from_f32(k * rng.student_t4()).to_le_bytes());
-        }
-    });
+            let outlier = rng.next() % 128 == 0;
+            let scale = 0.02 * (0.35 * rng.normal()).exp() * if outlier { 6.0 } else { 1.0 };
+            let k = scale / std::f32::consts::SQRT_2;
+            for c in row.chunks_exact_mut(2) {
+                c.copy_from_slice(&f16::from_f32(k * rng.student_t4()).to_le_bytes());
+            }
+        });
     out
 }
 

@@ -36,10 +36,30 @@ fn small_model(seed: u64) -> Vec<u8> {
     };
     add("model.embed_tokens.weight", &[40, 16], Dtype::F16, 1.0);
     for l in 0..2 {
-        add(&format!("model.layers.{l}.self_attn.q_proj.weight"), &[16, 16], Dtype::F16, 1.0);
-        add(&format!("model.layers.{l}.mlp.up_proj.weight"), &[24, 16], Dtype::F32, 2.0);
-        add(&format!("model.layers.{l}.mlp.down_proj.weight"), &[16, 24], Dtype::BF16, 0.5);
-        add(&format!("model.layers.{l}.input_layernorm.weight"), &[16], Dtype::F16, 1.0);
+        add(
+            &format!("model.layers.{l}.self_attn.q_proj.weight"),
+            &[16, 16],
+            Dtype::F16,
+            1.0,
+        );
+        add(
+            &format!("model.layers.{l}.mlp.up_proj.weight"),
+            &[24, 16],
+            Dtype::F32,
+            2.0,
+        );
+        add(
+            &format!("model.layers.{l}.mlp.down_proj.weight"),
+            &[16, 24],
+            Dtype::BF16,
+            0.5,
+        );
+        add(
+            &format!("model.layers.{l}.input_layernorm.weight"),
+            &[16],
+            Dtype::F16,
+            1.0,
+        );
     }
     add("model.norm.weight", &[16], Dtype::F32, 1.0);
     add("lm_head.weight", &[40, 16], Dtype::F16, 1.0);
@@ -136,14 +156,21 @@ fn streamed_writer_rewrites_header_when_an_entry_differs_from_its_plan() {
             .iter()
             .map(|e| match e {
                 PackedEntry::Packed(p) => EntrySpec::packed(
-                    &p.name, p.dtype, &p.shape, p.n_out, p.n_in, p.bits, p.dim, planned_groups,
+                    &p.name,
+                    p.dtype,
+                    &p.shape,
+                    p.n_out,
+                    p.n_in,
+                    p.bits,
+                    p.dim,
+                    planned_groups,
                     p.mode,
                 ),
                 other => EntrySpec::of_entry(other),
             })
             .collect();
-        let mut w = StreamWriter::new(Cursor::new(Vec::new()), &specs, &packed.metadata)
-            .expect("header");
+        let mut w =
+            StreamWriter::new(Cursor::new(Vec::new()), &specs, &packed.metadata).expect("header");
         for e in &entries {
             w.write_entry(e).expect("writes entry");
         }
@@ -184,7 +211,10 @@ fn cli_streamed_output_equals_in_memory_compression() {
     .expect("compresses");
     let expected = packed.to_bytes().expect("serializes");
     let got = std::fs::read(&out).expect("output exists");
-    assert!(got == expected, "CLI output differs from PackedFile::to_bytes");
+    assert!(
+        got == expected,
+        "CLI output differs from PackedFile::to_bytes"
+    );
     // No temporary file is left behind.
     let leftovers: Vec<_> = std::fs::read_dir(&dir)
         .expect("lists")
@@ -199,9 +229,16 @@ fn four_shards_merged_equal_a_single_run() {
     let dir = tmp_dir("shards");
     let input = dir.join("model.safetensors");
     std::fs::write(&input, small_model(4)).expect("writes");
-    let common = ["--bits", "2", "--groups", "4", "--iters", "2", "--seed", "11"];
+    let common = [
+        "--bits", "2", "--groups", "4", "--iters", "2", "--seed", "11",
+    ];
     let single = dir.join("single.safetensors");
-    let mut args = vec!["compress", input.to_str().unwrap(), "-o", single.to_str().unwrap()];
+    let mut args = vec![
+        "compress",
+        input.to_str().unwrap(),
+        "-o",
+        single.to_str().unwrap(),
+    ];
     args.extend(common);
     jlcm(&args);
     let mut parts = Vec::new();
@@ -233,7 +270,12 @@ fn four_shards_merged_equal_a_single_run() {
     assert!(a == b, "merged parts differ from the single run");
     // A missing part is refused.
     let out = Command::new(env!("CARGO_BIN_EXE_jlcm"))
-        .args(["merge", parts[0].to_str().unwrap(), parts[1].to_str().unwrap(), "-o"])
+        .args([
+            "merge",
+            parts[0].to_str().unwrap(),
+            parts[1].to_str().unwrap(),
+            "-o",
+        ])
         .arg(dir.join("bad.safetensors"))
         .output()
         .expect("runs");
@@ -247,19 +289,60 @@ fn budget_meets_the_target_and_gives_bits_where_loss_falls_fastest() {
     // loss falls 400x faster per bit than `quiet`'s.
     let n_out = 64;
     let n_in = 64;
-    let loud: Vec<f32> = common::weights(n_out, n_in, 5).iter().map(|v| v * 20.0).collect();
+    let loud: Vec<f32> = common::weights(n_out, n_in, 5)
+        .iter()
+        .map(|v| v * 20.0)
+        .collect();
     let quiet = common::weights(n_out, n_in, 6);
     let tensors = vec![
-        ("loud.weight".to_string(), OwnedTensor { dtype: Dtype::F32, shape: vec![n_out, n_in], data: st::from_f32(Dtype::F32, &loud) }),
-        ("quiet.weight".to_string(), OwnedTensor { dtype: Dtype::F32, shape: vec![n_out, n_in], data: st::from_f32(Dtype::F32, &quiet) }),
+        (
+            "loud.weight".to_string(),
+            OwnedTensor {
+                dtype: Dtype::F32,
+                shape: vec![n_out, n_in],
+                data: st::from_f32(Dtype::F32, &loud),
+            },
+        ),
+        (
+            "quiet.weight".to_string(),
+            OwnedTensor {
+                dtype: Dtype::F32,
+                shape: vec![n_out, n_in],
+                data: st::from_f32(Dtype::F32, &quiet),
+            },
+        ),
     ];
     let dir = tmp_dir("budget");
     let input = dir.join("model.safetensors");
-    std::fs::write(&input, st::write(&tensors, &BTreeMap::new()).expect("writes")).expect("writes");
+    std::fs::write(
+        &input,
+        st::write(&tensors, &BTreeMap::new()).expect("writes"),
+    )
+    .expect("writes");
     let size_at = |loud_bits: u8, quiet_bits: u8| -> u64 {
         let specs = vec![
-            EntrySpec::packed("loud.weight", Dtype::F32, &[n_out, n_in], n_out, n_in, loud_bits, 1, 4, Mode::Codebook),
-            EntrySpec::packed("quiet.weight", Dtype::F32, &[n_out, n_in], n_out, n_in, quiet_bits, 1, 4, Mode::Codebook),
+            EntrySpec::packed(
+                "loud.weight",
+                Dtype::F32,
+                &[n_out, n_in],
+                n_out,
+                n_in,
+                loud_bits,
+                1,
+                4,
+                Mode::Codebook,
+            ),
+            EntrySpec::packed(
+                "quiet.weight",
+                Dtype::F32,
+                &[n_out, n_in],
+                n_out,
+                n_in,
+                quiet_bits,
+                1,
+                4,
+                Mode::Codebook,
+            ),
         ];
         planned_file_len(&specs, &BTreeMap::new()).expect("plans")
     };
@@ -268,9 +351,20 @@ fn budget_meets_the_target_and_gives_bits_where_loss_falls_fastest() {
     assert!(target < size_at(3, 3));
     let out = dir.join("packed.safetensors");
     jlcm(&[
-        "compress", input.to_str().unwrap(), "-o", out.to_str().unwrap(),
-        "--target-size", &target.to_string(), "--groups", "4", "--iters", "1",
-        "--min-bits", "2", "--max-bits", "4",
+        "compress",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--target-size",
+        &target.to_string(),
+        "--groups",
+        "4",
+        "--iters",
+        "1",
+        "--min-bits",
+        "2",
+        "--max-bits",
+        "4",
     ]);
     let bytes = std::fs::read(&out).expect("output");
     assert!(bytes.len() as u64 <= target, "{} > {target}", bytes.len());
@@ -287,7 +381,18 @@ fn budget_meets_the_target_and_gives_bits_where_loss_falls_fastest() {
     assert_eq!(bits["quiet.weight"], 2);
     // A target in bits per weight is met too, and a target below the minimum is refused.
     let out2 = dir.join("packed2.safetensors");
-    jlcm(&["compress", input.to_str().unwrap(), "-o", out2.to_str().unwrap(), "--target-bpw", "3.2", "--groups", "4", "--iters", "1"]);
+    jlcm(&[
+        "compress",
+        input.to_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+        "--target-bpw",
+        "3.2",
+        "--groups",
+        "4",
+        "--iters",
+        "1",
+    ]);
     let len2 = std::fs::metadata(&out2).expect("output").len();
     assert!(len2 as f64 * 8.0 <= 3.2 * (2 * n_out * n_in) as f64);
     let bad = Command::new(env!("CARGO_BIN_EXE_jlcm"))

@@ -161,7 +161,11 @@ fn lower_hull(c: &[Candidate], start: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..c.len())
         .filter(|&i| c[i].bytes > c[start].bytes && c[i].loss < c[start].loss)
         .collect();
-    order.sort_by(|&a, &b| c[a].bytes.cmp(&c[b].bytes).then(c[a].loss.total_cmp(&c[b].loss)));
+    order.sort_by(|&a, &b| {
+        c[a].bytes
+            .cmp(&c[b].bytes)
+            .then(c[a].loss.total_cmp(&c[b].loss))
+    });
     let mut hull = vec![start];
     for i in order {
         // Drop points dominated by the new one (not lower loss).
@@ -215,7 +219,9 @@ pub fn estimate_losses(
             problem: "no rows to estimate the loss from".into(),
         });
     }
-    let groups = (opts.groups as usize * m).div_ceil(n_out).clamp(1, m.min(256));
+    let groups = (opts.groups as usize * m)
+        .div_ceil(n_out)
+        .clamp(1, m.min(256));
     let mut out = Vec::with_capacity(bits.len());
     for &b in bits {
         let o = CompressOptions {

@@ -251,7 +251,11 @@ pub struct StreamWriter<W: StreamOutput> {
 
 impl<W: StreamOutput> StreamWriter<W> {
     /// Plan the header for `specs` and write it at the start of `out`.
-    pub fn new(mut out: W, specs: &[EntrySpec], metadata: &BTreeMap<String, String>) -> Result<Self> {
+    pub fn new(
+        mut out: W,
+        specs: &[EntrySpec],
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Self> {
         let (planned_header, plan) = plan_header(specs, metadata)?;
         out.seek(SeekFrom::Start(0)).map_err(io_err)?;
         out.write_all(&planned_header).map_err(io_err)?;

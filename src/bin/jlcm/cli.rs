@@ -8,10 +8,10 @@ mod compress;
 mod decode;
 #[path = "inspect.rs"]
 mod inspect;
-#[path = "merge.rs"]
-mod merge;
 #[path = "io.rs"]
 pub mod io;
+#[path = "merge.rs"]
+mod merge;
 
 /// JLCM weight compression: jointly learnable codebooks and mappings.
 #[derive(Parser)]

@@ -169,9 +169,7 @@ fn is_head(name: &str) -> bool {
 
 /// Parse `I/N`.
 fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let (i, n) = s
-        .split_once('/')
-        .context("--shard takes I/N, e.g. 0/4")?;
+    let (i, n) = s.split_once('/').context("--shard takes I/N, e.g. 0/4")?;
     let i: usize = i.trim().parse().context("--shard I/N: I is not a number")?;
     let n: usize = n.trim().parse().context("--shard I/N: N is not a number")?;
     if n == 0 || i >= n {
@@ -386,7 +384,11 @@ fn allocate_bits(
         jlcm::format::packed::check_params(b, opts.dim, opts.groups).map_err(anyhow::Error::msg)?;
     }
     if a.min_bits > a.max_bits {
-        bail!("--min-bits {} is above --max-bits {}", a.min_bits, a.max_bits);
+        bail!(
+            "--min-bits {} is above --max-bits {}",
+            a.min_bits,
+            a.max_bits
+        );
     }
     let bits_of = |j: &Job| -> Vec<u8> {
         if is_head(&j.entry.name) {
@@ -423,7 +425,10 @@ fn allocate_bits(
                     start: 0,
                     end: (n_in * size) as u64,
                 };
-                rows.extend(st::to_f32(&probe, &raw[r * n_in * size..(r + 1) * n_in * size])?);
+                rows.extend(st::to_f32(
+                    &probe,
+                    &raw[r * n_in * size..(r + 1) * n_in * size],
+                )?);
             }
             let (s, e) = file.header.file_range(&j.entry);
             release(&maps[j.file], s, e);
@@ -444,7 +449,11 @@ fn allocate_bits(
             .into_iter()
             .zip(est)
             .map(|(bits, loss)| {
-                let spec = Job { bits, ..clone_job(j) }.spec(opts);
+                let spec = Job {
+                    bits,
+                    ..clone_job(j)
+                }
+                .spec(opts);
                 Candidate {
                     bits,
                     bytes: spec.data_bytes(),
@@ -476,7 +485,9 @@ fn allocate_bits(
             .map(|(s, _)| s.data_bytes())
             .sum::<u64>();
     if fixed >= target {
-        bail!("target of {target} bytes is below the copied tensors and header alone ({fixed} bytes)");
+        bail!(
+            "target of {target} bytes is below the copied tensors and header alone ({fixed} bytes)"
+        );
     }
     let alloc = budget::allocate(&choices, target - fixed)?;
     for (k, &i) in todo.iter().enumerate() {
@@ -655,7 +666,10 @@ fn stream_compress(
                     st.in_use += need;
                     break i;
                 }
-                st = cv.wait_timeout(st, tick).map(|r| r.0).unwrap_or_else(|e| e.into_inner().0);
+                st = cv
+                    .wait_timeout(st, tick)
+                    .map(|r| r.0)
+                    .unwrap_or_else(|e| e.into_inner().0);
             }
         };
         let r = process(i);
@@ -681,7 +695,10 @@ fn stream_compress(
                     if INTERRUPTED.load(Ordering::Relaxed) {
                         bail!("interrupted; no output written");
                     }
-                    st = cv.wait_timeout(st, tick).map(|r| r.0).unwrap_or_else(|e| e.into_inner().0);
+                    st = cv
+                        .wait_timeout(st, tick)
+                        .map(|r| r.0)
+                        .unwrap_or_else(|e| e.into_inner().0);
                 }
             };
             let j = &jobs[i];

@@ -140,7 +140,11 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
         "mib" => 1024f64.powi(2),
         "gib" => 1024f64.powi(3),
         "tib" => 1024f64.powi(4),
-        u => return Err(format!("unknown size unit `{u}` in `{text}` (use B, KB, MB, GB, KiB, MiB, GiB)")),
+        u => {
+            return Err(format!(
+                "unknown size unit `{u}` in `{text}` (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
     };
     let bytes = value * mult;
     if !(bytes.is_finite() && bytes >= 1.0) {

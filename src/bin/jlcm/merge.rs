@@ -38,11 +38,7 @@ struct PartInfo {
 }
 
 pub fn run(a: MergeArgs) -> Result<()> {
-    let maps = a
-        .parts
-        .iter()
-        .map(|p| map(p))
-        .collect::<Result<Vec<_>>>()?;
+    let maps = a.parts.iter().map(|p| map(p)).collect::<Result<Vec<_>>>()?;
     let files = maps
         .iter()
         .zip(&a.parts)
@@ -72,7 +68,11 @@ pub fn run(a: MergeArgs) -> Result<()> {
             _ => {}
         }
         if let Some(other) = seen_parts.insert(info.index, path.clone()) {
-            bail!("{shown} and {} are both part {}", other.display(), info.index);
+            bail!(
+                "{shown} and {} are both part {}",
+                other.display(),
+                info.index
+            );
         }
         let mut extra = BTreeMap::new();
         let mut params: BTreeMap<String, PackedParams> = BTreeMap::new();
@@ -109,9 +109,12 @@ pub fn run(a: MergeArgs) -> Result<()> {
                 start: 0,
                 end: 0,
             };
-            let (n_out, n_in) = probe
-                .matrix_shape()
-                .with_context(|| format!("{shown}: tensor `{name}`: shape {:?} is not a matrix", p.shape))?;
+            let (n_out, n_in) = probe.matrix_shape().with_context(|| {
+                format!(
+                    "{shown}: tensor `{name}`: shape {:?} is not a matrix",
+                    p.shape
+                )
+            })?;
             let spec = EntrySpec::Packed {
                 name: name.clone(),
                 params: p.clone(),
@@ -124,7 +127,10 @@ pub fn run(a: MergeArgs) -> Result<()> {
                     .get(pname.as_str())
                     .with_context(|| format!("{shown}: part `{pname}` is missing"))?;
                 if t.shape != shape || t.byte_len() != len {
-                    bail!("{shown}: part `{pname}` has shape {:?}, expected {shape:?}", t.shape);
+                    bail!(
+                        "{shown}: part `{pname}` has shape {:?}, expected {shape:?}",
+                        t.shape
+                    );
                 }
                 used.insert(pname.clone());
                 located.push((*t).clone());
@@ -143,7 +149,14 @@ pub fn run(a: MergeArgs) -> Result<()> {
                 dtype: t.dtype,
                 shape: t.shape.clone(),
             };
-            add(&mut entries, &t.name, spec, fi, vec![t.clone()], &shown.to_string())?;
+            add(
+                &mut entries,
+                &t.name,
+                spec,
+                fi,
+                vec![t.clone()],
+                &shown.to_string(),
+            )?;
         }
     }
     let (count, total) = expect.context("no parts given")?;
@@ -155,7 +168,10 @@ pub fn run(a: MergeArgs) -> Result<()> {
         bail!("missing part(s) {} of {count}", missing.join(", "));
     }
     if entries.len() != total {
-        bail!("the parts hold {} tensors, the model has {total}", entries.len());
+        bail!(
+            "the parts hold {} tensors, the model has {total}",
+            entries.len()
+        );
     }
     let metadata = common.unwrap_or_default();
     let specs: Vec<EntrySpec> = entries.values().map(|e| e.0.clone()).collect();
@@ -163,7 +179,9 @@ pub fn run(a: MergeArgs) -> Result<()> {
     let mut writer = StreamWriter::new(out.take(), &specs, &metadata)?;
     for (spec, fi, located) in entries.into_values() {
         let file = &files[fi];
-        writer.write_parts_from(spec, &mut |i, w| w.write_all(file.tensor_bytes(&located[i])))?;
+        writer.write_parts_from(spec, &mut |i, w| {
+            w.write_all(file.tensor_bytes(&located[i]))
+        })?;
         for t in &located {
             let (s, e) = file.header.file_range(t);
             release(&maps[fi], s, e);
