@@ -379,6 +379,46 @@ fn budget_meets_the_target_and_gives_bits_where_loss_falls_fastest() {
         .collect();
     assert_eq!(bits["loud.weight"], 3);
     assert_eq!(bits["quiet.weight"], 2);
+    // A saved plan reproduces the same file without estimating again.
+    let plan = dir.join("plan.json");
+    let planned_out = dir.join("unused.safetensors");
+    jlcm(&[
+        "compress",
+        input.to_str().unwrap(),
+        "-o",
+        planned_out.to_str().unwrap(),
+        "--target-size",
+        &target.to_string(),
+        "--groups",
+        "4",
+        "--iters",
+        "1",
+        "--min-bits",
+        "2",
+        "--max-bits",
+        "4",
+        "--plan-only",
+        "--save-plan",
+        plan.to_str().unwrap(),
+    ]);
+    assert!(!planned_out.exists(), "--plan-only writes no model");
+    let replay = dir.join("replay.safetensors");
+    jlcm(&[
+        "compress",
+        input.to_str().unwrap(),
+        "-o",
+        replay.to_str().unwrap(),
+        "--plan",
+        plan.to_str().unwrap(),
+        "--groups",
+        "4",
+        "--iters",
+        "1",
+    ]);
+    assert!(
+        std::fs::read(&replay).expect("replay") == bytes,
+        "--plan gives the same bytes"
+    );
     // A target in bits per weight is met too, and a target below the minimum is refused.
     let out2 = dir.join("packed2.safetensors");
     jlcm(&[

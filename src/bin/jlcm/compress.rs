@@ -103,6 +103,14 @@ pub struct CompressArgs {
     /// Print the plan (bits per tensor, exact output size) and stop.
     #[arg(long)]
     plan_only: bool,
+    /// Write the bits chosen per tensor to this JSON file (`{"NAME": bits}`),
+    /// e.g. once with --plan-only, then give it to every shard with --plan.
+    #[arg(long)]
+    save_plan: Option<PathBuf>,
+    /// Take the bits per tensor from a JSON file written by --save-plan
+    /// instead of estimating them again (tensors it does not name get --bits).
+    #[arg(long, conflicts_with_all = ["target_size", "target_bpw"])]
+    plan: Option<PathBuf>,
 }
 
 /// One input tensor and what to do with it.
@@ -276,6 +284,28 @@ pub fn run(a: CompressArgs) -> Result<()> {
     };
     if let Some(target) = target {
         allocate_bits(&mut jobs, &parsed, &maps, calib.as_ref(), &opts, &a, target)?;
+    }
+    if let Some(path) = &a.plan {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let plan: BTreeMap<String, u8> = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a JSON object of bits per tensor", path.display()))?;
+        for j in jobs.iter_mut().filter(|j| j.compress) {
+            if let Some(&b) = plan.get(&j.entry.name) {
+                jlcm::format::packed::check_params(b, opts.dim, opts.groups)
+                    .map_err(|e| anyhow::anyhow!("{}: `{}`: {e}", path.display(), j.entry.name))?;
+                j.bits = b;
+            }
+        }
+    }
+    if let Some(path) = &a.save_plan {
+        let plan: BTreeMap<&str, u8> = jobs
+            .iter()
+            .filter(|j| j.compress)
+            .map(|j| (j.entry.name.as_str(), j.bits))
+            .collect();
+        std::fs::write(path, serde_json::to_string_pretty(&plan)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let specs: Vec<EntrySpec> = jobs.iter().map(|j| j.spec(&opts)).collect();
     let (full_header, _) = plan_header(&specs, &metadata)?;
