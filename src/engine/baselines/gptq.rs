@@ -79,15 +79,13 @@ fn dense(h: &Hessian) -> Vec<f64> {
 pub fn cholesky_lower(a: &[f64], n: usize) -> Option<Vec<f64>> {
     let mut l = vec![0f64; n * n];
     for j in 0..n {
-        let (done, rest) = l.split_at_mut(j * n);
-        let lj = &mut rest[..n];
+        let lj = &mut l[j * n..(j + 1) * n];
         let s = a[j * n + j] - lj[..j].iter().map(|v| v * v).sum::<f64>();
-        if !(s > 0.0) || !s.is_finite() {
+        if s.is_nan() || s <= 0.0 || s.is_infinite() {
             return None;
         }
         let d = s.sqrt();
         lj[j] = d;
-        let _ = done;
         for i in j + 1..n {
             let (head, tail) = l.split_at_mut(i * n);
             let lj = &head[j * n..j * n + j];
