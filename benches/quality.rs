@@ -329,6 +329,19 @@ fn write_calibration(calib: &Calibration, path: &Path) {
 
 // ---------------------------------------------------------------- child: compress
 
+/// CPU seconds (user + system) this process has used, from /proc/self/stat
+/// (in USER_HZ = 100 ticks per second on Linux).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f[11].parse::<f64>().ok()? + f[12].parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn vm_hwm_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -365,6 +378,7 @@ fn run_child(index: usize, calib_path: &Path, out: &Path) {
     let (_, method) = &settings()[index];
     let rss_loaded = vm_hwm_kib();
     let start = Instant::now();
+    let cpu_start = cpu_seconds();
     let results: Vec<(String, Quantized)> = names
         .par_iter()
         .map(|name| {
@@ -374,6 +388,7 @@ fn run_child(index: usize, calib_path: &Path, out: &Path) {
         })
         .collect();
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_start;
     let rss_peak = vm_hwm_kib();
     let stored: u64 = results.iter().map(|(_, q)| q.stored_bits).sum();
     let n_weights: usize = results.iter().map(|(_, q)| q.weights.len()).sum();
@@ -381,6 +396,7 @@ fn run_child(index: usize, calib_path: &Path, out: &Path) {
     meta.insert("stored_bits".to_string(), stored.to_string());
     meta.insert("weights".to_string(), n_weights.to_string());
     meta.insert("seconds".to_string(), seconds.to_string());
+    meta.insert("cpu_seconds".to_string(), cpu.to_string());
     meta.insert("rss_loaded_kib".to_string(), rss_loaded.to_string());
     meta.insert("rss_peak_kib".to_string(), rss_peak.to_string());
     let tensors: Vec<(String, OwnedTensor)> = results
@@ -448,6 +464,7 @@ struct Row {
     cosine_min: f64,
     top1: f64,
     seconds: f64,
+    cpu_seconds: f64,
     rss_peak_mib: f64,
     rss_loaded_mib: f64,
     per_kind: Vec<(String, f64)>,
@@ -455,16 +472,16 @@ struct Row {
 
 fn print_header() {
     println!(
-        "| {:<40} | {:>6} | {:>8} | {:>8} | {:>7} | {:>7} | {:>6} | {:>7} | {:>15} |",
-        "setting", "bpw", "w err", "out err", "cosine", "cos min", "top-1", "time s", "RSS MiB ld/peak"
+        "| {:<40} | {:>6} | {:>8} | {:>8} | {:>7} | {:>7} | {:>6} | {:>7} | {:>7} | {:>15} |",
+        "setting", "bpw", "w err", "out err", "cosine", "cos min", "top-1", "wall s", "CPU s", "RSS MiB ld/peak"
     );
-    println!("|{:-<42}|{:->8}|{:->10}|{:->10}|{:->9}|{:->9}|{:->8}|{:->9}|{:->17}|", "", "", "", "", "", "", "", "", "");
+    println!("|{:-<42}|{:->8}|{:->10}|{:->10}|{:->9}|{:->9}|{:->8}|{:->9}|{:->9}|{:->17}|", "", "", "", "", "", "", "", "", "", "");
 }
 
 fn print_row(r: &Row) {
     println!(
-        "| {:<40} | {:>6.3} | {:>8.4} | {:>8.4} | {:>7.4} | {:>7.4} | {:>6.3} | {:>7.1} | {:>7.0}/{:>7.0} |",
-        r.label, r.bpw, r.weight_err, r.output_err, r.cosine, r.cosine_min, r.top1, r.seconds, r.rss_loaded_mib, r.rss_peak_mib
+        "| {:<40} | {:>6.3} | {:>8.4} | {:>8.4} | {:>7.4} | {:>7.4} | {:>6.3} | {:>7.1} | {:>7.1} | {:>7.0}/{:>7.0} |",
+        r.label, r.bpw, r.weight_err, r.output_err, r.cosine, r.cosine_min, r.top1, r.seconds, r.cpu_seconds, r.rss_loaded_mib, r.rss_peak_mib
     );
 }
 
@@ -507,6 +524,7 @@ fn main() {
     println!();
     print_header();
     let mut rows = Vec::new();
+    let mut diagnosis = None;
     for (index, (label, _)) in settings().iter().enumerate() {
         if only.as_ref().is_some_and(|re| !re.is_match(label)) {
             continue;
@@ -539,12 +557,16 @@ fn main() {
             cosine_min: cos.iter().cloned().fold(f64::INFINITY, f64::min),
             top1: nn.iter().zip(&nn0).filter(|(a, b)| a == b).count() as f64 / nn.len() as f64,
             seconds: meta("seconds"),
+            cpu_seconds: meta("cpu_seconds"),
             rss_loaded_mib: meta("rss_loaded_kib") / 1024.0,
             rss_peak_mib: meta("rss_peak_kib") / 1024.0,
             per_kind: per_kind.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect(),
         };
         print_row(&row);
         rows.push(row);
+        if label == DIAGNOSED {
+            diagnosis = Some(diagnose(&weights, &c.weights, &batch, &emb0));
+        }
     }
     println!();
     println!("Held-out relative output error by layer kind (mean over the 6 layers):");
@@ -559,5 +581,36 @@ fn main() {
             println!();
         }
     }
+    if let Some(d) = diagnosis {
+        println!();
+        println!("Where the error of '{DIAGNOSED}' comes from: held-out cosine when only some weights are compressed:");
+        for (what, cos) in d {
+            println!("| {what:<40} | {cos:>7.4} |");
+        }
+    }
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The setting whose error is broken down by layer kind and by layer.
+const DIAGNOSED: &str = "JLCM 2b codebook G16";
+
+/// Mean held-out cosine to the original when only the weights of one layer
+/// kind, or of one layer, are replaced by their compressed versions.
+fn diagnose(weights: &BTreeMap<String, Vec<f32>>, compressed: &BTreeMap<String, Vec<f32>>, batch: &Batch, emb0: &Array2<f32>) -> Vec<(String, f64)> {
+    let mut subsets: Vec<(String, Vec<String>)> = Vec::new();
+    for kind in LINEAR_SUFFIXES {
+        subsets.push((format!("only {kind}"), (0..N_LAYERS).map(|l| format!("encoder.layer.{l}.{kind}.weight")).collect()));
+    }
+    for l in 0..N_LAYERS {
+        subsets.push((format!("only layer {l}"), LINEAR_SUFFIXES.iter().map(|k| format!("encoder.layer.{l}.{k}.weight")).collect()));
+    }
+    subsets
+        .into_iter()
+        .map(|(what, names)| {
+            let replaced: BTreeMap<String, Vec<f32>> = names.iter().map(|n| (n.clone(), compressed[n].clone())).collect();
+            let emb = Bert { weights, replaced: Some(&replaced) }.encode(batch, &mut |_, _| {});
+            let cos = emb.rows().into_iter().zip(emb0.rows()).map(|(a, b)| a.dot(&b) as f64).sum::<f64>() / emb.nrows() as f64;
+            (what, cos)
+        })
+        .collect()
 }
