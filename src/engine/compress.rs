@@ -11,7 +11,9 @@ use super::group::group_rows;
 use super::hessian::Hessian;
 use super::learn::{Learner, LossPoint, MoveRule, StepKind};
 use super::rng::rng_for;
-use crate::format::packed::{check_params, pack_indices, Mode, PackedEntry, PackedFile, PackedTensor};
+use crate::format::packed::{
+    check_params, pack_indices, Mode, PackedEntry, PackedFile, PackedTensor,
+};
 use crate::format::safetensors::{self as st, Dtype, OwnedTensor, SafetensorsFile, TensorEntry};
 
 /// Compression options (the CLI flags, the npm options object).
@@ -59,20 +61,30 @@ impl CompressOptions {
     pub fn validate(&self) -> Result<()> {
         check_params(self.bits, self.dim, self.groups).map_err(EngineError::InvalidOptions)?;
         if self.iters > 10_000 {
-            return Err(EngineError::InvalidOptions(format!("iters must be at most 10000, got {}", self.iters)));
+            return Err(EngineError::InvalidOptions(format!(
+                "iters must be at most 10000, got {}",
+                self.iters
+            )));
         }
         if !(self.tol.is_finite() && self.tol >= 0.0) {
-            return Err(EngineError::InvalidOptions(format!("tol must be a finite non-negative number, got {}", self.tol)));
+            return Err(EngineError::InvalidOptions(format!(
+                "tol must be a finite non-negative number, got {}",
+                self.tol
+            )));
         }
         if !(self.damping.is_finite() && self.damping >= 0.0) {
-            return Err(EngineError::InvalidOptions(format!("damping must be finite and >= 0, got {}", self.damping)));
+            return Err(EngineError::InvalidOptions(format!(
+                "damping must be finite and >= 0, got {}",
+                self.damping
+            )));
         }
         Ok(())
     }
 
     /// Parse options from JSON (camelCase keys, unknown keys refused).
     pub fn from_json(json: &str) -> Result<Self> {
-        let o: Self = serde_json::from_str(json).map_err(|e| EngineError::InvalidOptions(e.to_string()))?;
+        let o: Self =
+            serde_json::from_str(json).map_err(|e| EngineError::InvalidOptions(e.to_string()))?;
         o.validate()?;
         Ok(o)
     }
@@ -159,12 +171,21 @@ pub fn compress_matrix(
     observer: &mut dyn FnMut(&Event) -> Control,
 ) -> Result<(PackedTensor, TensorReport)> {
     opts.validate()?;
-    let bad = |problem: String| EngineError::Tensor { name: name.to_string(), problem };
+    let bad = |problem: String| EngineError::Tensor {
+        name: name.to_string(),
+        problem,
+    };
     if n_out == 0 || n_in == 0 || n_out.checked_mul(n_in) != Some(w.len()) {
-        return Err(bad(format!("{} values do not form a {n_out} x {n_in} matrix", w.len())));
+        return Err(bad(format!(
+            "{} values do not form a {n_out} x {n_in} matrix",
+            w.len()
+        )));
     }
     if h.n() != n_in {
-        return Err(EngineError::Calibration { name: name.to_string(), problem: format!("H is {0} x {0}, the weight has {n_in} columns", h.n()) });
+        return Err(EngineError::Calibration {
+            name: name.to_string(),
+            problem: format!("H is {0} x {0}, the weight has {n_in} columns", h.n()),
+        });
     }
     st::check_finite(name, w)?;
     let mut emit = |e: Event| -> Result<()> {
@@ -174,21 +195,42 @@ pub fn compress_matrix(
         }
     };
     let d = opts.dim as usize;
-    emit(Event::Phase { tensor: name, phase: Phase::Grouping })?;
+    emit(Event::Phase {
+        tensor: name,
+        phase: Phase::Grouping,
+    })?;
     let n_p = n_in.div_ceil(d) * d;
     let metric = h.padded(n_p);
     let hdiag = metric.diagonal();
     let mut rng = rng_for(opts.seed, name, u64::MAX);
     let (groups, n_groups) = group_rows(w, n_out, n_in, &hdiag, opts.groups as usize, &mut rng);
-    emit(Event::Phase { tensor: name, phase: Phase::Init })?;
-    let mut learner = Learner::init(w, n_out, n_in, metric, d, opts.bits, opts.mode, groups, n_groups, opts.seed, name);
-    let mut losses = vec![LossPoint { sweep: 0, kind: StepKind::Init, loss: learner.loss }];
-    emit(Event::Loss { tensor: name, point: losses[0] })?;
-    emit(Event::Phase { tensor: name, phase: Phase::Learning })?;
+    emit(Event::Phase {
+        tensor: name,
+        phase: Phase::Init,
+    })?;
+    let mut learner = Learner::init(
+        w, n_out, n_in, metric, d, opts.bits, opts.mode, groups, n_groups, opts.seed, name,
+    );
+    let mut losses = vec![LossPoint {
+        sweep: 0,
+        kind: StepKind::Init,
+        loss: learner.loss,
+    }];
+    emit(Event::Loss {
+        tensor: name,
+        point: losses[0],
+    })?;
+    emit(Event::Phase {
+        tensor: name,
+        phase: Phase::Learning,
+    })?;
     let mut cancelled = false;
     let finished = learner.learn(opts.iters, opts.moves, opts.tol, &mut |p| {
         losses.push(p);
-        let go = observer(&Event::Loss { tensor: name, point: p }) == Control::Continue;
+        let go = observer(&Event::Loss {
+            tensor: name,
+            point: p,
+        }) == Control::Continue;
         cancelled |= !go;
         go
     });
@@ -201,7 +243,10 @@ pub fn compress_matrix(
             Control::Cancel => Err(EngineError::Cancelled),
         }
     };
-    emit(Event::Phase { tensor: name, phase: Phase::Packing })?;
+    emit(Event::Phase {
+        tensor: name,
+        phase: Phase::Packing,
+    })?;
     let packed = PackedTensor {
         name: name.to_string(),
         shape: shape.to_vec(),
@@ -215,7 +260,11 @@ pub fn compress_matrix(
         indices: pack_indices(&learner.idx, learner.n_sub, opts.bits),
         codebooks: learner.cb.iter().map(|v| f16::from_f32(*v)).collect(),
         group_ids: learner.groups.clone(),
-        scales: if opts.mode == Mode::Scale { learner.scales.iter().map(|v| f16::from_f32(*v)).collect() } else { vec![] },
+        scales: if opts.mode == Mode::Scale {
+            learner.scales.iter().map(|v| f16::from_f32(*v)).collect()
+        } else {
+            vec![]
+        },
     };
     packed.validate()?;
     let mut group_sizes = vec![0usize; n_groups];
@@ -227,9 +276,18 @@ pub fn compress_matrix(
     for r in 0..n_out {
         let er = learner.err_row(r);
         e2 += er.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
-        w2 += w[r * n_in..(r + 1) * n_in].iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+        w2 += w[r * n_in..(r + 1) * n_in]
+            .iter()
+            .map(|v| (*v as f64).powi(2))
+            .sum::<f64>();
         let gr = &learner.grad[r * learner.n_p..r * learner.n_p + n_in];
-        row_loss.push(0.5 * er.iter().zip(gr).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>());
+        row_loss.push(
+            0.5 * er
+                .iter()
+                .zip(gr)
+                .map(|(a, b)| *a as f64 * *b as f64)
+                .sum::<f64>(),
+        );
     }
     let reference = learner.reference_loss().max(1e-30);
     let report = TensorReport {
@@ -262,7 +320,12 @@ pub fn read_calibration(bytes: &[u8]) -> Result<Calibration> {
 
 /// The metric for weight `name` with `n_in` columns: from calibration if
 /// present, identity otherwise.
-pub fn hessian_for(name: &str, n_in: usize, calib: Option<&Calibration>, damping: f32) -> Result<Hessian> {
+pub fn hessian_for(
+    name: &str,
+    n_in: usize,
+    calib: Option<&Calibration>,
+    damping: f32,
+) -> Result<Hessian> {
     match calib.and_then(|c| c.get(name)) {
         Some((shape, data)) => Hessian::from_calibration(name, n_in, shape, data.clone(), damping),
         None => Ok(Hessian::Identity(n_in)),
@@ -292,13 +355,19 @@ pub fn compress_file(
             let (n_out, n_in) = t.matrix_shape().unwrap_or((0, 0));
             let w = st::to_f32(t, raw)?;
             let h = hessian_for(&t.name, n_in, calib, opts.damping)?;
-            let (p, rep) = compress_matrix(&t.name, t.dtype, &t.shape, &w, n_out, n_in, &h, opts, observer)?;
+            let (p, rep) = compress_matrix(
+                &t.name, t.dtype, &t.shape, &w, n_out, n_in, &h, opts, observer,
+            )?;
             entries.push(PackedEntry::Packed(p));
             reports.push(rep);
         } else {
             entries.push(PackedEntry::Raw {
                 name: t.name.clone(),
-                tensor: OwnedTensor { dtype: t.dtype, shape: t.shape.clone(), data: raw.to_vec() },
+                tensor: OwnedTensor {
+                    dtype: t.dtype,
+                    shape: t.shape.clone(),
+                    data: raw.to_vec(),
+                },
             });
         }
     }

@@ -12,12 +12,21 @@ pub const QUANTILES: usize = 8;
 /// Descriptor of each row: `[log rms, q_1/rms, ..., q_Q/rms, max|w|/rms]`.
 pub fn row_descriptors(w: &[f32], n_out: usize, n_in: usize, hdiag: &[f32]) -> Vec<f32> {
     let dim = QUANTILES + 2;
-    let hsum: f64 = hdiag[..n_in].iter().map(|v| *v as f64).sum::<f64>().max(1e-30);
+    let hsum: f64 = hdiag[..n_in]
+        .iter()
+        .map(|v| *v as f64)
+        .sum::<f64>()
+        .max(1e-30);
     let mut out = Vec::with_capacity(n_out * dim);
     let mut sorted = vec![0f32; n_in];
     for r in 0..n_out {
         let row = &w[r * n_in..(r + 1) * n_in];
-        let ms: f64 = row.iter().zip(hdiag).map(|(x, h)| (*h as f64) * (*x as f64) * (*x as f64)).sum::<f64>() / hsum;
+        let ms: f64 = row
+            .iter()
+            .zip(hdiag)
+            .map(|(x, h)| (*h as f64) * (*x as f64) * (*x as f64))
+            .sum::<f64>()
+            / hsum;
         let rms = libm::sqrt(ms).max(1e-20);
         sorted.copy_from_slice(row);
         sorted.sort_by(|a, b| a.total_cmp(b));
@@ -35,7 +44,14 @@ pub fn row_descriptors(w: &[f32], n_out: usize, n_in: usize, hdiag: &[f32]) -> V
 /// Group the rows into at most `g` groups. Returns the group id of each row
 /// and the number of groups; groups are numbered by ascending mean log RMS so
 /// the numbering does not depend on k-means' seeding order.
-pub fn group_rows(w: &[f32], n_out: usize, n_in: usize, hdiag: &[f32], g: usize, rng: &mut EngineRng) -> (Vec<u8>, usize) {
+pub fn group_rows(
+    w: &[f32],
+    n_out: usize,
+    n_in: usize,
+    hdiag: &[f32],
+    g: usize,
+    rng: &mut EngineRng,
+) -> (Vec<u8>, usize) {
     let g = g.clamp(1, n_out.min(256));
     if g == 1 {
         return (vec![0; n_out], 1);

@@ -40,13 +40,26 @@ impl Hessian {
 
     /// Build a dense `H` from calibration data `X^T X / n`, checking its shape
     /// and values, symmetrising it and adding `damping * mean(diag H) * I`.
-    pub fn from_calibration(name: &str, n_in: usize, shape: &[usize], data: Vec<f32>, damping: f32) -> Result<Self> {
-        let bad = |problem: String| EngineError::Calibration { name: name.to_string(), problem };
+    pub fn from_calibration(
+        name: &str,
+        n_in: usize,
+        shape: &[usize],
+        data: Vec<f32>,
+        damping: f32,
+    ) -> Result<Self> {
+        let bad = |problem: String| EngineError::Calibration {
+            name: name.to_string(),
+            problem,
+        };
         if shape != [n_in, n_in] {
             return Err(bad(format!("shape {shape:?}, expected [{n_in}, {n_in}]")));
         }
         if data.len() != n_in * n_in {
-            return Err(bad(format!("{} values, expected {}", data.len(), n_in * n_in)));
+            return Err(bad(format!(
+                "{} values, expected {}",
+                data.len(),
+                n_in * n_in
+            )));
         }
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(bad(format!("non-finite value at element {i}")));
@@ -56,7 +69,9 @@ impl Hessian {
         for j in 0..n_in {
             let v = data[j * n_in + j];
             if v < 0.0 {
-                return Err(bad(format!("negative diagonal entry {v} at {j}: not a second-moment matrix")));
+                return Err(bad(format!(
+                    "negative diagonal entry {v} at {j}: not a second-moment matrix"
+                )));
             }
             trace += v as f64;
         }
@@ -92,7 +107,10 @@ impl Hessian {
             }
             Hessian::Dense { data, .. } => {
                 if n_p == n {
-                    return Metric::Dense { n: n_p, data: data.clone() };
+                    return Metric::Dense {
+                        n: n_p,
+                        data: data.clone(),
+                    };
                 }
                 let mut p = vec![0f32; n_p * n_p];
                 for i in 0..n {

@@ -43,13 +43,27 @@ pub fn nearest(x: &[f32], w: &[f32], centroids: &[f32], dim: usize) -> (u32, f64
 /// Weighted k-means of `points` (`n * dim`) with per-coordinate `weights`
 /// (`n * dim`, non-negative) into `k` clusters. If there are fewer distinct
 /// points than `k`, the spare centroids repeat existing ones.
-pub fn weighted_kmeans(points: &[f32], weights: &[f32], dim: usize, k: usize, iters: usize, rng: &mut EngineRng) -> KMeans {
+pub fn weighted_kmeans(
+    points: &[f32],
+    weights: &[f32],
+    dim: usize,
+    k: usize,
+    iters: usize,
+    rng: &mut EngineRng,
+) -> KMeans {
     let n = points.len() / dim;
     assert!(k >= 1 && dim >= 1 && weights.len() == points.len());
     if n == 0 {
-        return KMeans { centroids: vec![0.0; k * dim], assignment: vec![], inertia: 0.0 };
+        return KMeans {
+            centroids: vec![0.0; k * dim],
+            assignment: vec![],
+            inertia: 0.0,
+        };
     }
-    let pw: Vec<f64> = weights.chunks_exact(dim).map(|w| w.iter().map(|v| *v as f64).sum::<f64>() + 1e-30).collect();
+    let pw: Vec<f64> = weights
+        .chunks_exact(dim)
+        .map(|w| w.iter().map(|v| *v as f64).sum::<f64>() + 1e-30)
+        .collect();
     let point = |i: usize| &points[i * dim..(i + 1) * dim];
     let wt = |i: usize| &weights[i * dim..(i + 1) * dim];
 
@@ -57,7 +71,9 @@ pub fn weighted_kmeans(points: &[f32], weights: &[f32], dim: usize, k: usize, it
     let mut centroids: Vec<f32> = Vec::with_capacity(k * dim);
     let first = pick(&pw, unit(rng));
     centroids.extend_from_slice(point(first));
-    let mut d2: Vec<f64> = (0..n).map(|i| dist(point(i), wt(i), point(first))).collect();
+    let mut d2: Vec<f64> = (0..n)
+        .map(|i| dist(point(i), wt(i), point(first)))
+        .collect();
     while centroids.len() < k * dim {
         let scores: Vec<f64> = d2.iter().zip(&pw).map(|(d, w)| d * w).collect();
         let total: f64 = scores.iter().sum();
@@ -126,7 +142,11 @@ pub fn weighted_kmeans(points: &[f32], weights: &[f32], dim: usize, k: usize, it
             }
         }
     }
-    KMeans { centroids, assignment, inertia }
+    KMeans {
+        centroids,
+        assignment,
+        inertia,
+    }
 }
 
 /// Index drawn with probability proportional to `scores`, from `u` in [0, 1).

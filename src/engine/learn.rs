@@ -54,6 +54,9 @@ pub struct LossPoint {
 const MAX_EXACT_LS: usize = 256;
 /// Sub-vectors sampled for the k-means initialisation of one codebook.
 const MAX_KMEANS_POINTS: usize = 65_536;
+/// Largest `S = A^T H` cache (floats) kept between the least-squares pass
+/// and the refresh; above it the refresh makes a second pass over `H`.
+const MAX_STORED_S: usize = 64 << 20;
 /// Neighbours tried by a proximal move when d > 1.
 const VECTOR_NEIGHBOURS: usize = 4;
 /// Mapping passes per sweep at most.
@@ -155,10 +158,13 @@ impl Learner {
         }
         // Weighted k-means per codebook on (scale-normalised) sub-vectors.
         for c in 0..n_cb {
-            let rows: Vec<usize> = (0..n_out).filter(|&r| mode == Mode::Scale || me.groups[r] as usize == c).collect();
+            let rows: Vec<usize> = (0..n_out)
+                .filter(|&r| mode == Mode::Scale || me.groups[r] as usize == c)
+                .collect();
             let total = rows.len() * n_sub;
             let mut rng = rng_for(seed, salt, c as u64);
-            let picks = sample_indices(&mut rng, total, MAX_KMEANS_POINTS.max(64 * k).min(total));
+            let cap = if k * d <= 64 { MAX_KMEANS_POINTS } else { (MAX_KMEANS_POINTS / 4).max(16 * k) };
+            let picks = sample_indices(&mut rng, total, cap.min(total));
             let mut pts = Vec::with_capacity(picks.len() * d);
             let mut wts = Vec::with_capacity(picks.len() * d);
             for p in picks {
@@ -191,10 +197,14 @@ impl Learner {
                     x[a] = me.w[r * n_p + s * d + a] / sc;
                 }
                 let wts = &hdiag[s * d..(s + 1) * d];
-                me.idx[r * n_sub + s] = if d == 1 { nearest_sorted(cbk, x[0]) } else { nearest(&x, wts, cbk, d).0 as u8 };
+                me.idx[r * n_sub + s] = if d == 1 {
+                    nearest_sorted(cbk, x[0])
+                } else {
+                    nearest(&x, wts, cbk, d).0 as u8
+                };
             }
         }
-        let (err, grad, loss, _) = me.evaluate(&me.cb, &me.scales, false);
+        let (err, grad, loss, _) = me.evaluate(&me.cb, &me.scales, false, None);
         me.err = err;
         me.grad = grad;
         me.loss = loss;
@@ -214,7 +224,13 @@ impl Learner {
     /// Error, gradient and loss for codebooks `cb` and scales `scales` with
     /// the current mapping; with `fit_scales`, the scales are first refitted
     /// by least squares (scale mode). Returns the scales used.
-    fn evaluate(&self, cb: &[f32], scales: &[f32], fit_scales: bool) -> (Vec<f32>, Vec<f32>, f64, Vec<f32>) {
+    fn evaluate(
+        &self,
+        cb: &[f32],
+        scales: &[f32],
+        fit_scales: bool,
+        stored: Option<&[f32]>,
+    ) -> (Vec<f32>, Vec<f32>, f64, Vec<f32>) {
         let (n_p, d, k, n_sub) = (self.n_p, self.d, self.k, self.n_sub);
         let mut v = vec![0f32; self.n_out * n_p];
         for r in 0..self.n_out {
@@ -227,14 +243,35 @@ impl Learner {
             }
         }
         let mut u = vec![0f32; self.n_out * n_p];
-        self.metric.rows_times(&v, &mut u, n_p);
+        match stored {
+            // U_r = V_r H = sum_p c[p] S_r[p, :], with S_r kept from the
+            // least-squares pass: no second pass over H.
+            Some(srows) => {
+                let kd = k * d;
+                for r in 0..self.n_out {
+                    let c = self.cb_of(self.groups[r] as usize);
+                    let cbk = &cb[c * kd..(c + 1) * kd];
+                    let ur = &mut u[r * n_p..(r + 1) * n_p];
+                    for (p, &cv) in cbk.iter().enumerate() {
+                        if cv != 0.0 {
+                            axpy(ur, cv, &srows[(r * kd + p) * n_p..(r * kd + p + 1) * n_p]);
+                        }
+                    }
+                }
+            }
+            None => self.metric.rows_times(&v, &mut u, n_p),
+        }
         let mut scales = scales.to_vec();
         if fit_scales && self.mode == Mode::Scale {
             let mut num = vec![0f64; self.n_groups];
             let mut den = vec![0f64; self.n_groups];
             for r in 0..self.n_out {
                 let g = self.groups[r] as usize;
-                let (ur, vr, wr) = (&u[r * n_p..(r + 1) * n_p], &v[r * n_p..(r + 1) * n_p], &self.w[r * n_p..(r + 1) * n_p]);
+                let (ur, vr, wr) = (
+                    &u[r * n_p..(r + 1) * n_p],
+                    &v[r * n_p..(r + 1) * n_p],
+                    &self.w[r * n_p..(r + 1) * n_p],
+                );
                 num[g] += dot64(ur, wr);
                 den[g] += dot64(ur, vr);
             }
@@ -269,14 +306,24 @@ impl Learner {
     pub fn codebook_step(&mut self) -> bool {
         let n_cb = self.cb.len() / (self.k * self.d);
         let mut new_cb = self.cb.clone();
+        let kd_all = self.k * self.d;
+        let dense = matches!(self.metric, Metric::Dense { .. });
+        let store_len = self.n_out * kd_all * self.n_p;
+        let mut stored = (dense && kd_all <= MAX_EXACT_LS && store_len <= MAX_STORED_S).then(|| vec![0f32; store_len]);
         for c in 0..n_cb {
-            let rows: Vec<usize> = (0..self.n_out).filter(|&r| self.cb_of(self.groups[r] as usize) == c).collect();
+            let rows: Vec<usize> = (0..self.n_out)
+                .filter(|&r| self.cb_of(self.groups[r] as usize) == c)
+                .collect();
             if rows.is_empty() {
                 continue;
             }
             let kd = self.k * self.d;
             let old = &self.cb[c * kd..(c + 1) * kd];
-            let solved = if kd <= MAX_EXACT_LS { self.solve_exact(&rows, old) } else { self.solve_block_newton(&rows, old) };
+            let solved = if kd <= MAX_EXACT_LS {
+                self.solve_exact(&rows, old, stored.as_deref_mut())
+            } else {
+                self.solve_block_newton(&rows, old)
+            };
             if let Some(sol) = solved {
                 for (o, v) in new_cb[c * kd..(c + 1) * kd].iter_mut().zip(sol) {
                     let x = round16(v as f32);
@@ -286,7 +333,7 @@ impl Learner {
                 }
             }
         }
-        let (err, grad, loss, scales) = self.evaluate(&new_cb, &self.scales, true);
+        let (err, grad, loss, scales) = self.evaluate(&new_cb, &self.scales, true, stored.as_deref());
         if loss <= self.loss {
             self.cb = new_cb;
             self.scales = scales;
@@ -305,7 +352,7 @@ impl Learner {
 
     /// Normal equations `M c = b` over the rows of one codebook, solved with a
     /// ridge towards the old codewords (so unused codewords stay put).
-    fn solve_exact(&self, rows: &[usize], old: &[f32]) -> Option<Vec<f64>> {
+    fn solve_exact(&self, rows: &[usize], old: &[f32], mut store: Option<&mut [f32]>) -> Option<Vec<f64>> {
         let (n_p, d, n_sub, n_in) = (self.n_p, self.d, self.n_sub, self.n_in);
         let kd = self.k * d;
         let mut m = vec![0f64; kd * kd];
@@ -344,6 +391,9 @@ impl Learner {
                         }
                     }
                     for (bi, &r) in chunk.iter().enumerate() {
+                        if let Some(st) = store.as_deref_mut() {
+                            st[r * kd * n_p..(r + 1) * kd * n_p].copy_from_slice(&sbuf[bi * kd * n_p..(bi + 1) * kd * n_p]);
+                        }
                         let sc = self.scales[self.groups[r] as usize] as f64;
                         let ids = &self.idx[r * n_sub..(r + 1) * n_sub];
                         for p in 0..kd {
@@ -387,7 +437,8 @@ impl Learner {
                     let j = s * d + a;
                     grad[kk * d + a] += sc * self.grad[r * n_p + j] as f64;
                     for a2 in 0..d {
-                        blocks[kk * d * d + a * d + a2] += sc * sc * self.metric.at(j, s * d + a2) as f64;
+                        blocks[kk * d * d + a * d + a2] +=
+                            sc * sc * self.metric.at(j, s * d + a2) as f64;
                     }
                 }
             }
@@ -452,7 +503,9 @@ impl Learner {
                 let mut ds: Vec<(f32, usize)> = (0..k)
                     .filter(|o| *o != kk)
                     .map(|o| {
-                        let dist: f32 = (0..d).map(|a| (cbk[o * d + a] - cbk[kk * d + a]).powi(2)).sum();
+                        let dist: f32 = (0..d)
+                            .map(|a| (cbk[o * d + a] - cbk[kk * d + a]).powi(2))
+                            .sum();
                         (dist, o)
                     })
                     .collect();
@@ -488,7 +541,8 @@ impl Learner {
                         }
                     }
                     (MoveRule::Proximal, _) => {
-                        let nb = &self.neighbours[(c * k + cur) * self.n_neigh..(c * k + cur + 1) * self.n_neigh];
+                        let nb = &self.neighbours
+                            [(c * k + cur) * self.n_neigh..(c * k + cur + 1) * self.n_neigh];
                         cands.extend(nb.iter().map(|v| *v as usize));
                     }
                 }
@@ -506,7 +560,9 @@ impl Learner {
                             continue;
                         }
                         for a2 in 0..d {
-                            dl += delta[a] as f64 * delta[a2] as f64 * self.metric.at(s * d + a, s * d + a2) as f64;
+                            dl += delta[a] as f64
+                                * delta[a2] as f64
+                                * self.metric.at(s * d + a, s * d + a2) as f64;
                         }
                     }
                     if dl < best.0 {
@@ -526,7 +582,9 @@ impl Learner {
                     self.err[r * n_p + j] += dlt;
                     match &self.metric {
                         Metric::Diagonal(h) => grow[j] += 2.0 * dlt * h[j],
-                        Metric::Dense { data, .. } => axpy(grow, 2.0 * dlt, &data[j * n_p..(j + 1) * n_p]),
+                        Metric::Dense { data, .. } => {
+                            axpy(grow, 2.0 * dlt, &data[j * n_p..(j + 1) * n_p])
+                        }
                     }
                 }
             }
@@ -536,17 +594,31 @@ impl Learner {
     }
 
     /// Run the sweeps, reporting every step. `on_step` returns false to stop.
-    pub fn learn(&mut self, iters: u32, rule: MoveRule, tol: f64, on_step: &mut dyn FnMut(LossPoint) -> bool) -> bool {
+    pub fn learn(
+        &mut self,
+        iters: u32,
+        rule: MoveRule,
+        tol: f64,
+        on_step: &mut dyn FnMut(LossPoint) -> bool,
+    ) -> bool {
         for sweep in 1..=iters {
             let before = self.loss;
             self.codebook_step();
-            if !on_step(LossPoint { sweep, kind: StepKind::Codebook, loss: self.loss }) {
+            if !on_step(LossPoint {
+                sweep,
+                kind: StepKind::Codebook,
+                loss: self.loss,
+            }) {
                 return false;
             }
             for _ in 0..MAX_MAPPING_PASSES {
                 let start = self.loss;
                 let gain = -self.mapping_pass(rule);
-                if !on_step(LossPoint { sweep, kind: StepKind::Mapping, loss: self.loss }) {
+                if !on_step(LossPoint {
+                    sweep,
+                    kind: StepKind::Mapping,
+                    loss: self.loss,
+                }) {
                     return false;
                 }
                 if gain <= tol * start {

@@ -10,7 +10,9 @@ pub mod kmeans;
 pub mod learn;
 pub mod rng;
 
-pub use compress::{compress_file, compress_matrix, CompressOptions, Control, Event, Phase, TensorReport};
+pub use compress::{
+    compress_file, compress_matrix, CompressOptions, Control, Event, Phase, TensorReport,
+};
 pub use error::{EngineError, Result};
 pub use hessian::Hessian;
 pub use learn::{LossPoint, MoveRule, StepKind};

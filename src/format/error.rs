@@ -34,16 +34,29 @@ pub enum FormatError {
     UnsupportedDtype { name: String, dtype: String },
     /// A tensor's byte range does not match its shape and dtype.
     #[error("tensor `{name}`: {bytes} bytes do not match shape {shape:?} of {dtype}")]
-    ShapeMismatch { name: String, shape: Vec<usize>, dtype: String, bytes: usize },
+    ShapeMismatch {
+        name: String,
+        shape: Vec<usize>,
+        dtype: String,
+        bytes: usize,
+    },
     /// A size computed from the file overflows.
     #[error("tensor `{name}`: size overflows ({what})")]
     Overflow { name: String, what: String },
     /// A tensor holds NaN or infinite values.
     #[error("tensor `{name}`: {count} non-finite values (NaN or Inf), first at element {first}")]
-    NonFinite { name: String, count: usize, first: usize },
+    NonFinite {
+        name: String,
+        count: usize,
+        first: usize,
+    },
     /// A tensor too large for this environment (wasm memory).
     #[error("tensor `{name}` needs {bytes} bytes, more than the {limit} this environment allows; use the native CLI")]
-    TooLarge { name: String, bytes: u64, limit: u64 },
+    TooLarge {
+        name: String,
+        bytes: u64,
+        limit: u64,
+    },
     /// The packed file's metadata is missing, from another version or malformed.
     #[error("packed file: {0}")]
     PackedMeta(String),

@@ -176,7 +176,10 @@ impl PackedTensor {
 
     /// Check that all parts agree with each other (lengths, ranges).
     pub fn validate(&self) -> Result<()> {
-        let bad = |problem: String| FormatError::PackedTensor { name: self.name.clone(), problem };
+        let bad = |problem: String| FormatError::PackedTensor {
+            name: self.name.clone(),
+            problem,
+        };
         check_params(self.bits, self.dim, self.groups).map_err(bad)?;
         let numel = self
             .shape
@@ -184,28 +187,59 @@ impl PackedTensor {
             .try_fold(1usize, |a, &b| a.checked_mul(b))
             .ok_or_else(|| bad("shape overflows".into()))?;
         if self.n_out.checked_mul(self.n_in) != Some(numel) || self.n_out == 0 || self.n_in == 0 {
-            return Err(bad(format!("shape {:?} is not {} x {}", self.shape, self.n_out, self.n_in)));
+            return Err(bad(format!(
+                "shape {:?} is not {} x {}",
+                self.shape, self.n_out, self.n_in
+            )));
         }
-        let idx_len = self.n_out.checked_mul(self.row_bytes()).ok_or_else(|| bad("index size overflows".into()))?;
+        let idx_len = self
+            .n_out
+            .checked_mul(self.row_bytes())
+            .ok_or_else(|| bad("index size overflows".into()))?;
         if self.indices.len() != idx_len {
-            return Err(bad(format!("{} index bytes, expected {idx_len}", self.indices.len())));
+            return Err(bad(format!(
+                "{} index bytes, expected {idx_len}",
+                self.indices.len()
+            )));
         }
         let cb_len = self.n_codebooks() * self.k() * self.dim as usize;
         if self.codebooks.len() != cb_len {
-            return Err(bad(format!("{} codebook values, expected {cb_len}", self.codebooks.len())));
+            return Err(bad(format!(
+                "{} codebook values, expected {cb_len}",
+                self.codebooks.len()
+            )));
         }
         if let Some(v) = self.codebooks.iter().find(|v| !v.is_finite()) {
             return Err(bad(format!("codebook holds a non-finite value {v}")));
         }
         if self.group_ids.len() != self.n_out {
-            return Err(bad(format!("{} group ids for {} rows", self.group_ids.len(), self.n_out)));
+            return Err(bad(format!(
+                "{} group ids for {} rows",
+                self.group_ids.len(),
+                self.n_out
+            )));
         }
-        if let Some((r, g)) = self.group_ids.iter().enumerate().find(|(_, g)| **g as u16 >= self.groups) {
-            return Err(bad(format!("row {r} has group {g}, only {} groups", self.groups)));
+        if let Some((r, g)) = self
+            .group_ids
+            .iter()
+            .enumerate()
+            .find(|(_, g)| **g as u16 >= self.groups)
+        {
+            return Err(bad(format!(
+                "row {r} has group {g}, only {} groups",
+                self.groups
+            )));
         }
-        let want_scales = if self.mode == Mode::Scale { self.groups as usize } else { 0 };
+        let want_scales = if self.mode == Mode::Scale {
+            self.groups as usize
+        } else {
+            0
+        };
         if self.scales.len() != want_scales {
-            return Err(bad(format!("{} scales, expected {want_scales}", self.scales.len())));
+            return Err(bad(format!(
+                "{} scales, expected {want_scales}",
+                self.scales.len()
+            )));
         }
         if let Some(v) = self.scales.iter().find(|v| !v.is_finite()) {
             return Err(bad(format!("scale holds a non-finite value {v}")));
@@ -227,7 +261,10 @@ impl PackedTensor {
     /// Stored bits of this tensor: indices, codebooks, scales, group ids and
     /// its share of the header (its entries and metadata as JSON).
     pub fn stored_bits(&self) -> u64 {
-        let data = self.indices.len() + 2 * self.codebooks.len() + self.group_ids.len() + 2 * self.scales.len();
+        let data = self.indices.len()
+            + 2 * self.codebooks.len()
+            + self.group_ids.len()
+            + 2 * self.scales.len();
         (data as u64 + self.header_bytes() as u64) * 8
     }
 
@@ -243,7 +280,12 @@ impl PackedTensor {
         for (name, t) in &parts {
             // "name":{"dtype":"U8","shape":[..],"data_offsets":[a,b]}, with
             // 10-digit offsets as an upper estimate.
-            n += name.len() + t.shape.iter().map(|s| s.to_string().len() + 1).sum::<usize>() + 60;
+            n += name.len()
+                + t.shape
+                    .iter()
+                    .map(|s| s.to_string().len() + 1)
+                    .sum::<usize>()
+                + 60;
         }
         n + PARAM_PREFIX.len() + self.name.len() + self.params_json().len() + 8
     }
@@ -271,19 +313,31 @@ impl PackedTensor {
         let mut parts = vec![
             (
                 format!("{}{IDX_SUFFIX}", self.name),
-                OwnedTensor { dtype: Dtype::U8, shape: vec![self.n_out, self.row_bytes()], data: self.indices.clone() },
+                OwnedTensor {
+                    dtype: Dtype::U8,
+                    shape: vec![self.n_out, self.row_bytes()],
+                    data: self.indices.clone(),
+                },
             ),
             (
                 format!("{}{CODEBOOK_SUFFIX}", self.name),
                 OwnedTensor {
                     dtype: Dtype::F16,
                     shape: vec![self.n_codebooks(), k, d],
-                    data: self.codebooks.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    data: self
+                        .codebooks
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect(),
                 },
             ),
             (
                 format!("{}{GROUP_SUFFIX}", self.name),
-                OwnedTensor { dtype: Dtype::U8, shape: vec![self.n_out], data: self.group_ids.clone() },
+                OwnedTensor {
+                    dtype: Dtype::U8,
+                    shape: vec![self.n_out],
+                    data: self.group_ids.clone(),
+                },
             ),
         ];
         if self.mode == Mode::Scale {
@@ -296,7 +350,10 @@ impl PackedTensor {
                 },
             ));
         }
-        (parts, (format!("{PARAM_PREFIX}{}", self.name), self.params_json()))
+        (
+            parts,
+            (format!("{PARAM_PREFIX}{}", self.name), self.params_json()),
+        )
     }
 
     /// Reconstruct row `r` into `out` (`n_in` values).
@@ -339,7 +396,11 @@ pub fn read_index(row: &[u8], s: usize, bits: u8) -> u8 {
     let byte = bit / 8;
     let shift = bit % 8;
     let lo = row[byte] as u16;
-    let hi = if shift + bits as usize > 8 { row[byte + 1] as u16 } else { 0 };
+    let hi = if shift + bits as usize > 8 {
+        row[byte + 1] as u16
+    } else {
+        0
+    };
     (((lo | (hi << 8)) >> shift) & ((1u16 << bits) - 1)) as u8
 }
 
@@ -362,7 +423,7 @@ pub fn pack_row(indices: &[u8], bits: u8, out: &mut [u8]) {
 /// Bit-pack `n_out` rows of `n_sub` indices each.
 pub fn pack_indices(indices: &[u8], n_sub: usize, bits: u8) -> Vec<u8> {
     let rb = row_bytes(n_sub, bits);
-    let n_out = if n_sub == 0 { 0 } else { indices.len() / n_sub };
+    let n_out = indices.len().checked_div(n_sub).unwrap_or(0);
     let mut out = vec![0u8; n_out * rb];
     for (row, dst) in indices.chunks_exact(n_sub).zip(out.chunks_exact_mut(rb)) {
         pack_row(row, bits, dst);
@@ -416,7 +477,9 @@ impl PackedFile {
         let mut tensors = Vec::new();
         let mut metadata = self.metadata.clone();
         metadata.insert(VERSION_KEY.to_string(), FORMAT_VERSION.to_string());
-        for e in &self.entries {
+        let mut entries: Vec<&PackedEntry> = self.entries.iter().collect();
+        entries.sort_by(|a, b| a.name().cmp(b.name()));
+        for e in entries {
             match e {
                 PackedEntry::Packed(p) => {
                     p.validate()?;
@@ -434,10 +497,11 @@ impl PackedFile {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let file = st::SafetensorsFile::parse(bytes)?;
         let header = &file.header;
-        let version = header
-            .metadata
-            .get(VERSION_KEY)
-            .ok_or_else(|| FormatError::PackedMeta(format!("no `{VERSION_KEY}` in metadata: not a jlcm packed file")))?;
+        let version = header.metadata.get(VERSION_KEY).ok_or_else(|| {
+            FormatError::PackedMeta(format!(
+                "no `{VERSION_KEY}` in metadata: not a jlcm packed file"
+            ))
+        })?;
         if version != &FORMAT_VERSION.to_string() {
             return Err(FormatError::PackedMeta(format!(
                 "format version {version} is not supported by this build (it reads version {FORMAT_VERSION})"
@@ -447,8 +511,9 @@ impl PackedFile {
         let mut packed_names = Vec::new();
         for (k, v) in &header.metadata {
             if let Some(name) = k.strip_prefix(PARAM_PREFIX) {
-                let params: PackedParams = serde_json::from_str(v)
-                    .map_err(|e| FormatError::PackedMeta(format!("tensor `{name}`: bad parameters: {e}")))?;
+                let params: PackedParams = serde_json::from_str(v).map_err(|e| {
+                    FormatError::PackedMeta(format!("tensor `{name}`: bad parameters: {e}"))
+                })?;
                 packed_names.push((name.to_string(), params));
             } else if k != VERSION_KEY {
                 metadata.insert(k.clone(), v.clone());
@@ -465,23 +530,41 @@ impl PackedFile {
                 })?;
                 Ok((e, file.tensor_bytes(e)))
             };
-            let bad = |problem: String| FormatError::PackedTensor { name: name.clone(), problem };
+            let bad = |problem: String| FormatError::PackedTensor {
+                name: name.clone(),
+                problem,
+            };
             let dtype = st::parse_dtype(&params.dtype)
                 .filter(|d| st::is_float(*d))
                 .ok_or_else(|| bad(format!("unsupported original dtype `{}`", params.dtype)))?;
             check_params(params.bits, params.dim, params.groups).map_err(bad)?;
-            let probe = st::TensorEntry { name: name.clone(), dtype, shape: params.shape.clone(), start: 0, end: 0 };
-            let (n_out, n_in) = probe
-                .matrix_shape()
-                .ok_or_else(|| bad(format!("original shape {:?} is not a compressible matrix", params.shape)))?;
+            let probe = st::TensorEntry {
+                name: name.clone(),
+                dtype,
+                shape: params.shape.clone(),
+                start: 0,
+                end: 0,
+            };
+            let (n_out, n_in) = probe.matrix_shape().ok_or_else(|| {
+                bad(format!(
+                    "original shape {:?} is not a compressible matrix",
+                    params.shape
+                ))
+            })?;
             let (idx_e, idx) = get(IDX_SUFFIX)?;
             let (cb_e, cb) = get(CODEBOOK_SUFFIX)?;
             let (gr_e, gr) = get(GROUP_SUFFIX)?;
             if idx_e.dtype != Dtype::U8 || gr_e.dtype != Dtype::U8 || cb_e.dtype != Dtype::F16 {
-                return Err(bad("parts have the wrong dtypes (U8 idx, F16 codebook, U8 group)".into()));
+                return Err(bad(
+                    "parts have the wrong dtypes (U8 idx, F16 codebook, U8 group)".into(),
+                ));
             }
             let k = 1usize << params.bits;
-            let n_cb = if params.mode == Mode::Codebook { params.groups as usize } else { 1 };
+            let n_cb = if params.mode == Mode::Codebook {
+                params.groups as usize
+            } else {
+                1
+            };
             if cb_e.shape != [n_cb, k, params.dim as usize] {
                 return Err(bad(format!(
                     "codebook shape {:?}, expected {:?}",
@@ -520,7 +603,8 @@ impl PackedFile {
             p.validate()?;
             packed.insert(name, p);
         }
-        // Output order: file order of the first part of each tensor.
+        // Entries in name order (safetensors' writer orders tensors by dtype
+        // alignment, so file order carries no meaning).
         let mut entries = Vec::new();
         for t in &header.tensors {
             if let Some(base) = t.name.strip_suffix(IDX_SUFFIX) {
@@ -534,9 +618,14 @@ impl PackedFile {
             }
             entries.push(PackedEntry::Raw {
                 name: t.name.clone(),
-                tensor: OwnedTensor { dtype: t.dtype, shape: t.shape.clone(), data: file.tensor_bytes(t).to_vec() },
+                tensor: OwnedTensor {
+                    dtype: t.dtype,
+                    shape: t.shape.clone(),
+                    data: file.tensor_bytes(t).to_vec(),
+                },
             });
         }
+        entries.sort_by(|a, b| a.name().cmp(b.name()));
         Ok(Self { entries, metadata })
     }
 
@@ -548,7 +637,11 @@ impl PackedFile {
             .map(|e| match e {
                 PackedEntry::Packed(p) => (
                     p.name.clone(),
-                    OwnedTensor { dtype: p.dtype, shape: p.shape.clone(), data: st::from_f32(p.dtype, &p.decode_f32()) },
+                    OwnedTensor {
+                        dtype: p.dtype,
+                        shape: p.shape.clone(),
+                        data: st::from_f32(p.dtype, &p.decode_f32()),
+                    },
                 ),
                 PackedEntry::Raw { name, tensor } => (name.clone(), tensor.clone()),
             })
@@ -566,5 +659,8 @@ impl PackedFile {
 }
 
 fn f16s(bytes: &[u8]) -> Vec<f16> {
-    bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect()
+    bytes
+        .chunks_exact(2)
+        .map(|c| f16::from_le_bytes([c[0], c[1]]))
+        .collect()
 }

@@ -3,15 +3,14 @@
 //! The header is parsed on its own (the page reads only the first bytes of a
 //! multi-GB file), validated by the `safetensors` crate's `Metadata` (contiguous
 //! offsets, checked element counts, dtype sizes), then one tensor's bytes are
-//! read at a time. Output goes through `safetensors::serialize`.
+//! read at a time. Output is written with a deterministic header (the crate's
+//! writer orders metadata by hash map, which would break byte-identical output).
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use half::{bf16, f16};
 use safetensors::tensor::{Metadata, TensorInfo};
 pub use safetensors::Dtype;
-use safetensors::View;
 
 use super::error::{FormatError, Result};
 
@@ -119,7 +118,10 @@ impl Header {
 
     /// Absolute byte range of a tensor in the file.
     pub fn file_range(&self, entry: &TensorEntry) -> (u64, u64) {
-        (self.data_start() + entry.start, self.data_start() + entry.end)
+        (
+            self.data_start() + entry.start,
+            self.data_start() + entry.end,
+        )
     }
 }
 
@@ -129,13 +131,21 @@ pub fn read_header_len(prefix: &[u8], file_len: Option<u64>) -> Result<u64> {
     let bytes: [u8; PREFIX_LEN] = prefix
         .get(..PREFIX_LEN)
         .and_then(|b| b.try_into().ok())
-        .ok_or(FormatError::TooShort { len: prefix.len() as u64 })?;
+        .ok_or(FormatError::TooShort {
+            len: prefix.len() as u64,
+        })?;
     let len = u64::from_le_bytes(bytes);
     if len > MAX_HEADER_LEN {
-        return Err(FormatError::HeaderTooLarge { len, cap: MAX_HEADER_LEN });
+        return Err(FormatError::HeaderTooLarge {
+            len,
+            cap: MAX_HEADER_LEN,
+        });
     }
     if let Some(file_len) = file_len {
-        if len.checked_add(PREFIX_LEN as u64).is_none_or(|end| end > file_len) {
+        if len
+            .checked_add(PREFIX_LEN as u64)
+            .is_none_or(|end| end > file_len)
+        {
             return Err(FormatError::HeaderPastEnd { len, file_len });
         }
     }
@@ -148,13 +158,19 @@ pub fn read_header_len(prefix: &[u8], file_len: Option<u64>) -> Result<u64> {
 pub fn parse_header(bytes: &[u8], file_len: Option<u64>) -> Result<Header> {
     let header_len = read_header_len(bytes, file_len.or(Some(bytes.len() as u64)))?;
     let end = PREFIX_LEN + header_len as usize;
-    let json = bytes.get(PREFIX_LEN..end).ok_or(FormatError::HeaderPastEnd {
-        len: header_len,
-        file_len: bytes.len() as u64,
+    let json = bytes
+        .get(PREFIX_LEN..end)
+        .ok_or(FormatError::HeaderPastEnd {
+            len: header_len,
+            file_len: bytes.len() as u64,
+        })?;
+    let text = std::str::from_utf8(json).map_err(|e| FormatError::HeaderUtf8 {
+        at: e.valid_up_to(),
     })?;
-    let text = std::str::from_utf8(json).map_err(|e| FormatError::HeaderUtf8 { at: e.valid_up_to() })?;
     if !text.trim_start().starts_with('{') {
-        return Err(FormatError::HeaderInvalid("header is not a JSON object".into()));
+        return Err(FormatError::HeaderInvalid(
+            "header is not a JSON object".into(),
+        ));
     }
     let meta: Metadata =
         serde_json::from_str(text).map_err(|e| FormatError::HeaderInvalid(e.to_string()))?;
@@ -162,7 +178,10 @@ pub fn parse_header(bytes: &[u8], file_len: Option<u64>) -> Result<Header> {
     if let Some(file_len) = file_len {
         let actual = file_len - header.data_start();
         if actual != header.data_len() {
-            return Err(FormatError::DataLength { expected: header.data_len(), actual });
+            return Err(FormatError::DataLength {
+                expected: header.data_len(),
+                actual,
+            });
         }
     }
     Ok(header)
@@ -186,7 +205,11 @@ fn header_from_metadata(header_len: u64, meta: &Metadata) -> Result<Header> {
         .as_ref()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    Ok(Header { header_len, tensors, metadata })
+    Ok(Header {
+        header_len,
+        tensors,
+        metadata,
+    })
 }
 
 /// A whole safetensors file held in memory (or memory-mapped).
@@ -265,7 +288,11 @@ pub fn check_finite(name: &str, values: &[f32]) -> Result<()> {
         }
     }
     if count > 0 {
-        return Err(FormatError::NonFinite { name: name.to_string(), count, first });
+        return Err(FormatError::NonFinite {
+            name: name.to_string(),
+            count,
+            first,
+        });
     }
     Ok(())
 }
@@ -273,8 +300,14 @@ pub fn check_finite(name: &str, values: &[f32]) -> Result<()> {
 /// Encode f32 values in a float dtype (little-endian).
 pub fn from_f32(dtype: Dtype, values: &[f32]) -> Vec<u8> {
     match dtype {
-        Dtype::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
-        Dtype::BF16 => values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect(),
+        Dtype::F16 => values
+            .iter()
+            .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => values
+            .iter()
+            .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+            .collect(),
         _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
     }
 }
@@ -290,27 +323,80 @@ pub struct OwnedTensor {
     pub data: Vec<u8>,
 }
 
-impl View for &OwnedTensor {
-    fn dtype(&self) -> Dtype {
-        self.dtype
+/// Build the header bytes (8-byte length prefix + JSON padded with spaces to
+/// a multiple of 8) for tensors of the given dtypes, shapes and byte lengths,
+/// laid out in the given order, and `__metadata__` first. The bytes are the
+/// same on every platform and run (no hash-map order).
+pub fn header_bytes(
+    tensors: &[(&str, Dtype, &[usize], u64)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    use serde_json::json;
+    let mut json = String::from("{");
+    let mut first = true;
+    if !metadata.is_empty() {
+        json.push_str("\"__metadata__\":");
+        json.push_str(
+            &serde_json::to_string(metadata)
+                .map_err(|e| FormatError::HeaderInvalid(e.to_string()))?,
+        );
+        first = false;
     }
-    fn shape(&self) -> &[usize] {
-        &self.shape
+    let mut offset = 0u64;
+    for (name, dtype, shape, len) in tensors {
+        if !first {
+            json.push(',');
+        }
+        first = false;
+        let end = offset
+            .checked_add(*len)
+            .ok_or_else(|| FormatError::Overflow {
+                name: name.to_string(),
+                what: "data offsets".into(),
+            })?;
+        let entry =
+            json!({"dtype": dtype_name(*dtype), "shape": shape, "data_offsets": [offset, end]});
+        json.push_str(
+            &serde_json::to_string(name).map_err(|e| FormatError::HeaderInvalid(e.to_string()))?,
+        );
+        json.push(':');
+        json.push_str(&entry.to_string());
+        offset = end;
     }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
+    json.push('}');
+    while (json.len() + PREFIX_LEN) % 8 != 0 {
+        json.push(' ');
     }
-    fn data_len(&self) -> usize {
-        self.data.len()
-    }
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(json.as_bytes());
+    Ok(out)
 }
 
 /// Serialize tensors (in the given order) and metadata into safetensors bytes.
-pub fn write(tensors: &[(String, OwnedTensor)], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
-    let meta: Option<HashMap<String, String>> =
-        (!metadata.is_empty()).then(|| metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-    let views = tensors.iter().map(|(n, t)| (n.clone(), t));
-    safetensors::serialize(views, meta).map_err(|e| FormatError::HeaderInvalid(e.to_string()))
+pub fn write(
+    tensors: &[(String, OwnedTensor)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    for (name, t) in tensors {
+        let n = t.shape.iter().try_fold(1usize, |a, b| a.checked_mul(*b));
+        if n.and_then(|n| n.checked_mul(t.dtype.bitsize() / 8)) != Some(t.data.len()) {
+            return Err(FormatError::ShapeMismatch {
+                name: name.clone(),
+                shape: t.shape.clone(),
+                dtype: dtype_name(t.dtype),
+                bytes: t.data.len(),
+            });
+        }
+    }
+    let specs: Vec<(&str, Dtype, &[usize], u64)> = tensors
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.dtype, t.shape.as_slice(), t.data.len() as u64))
+        .collect();
+    let mut out = header_bytes(&specs, metadata)?;
+    for (_, t) in tensors {
+        out.extend_from_slice(&t.data);
+    }
+    Ok(out)
 }
 
 /// A sharded model's `model.safetensors.index.json`: tensor name to shard file.
@@ -327,13 +413,18 @@ impl ShardIndex {
         struct Raw {
             weight_map: BTreeMap<String, String>,
         }
-        let raw: Raw = serde_json::from_str(json).map_err(|e| FormatError::ShardIndex(e.to_string()))?;
+        let raw: Raw =
+            serde_json::from_str(json).map_err(|e| FormatError::ShardIndex(e.to_string()))?;
         for file in raw.weight_map.values() {
             if file.contains("..") || file.starts_with('/') || file.contains('\\') {
-                return Err(FormatError::ShardIndex(format!("shard path `{file}` leaves the model folder")));
+                return Err(FormatError::ShardIndex(format!(
+                    "shard path `{file}` leaves the model folder"
+                )));
             }
         }
-        Ok(Self { weight_map: raw.weight_map })
+        Ok(Self {
+            weight_map: raw.weight_map,
+        })
     }
 
     /// Shard file names in order, without repeats.

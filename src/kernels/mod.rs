@@ -50,7 +50,15 @@ impl PackedMatrix {
         if x.len() != batch * n_in || y.len() != batch * n_out {
             return Err(KernelError::Shape {
                 name: self.tensor.name.clone(),
-                problem: format!("x has {} values and y {}, expected {}x{} and {}x{}", x.len(), y.len(), batch, n_in, batch, n_out),
+                problem: format!(
+                    "x has {} values and y {}, expected {}x{} and {}x{}",
+                    x.len(),
+                    y.len(),
+                    batch,
+                    n_in,
+                    batch,
+                    n_out
+                ),
             });
         }
         reference::matmul(&self.tensor, x, batch, y);

@@ -8,7 +8,11 @@ pub fn matmul(p: &PackedTensor, x: &[f32], batch: usize, y: &mut [f32]) {
     let k = p.k();
     for r in 0..n_out {
         let g = p.group_ids[r] as usize;
-        let cb: Vec<f32> = p.codebook(p.codebook_of_group(g)).iter().map(|v| v.to_f32()).collect();
+        let cb: Vec<f32> = p
+            .codebook(p.codebook_of_group(g))
+            .iter()
+            .map(|v| v.to_f32())
+            .collect();
         let scale = p.scale(g);
         let row = p.row_indices(r);
         for b in 0..batch {

@@ -1,0 +1,375 @@
+//! Engine behaviour: k-means, grouping, monotone learning, determinism.
+
+mod common;
+
+use jlcm::engine::kmeans::weighted_kmeans;
+use jlcm::engine::rng::rng_for;
+use jlcm::engine::{compress_matrix, CompressOptions, Control, Event, Hessian, MoveRule, StepKind};
+use jlcm::format::packed::{Mode, PackedEntry, PackedFile};
+use jlcm::format::safetensors::Dtype;
+
+fn quiet(_: &Event) -> Control {
+    Control::Continue
+}
+
+#[test]
+fn kmeans_recovers_planted_clusters() {
+    let centres = [[-3.0f32, 1.0], [0.5, -2.0], [4.0, 4.0], [1.0, 6.0]];
+    let mut rng = rng_for(7, "planted", 0);
+    let mut pts = Vec::new();
+    for i in 0..400 {
+        let c = centres[i % 4];
+        let jitter = |r: &mut _| (jlcm::engine::rng::unit(r) as f32 - 0.5) * 0.2;
+        pts.push(c[0] + jitter(&mut rng));
+        pts.push(c[1] + jitter(&mut rng));
+    }
+    let w = vec![1.0f32; pts.len()];
+    let km = weighted_kmeans(&pts, &w, 2, 4, 50, &mut rng_for(1, "km", 0));
+    for c in centres {
+        let best = km
+            .centroids
+            .chunks_exact(2)
+            .map(|k| ((k[0] - c[0]).powi(2) + (k[1] - c[1]).powi(2)).sqrt())
+            .fold(f32::INFINITY, f32::min);
+        assert!(
+            best < 0.05,
+            "centre {c:?} not recovered: {:?}",
+            km.centroids
+        );
+    }
+    // Points of one planted cluster share an assignment.
+    for i in 4..400 {
+        assert_eq!(km.assignment[i], km.assignment[i % 4]);
+    }
+}
+
+#[test]
+fn grouping_separates_rows_of_different_scale() {
+    let (n_out, n_in) = (64, 256);
+    let mut w = common::weights(n_out, n_in, 3);
+    for r in 0..n_out {
+        if r % 2 == 1 {
+            for v in &mut w[r * n_in..(r + 1) * n_in] {
+                *v *= 50.0;
+            }
+        }
+    }
+    let hd = vec![1.0f32; n_in];
+    let (ids, g) =
+        jlcm::engine::group::group_rows(&w, n_out, n_in, &hd, 2, &mut rng_for(0, "g", 0));
+    assert_eq!(g, 2);
+    for r in 0..n_out {
+        assert_eq!(ids[r] as usize, r % 2, "row {r}");
+    }
+}
+
+fn check_monotone(opts: &CompressOptions, h: &Hessian, n_out: usize, n_in: usize) -> Vec<f64> {
+    let w = common::weights(n_out, n_in, 11);
+    let (_, rep) = compress_matrix(
+        "t",
+        Dtype::F32,
+        &[n_out, n_in],
+        &w,
+        n_out,
+        n_in,
+        h,
+        opts,
+        &mut quiet,
+    )
+    .expect("compress");
+    let losses: Vec<f64> = rep.losses.iter().map(|p| p.loss).collect();
+    assert_eq!(rep.losses[0].kind, StepKind::Init);
+    for pair in losses.windows(2) {
+        assert!(pair[1] <= pair[0], "loss rose: {losses:?}");
+    }
+    losses
+}
+
+#[test]
+fn loss_never_increases_and_learning_beats_init() {
+    let (n_out, n_in) = (48, 40);
+    let h = common::correlated_h(n_in, 5);
+    for mode in [Mode::Codebook, Mode::Scale] {
+        for (bits, dim) in [(2, 1), (3, 1), (4, 2), (6, 4), (8, 8)] {
+            let opts = CompressOptions {
+                bits,
+                dim,
+                groups: 4,
+                mode,
+                iters: 6,
+                ..Default::default()
+            };
+            let losses = check_monotone(&opts, &h, n_out, n_in);
+            let (first, last) = (losses[0], *losses.last().unwrap_or(&0.0));
+            if bits <= 3 {
+                assert!(
+                    last < 0.9 * first,
+                    "{mode:?} b{bits} d{dim}: learning gained too little: {first} -> {last}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn identity_metric_is_monotone_too() {
+    for moves in [MoveRule::Proximal, MoveRule::Unconstrained] {
+        let opts = CompressOptions {
+            bits: 3,
+            groups: 8,
+            moves,
+            iters: 5,
+            ..Default::default()
+        };
+        check_monotone(&opts, &Hessian::Identity(33), 20, 33);
+    }
+}
+
+#[test]
+fn reported_loss_matches_decoded_weights() {
+    let (n_out, n_in) = (24, 36);
+    let h = common::correlated_h(n_in, 9);
+    let w = common::weights(n_out, n_in, 2);
+    let opts = CompressOptions {
+        bits: 2,
+        dim: 4,
+        groups: 3,
+        iters: 4,
+        ..Default::default()
+    };
+    let (p, rep) = compress_matrix(
+        "t",
+        Dtype::F32,
+        &[n_out, n_in],
+        &w,
+        n_out,
+        n_in,
+        &h,
+        &opts,
+        &mut quiet,
+    )
+    .expect("compress");
+    let dec = p.decode_f32();
+    let Hessian::Dense { data, .. } = &h else {
+        panic!("dense")
+    };
+    let mut loss = 0f64;
+    for r in 0..n_out {
+        let e: Vec<f64> = (0..n_in)
+            .map(|j| (dec[r * n_in + j] - w[r * n_in + j]) as f64)
+            .collect();
+        for a in 0..n_in {
+            for b in 0..n_in {
+                loss += e[a] * data[a * n_in + b] as f64 * e[b];
+            }
+        }
+    }
+    let reported = rep.losses.last().map(|p| p.loss).unwrap_or(0.0);
+    assert!(
+        (loss - reported).abs() <= 1e-3 * loss,
+        "decoded loss {loss} vs reported {reported}"
+    );
+}
+
+#[test]
+fn proximal_and_unconstrained_both_learn() {
+    let (n_out, n_in) = (32, 64);
+    let h = common::correlated_h(n_in, 1);
+    let mut finals = vec![];
+    for moves in [MoveRule::Proximal, MoveRule::Unconstrained] {
+        let opts = CompressOptions {
+            bits: 2,
+            groups: 4,
+            moves,
+            iters: 8,
+            ..Default::default()
+        };
+        finals.push(
+            *check_monotone(&opts, &h, n_out, n_in)
+                .last()
+                .unwrap_or(&0.0),
+        );
+    }
+    // Per ALGORITHM.md §7 the two reach similar losses with the exact ΔL.
+    assert!(
+        finals[0] <= 1.25 * finals[1] && finals[1] <= 1.25 * finals[0],
+        "{finals:?}"
+    );
+}
+
+#[test]
+fn compression_is_deterministic() {
+    let (n_out, n_in) = (40, 72);
+    let w = common::weights(n_out, n_in, 4);
+    let h = common::correlated_h(n_in, 4);
+    let opts = CompressOptions {
+        bits: 3,
+        groups: 5,
+        iters: 3,
+        seed: 42,
+        ..Default::default()
+    };
+    let run = || {
+        let (p, _) = compress_matrix(
+            "w",
+            Dtype::F32,
+            &[n_out, n_in],
+            &w,
+            n_out,
+            n_in,
+            &h,
+            &opts,
+            &mut quiet,
+        )
+        .expect("compress");
+        PackedFile {
+            entries: vec![PackedEntry::Packed(p)],
+            metadata: Default::default(),
+        }
+        .to_bytes()
+        .expect("bytes")
+    };
+    assert_eq!(run(), run());
+    let other = CompressOptions {
+        seed: 43,
+        ..opts.clone()
+    };
+    let (p2, _) = compress_matrix(
+        "w",
+        Dtype::F32,
+        &[n_out, n_in],
+        &w,
+        n_out,
+        n_in,
+        &h,
+        &other,
+        &mut quiet,
+    )
+    .expect("compress");
+    let b2 = PackedFile {
+        entries: vec![PackedEntry::Packed(p2)],
+        metadata: Default::default(),
+    }
+    .to_bytes()
+    .expect("bytes");
+    assert_ne!(run(), b2, "the seed must matter");
+}
+
+#[test]
+fn cancel_stops_every_phase() {
+    let (n_out, n_in) = (16, 32);
+    let w = common::weights(n_out, n_in, 4);
+    let opts = CompressOptions {
+        iters: 3,
+        ..Default::default()
+    };
+    for stop_at in 0..6 {
+        let mut seen = 0;
+        let mut obs = |_: &Event| {
+            seen += 1;
+            if seen > stop_at {
+                Control::Cancel
+            } else {
+                Control::Continue
+            }
+        };
+        let r = compress_matrix(
+            "w",
+            Dtype::F32,
+            &[n_out, n_in],
+            &w,
+            n_out,
+            n_in,
+            &Hessian::Identity(n_in),
+            &opts,
+            &mut obs,
+        );
+        assert_eq!(
+            r.err(),
+            Some(jlcm::engine::EngineError::Cancelled),
+            "stop after {stop_at} events"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    let opts = CompressOptions::default();
+    let w = vec![f32::NAN; 16 * 8];
+    let e = compress_matrix(
+        "nan",
+        Dtype::F32,
+        &[16, 8],
+        &w,
+        16,
+        8,
+        &Hessian::Identity(8),
+        &opts,
+        &mut quiet,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("nan") && e.to_string().contains("non-finite"),
+        "{e}"
+    );
+    let e = compress_matrix(
+        "w",
+        Dtype::F32,
+        &[16, 8],
+        &w[..10],
+        16,
+        8,
+        &Hessian::Identity(8),
+        &opts,
+        &mut quiet,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("do not form"), "{e}");
+    let e = compress_matrix(
+        "w",
+        Dtype::F32,
+        &[16, 8],
+        &vec![0.0; 128],
+        16,
+        8,
+        &Hessian::Identity(9),
+        &opts,
+        &mut quiet,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("calibration"), "{e}");
+    for bad in [
+        CompressOptions {
+            bits: 0,
+            ..Default::default()
+        },
+        CompressOptions {
+            dim: 3,
+            ..Default::default()
+        },
+        CompressOptions {
+            groups: 300,
+            ..Default::default()
+        },
+    ] {
+        assert!(compress_matrix(
+            "w",
+            Dtype::F32,
+            &[16, 8],
+            &vec![0.0; 128],
+            16,
+            8,
+            &Hessian::Identity(8),
+            &bad,
+            &mut quiet
+        )
+        .is_err());
+    }
+    assert!(CompressOptions::from_json(r#"{"bits": 3, "colour": 1}"#).is_err());
+    assert_eq!(
+        CompressOptions::from_json(r#"{"bits": 3, "mode": "scale"}"#)
+            .map(|o| (o.bits, o.mode))
+            .ok(),
+        Some((3, Mode::Scale))
+    );
+}
