@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use jlcm::engine::baselines::gptq::gptq_codebook_mapping;
 use jlcm::engine::baselines::{gptq, kmeans_per_row, kmeans_per_tensor, rtn, GptqOptions, GroupOrder, Quantized};
 use jlcm::engine::compress::{hessian_for, read_calibration, Calibration};
 use jlcm::engine::{compress_matrix, CompressOptions, Control, Hessian, MoveRule};
@@ -76,6 +77,9 @@ fn input_key(name: &str) -> String {
 #[derive(Debug, Clone)]
 enum Method {
     Jlcm { bits: u8, mode: Mode, moves: MoveRule, iters: u32 },
+    /// Experiment: JLCM's learned codebooks, then the mapping redone by a
+    /// GPTQ sweep (act-order) onto each row's codebook. Same storage as JLCM.
+    JlcmGptqMapping { bits: u8, iters: u32 },
     Rtn { bits: u8 },
     KmeansTensor { bits: u8 },
     KmeansRow { bits: u8 },
@@ -104,6 +108,11 @@ fn settings() -> Vec<(String, Method)> {
     }
     for bits in [2u8, 3] {
         v.push((format!("GPTQ {bits}b g128 act-order encountered"), Method::Gptq { bits, order: GroupOrder::Encountered }));
+    }
+    // Experiments for the engine (after the settings, so indices stay put).
+    v.push(("JLCM 2b codebook G16 iters 30".into(), Method::Jlcm { bits: 2, mode: Mode::Codebook, moves: MoveRule::Proximal, iters: 30 }));
+    for bits in [2u8, 3] {
+        v.push((format!("exp: JLCM {bits}b codebooks + GPTQ mapping"), Method::JlcmGptqMapping { bits, iters: default_iters }));
     }
     v
 }
@@ -360,6 +369,20 @@ fn compress_one(name: &str, w: &[f32], n_out: usize, n_in: usize, calib: &Calibr
             let (packed, _) = compress_matrix(name, Dtype::F32, &[n_out, n_in], w, n_out, n_in, &h, &opts, &mut |_| Control::Continue)
                 .expect("compress");
             Quantized { n_out, n_in, weights: packed.decode_f32(), stored_bits: packed.stored_bits() }
+        }
+        Method::JlcmGptqMapping { bits, iters } => {
+            let opts = CompressOptions { bits, iters, groups: 16, dim: 1, seed: SEED, ..CompressOptions::default() };
+            let h = hessian_for(name, n_in, Some(calib), opts.damping).expect("calibration H");
+            let (packed, _) = compress_matrix(name, Dtype::F32, &[n_out, n_in], w, n_out, n_in, &h, &opts, &mut |_| Control::Continue)
+                .expect("compress");
+            let book = |r: usize| -> Vec<f32> {
+                let g = packed.group_ids[r] as usize;
+                let mut cb: Vec<f32> = packed.codebook(packed.codebook_of_group(g)).iter().map(|c| packed.scale(g) * c.to_f32()).collect();
+                cb.sort_by(|a, b| a.total_cmp(b));
+                cb
+            };
+            let weights = gptq_codebook_mapping(w, n_out, n_in, &raw_h(), true, 0.01, &book);
+            Quantized { n_out, n_in, weights, stored_bits: packed.stored_bits() }
         }
         Method::Rtn { bits } => rtn(name, w, n_out, n_in, bits, GROUP),
         Method::KmeansTensor { bits } => kmeans_per_tensor(name, w, n_out, n_in, &diag(&raw_h()), bits, SEED),
