@@ -32,7 +32,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use jlcm::engine::baselines::gptq::gptq_codebook_mapping;
-use jlcm::engine::baselines::{gptq, kmeans_per_row, kmeans_per_tensor, rtn, GptqOptions, GroupOrder, Quantized};
+use jlcm::engine::baselines::{
+    gptq, kmeans_per_row, kmeans_per_tensor, rtn, GptqOptions, GroupOrder, Quantized,
+};
 use jlcm::engine::compress::{hessian_for, read_calibration, Calibration};
 use jlcm::engine::{compress_matrix, CompressOptions, Control, Hessian, MoveRule};
 use jlcm::format::packed::Mode;
@@ -41,8 +43,14 @@ use ndarray::{s, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
 /// The six Linear weights of each encoder layer.
-const LINEAR_SUFFIXES: [&str; 6] =
-    ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense"];
+const LINEAR_SUFFIXES: [&str; 6] = [
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+];
 const N_LAYERS: usize = 6;
 const HIDDEN: usize = 384;
 const HEADS: usize = 12;
@@ -53,12 +61,22 @@ const GROUP: usize = 128;
 const SEED: u64 = 0;
 
 fn linear_names() -> Vec<String> {
-    (0..N_LAYERS).flat_map(|l| LINEAR_SUFFIXES.iter().map(move |s| format!("encoder.layer.{l}.{s}.weight"))).collect()
+    (0..N_LAYERS)
+        .flat_map(|l| {
+            LINEAR_SUFFIXES
+                .iter()
+                .map(move |s| format!("encoder.layer.{l}.{s}.weight"))
+        })
+        .collect()
 }
 
 /// Which input a Linear weight reads: query, key and value share one.
 fn input_key(name: &str) -> String {
-    let layer: usize = name.split('.').nth(2).and_then(|s| s.parse().ok()).expect("layer index");
+    let layer: usize = name
+        .split('.')
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .expect("layer index");
     let kind = if name.contains("attention.self.") {
         "attention-input"
     } else if name.contains("attention.output.dense") {
@@ -76,14 +94,31 @@ fn input_key(name: &str) -> String {
 /// One compression method and its parameters.
 #[derive(Debug, Clone)]
 enum Method {
-    Jlcm { bits: u8, mode: Mode, moves: MoveRule, iters: u32 },
+    Jlcm {
+        bits: u8,
+        mode: Mode,
+        moves: MoveRule,
+        iters: u32,
+    },
     /// Experiment: JLCM's learned codebooks, then the mapping redone by a
     /// GPTQ sweep (act-order) onto each row's codebook. Same storage as JLCM.
-    JlcmGptqMapping { bits: u8, iters: u32 },
-    Rtn { bits: u8 },
-    KmeansTensor { bits: u8 },
-    KmeansRow { bits: u8 },
-    Gptq { bits: u8, order: GroupOrder },
+    JlcmGptqMapping {
+        bits: u8,
+        iters: u32,
+    },
+    Rtn {
+        bits: u8,
+    },
+    KmeansTensor {
+        bits: u8,
+    },
+    KmeansRow {
+        bits: u8,
+    },
+    Gptq {
+        bits: u8,
+        order: GroupOrder,
+    },
 }
 
 fn settings() -> Vec<(String, Method)> {
@@ -91,28 +126,84 @@ fn settings() -> Vec<(String, Method)> {
     let mut v = Vec::new();
     for bits in [2u8, 3, 4] {
         for (mode, m) in [(Mode::Codebook, "codebook"), (Mode::Scale, "scale")] {
-            v.push((format!("JLCM {bits}b {m} G16"), Method::Jlcm { bits, mode, moves: MoveRule::Proximal, iters: default_iters }));
+            v.push((
+                format!("JLCM {bits}b {m} G16"),
+                Method::Jlcm {
+                    bits,
+                    mode,
+                    moves: MoveRule::Proximal,
+                    iters: default_iters,
+                },
+            ));
         }
     }
-    v.push(("JLCM 2b codebook G16 unconstrained".into(), Method::Jlcm { bits: 2, mode: Mode::Codebook, moves: MoveRule::Unconstrained, iters: default_iters }));
-    v.push(("JLCM 2b codebook G16 init only".into(), Method::Jlcm { bits: 2, mode: Mode::Codebook, moves: MoveRule::Proximal, iters: 0 }));
+    v.push((
+        "JLCM 2b codebook G16 unconstrained".into(),
+        Method::Jlcm {
+            bits: 2,
+            mode: Mode::Codebook,
+            moves: MoveRule::Unconstrained,
+            iters: default_iters,
+        },
+    ));
+    v.push((
+        "JLCM 2b codebook G16 init only".into(),
+        Method::Jlcm {
+            bits: 2,
+            mode: Mode::Codebook,
+            moves: MoveRule::Proximal,
+            iters: 0,
+        },
+    ));
     for bits in [2u8, 3, 4] {
         v.push((format!("RTN {bits}b g128"), Method::Rtn { bits }));
     }
     for bits in [2u8, 3] {
-        v.push((format!("k-means per tensor {bits}b"), Method::KmeansTensor { bits }));
-        v.push((format!("k-means per row {bits}b"), Method::KmeansRow { bits }));
+        v.push((
+            format!("k-means per tensor {bits}b"),
+            Method::KmeansTensor { bits },
+        ));
+        v.push((
+            format!("k-means per row {bits}b"),
+            Method::KmeansRow { bits },
+        ));
     }
     for bits in [2u8, 3, 4] {
-        v.push((format!("GPTQ {bits}b g128 act-order static"), Method::Gptq { bits, order: GroupOrder::Static }));
+        v.push((
+            format!("GPTQ {bits}b g128 act-order static"),
+            Method::Gptq {
+                bits,
+                order: GroupOrder::Static,
+            },
+        ));
     }
     for bits in [2u8, 3] {
-        v.push((format!("GPTQ {bits}b g128 act-order encountered"), Method::Gptq { bits, order: GroupOrder::Encountered }));
+        v.push((
+            format!("GPTQ {bits}b g128 act-order encountered"),
+            Method::Gptq {
+                bits,
+                order: GroupOrder::Encountered,
+            },
+        ));
     }
     // Experiments for the engine (after the settings, so indices stay put).
-    v.push(("JLCM 2b codebook G16 iters 30".into(), Method::Jlcm { bits: 2, mode: Mode::Codebook, moves: MoveRule::Proximal, iters: 30 }));
+    v.push((
+        "JLCM 2b codebook G16 iters 30".into(),
+        Method::Jlcm {
+            bits: 2,
+            mode: Mode::Codebook,
+            moves: MoveRule::Proximal,
+            iters: 30,
+        },
+    ));
     for bits in [2u8, 3] {
-        v.push((format!("exp: JLCM {bits}b codebooks + GPTQ mapping"), Method::JlcmGptqMapping { bits, iters: default_iters }));
+        v.push((
+            format!("exp: JLCM {bits}b codebooks + GPTQ mapping"),
+            Method::JlcmGptqMapping {
+                bits,
+                iters: default_iters,
+            },
+        ));
     }
     v
 }
@@ -120,12 +211,16 @@ fn settings() -> Vec<(String, Method)> {
 // ---------------------------------------------------------------- model files
 
 fn model_dir() -> PathBuf {
-    let dir = std::env::var_os("JLCM_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("JLCM_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/jlcm"));
-        cache.join("models/all-MiniLM-L6-v2")
-    });
+    let dir = std::env::var_os("JLCM_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("JLCM_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/jlcm")
+                });
+            cache.join("models/all-MiniLM-L6-v2")
+        });
     for f in ["model.safetensors", "tokenizer.json", "config.json"] {
         if !dir.join(f).is_file() {
             eprintln!(
@@ -143,7 +238,11 @@ fn read_lines(path: &Path) -> Vec<String> {
         eprintln!("quality bench: cannot read {}: {e}", path.display());
         std::process::exit(2)
     });
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Every float tensor of the model file by name.
@@ -154,7 +253,10 @@ fn load_weights(dir: &Path, names: Option<&[String]>) -> BTreeMap<String, Vec<f3
     for t in &file.header.tensors {
         let wanted = names.is_none_or(|n| n.contains(&t.name));
         if wanted && st::is_float(t.dtype) {
-            out.insert(t.name.clone(), st::to_f32(t, file.tensor_bytes(t)).expect("f32 tensor"));
+            out.insert(
+                t.name.clone(),
+                st::to_f32(t, file.tensor_bytes(t)).expect("f32 tensor"),
+            );
         }
     }
     out
@@ -169,7 +271,8 @@ struct Batch {
 }
 
 fn tokenize(dir: &Path, sentences: &[String]) -> Batch {
-    let mut tok = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).expect("load tokenizer.json");
+    let mut tok =
+        tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).expect("load tokenizer.json");
     tok.with_padding(None);
     let mut ids = Vec::new();
     let mut spans = Vec::new();
@@ -192,7 +295,9 @@ impl Bert<'_> {
         if let Some(v) = self.replaced.and_then(|r| r.get(name)) {
             return v;
         }
-        self.weights.get(name).unwrap_or_else(|| panic!("model has no tensor {name}"))
+        self.weights
+            .get(name)
+            .unwrap_or_else(|| panic!("model has no tensor {name}"))
     }
 
     /// `x Wᵀ + b` for the Linear `prefix` (rows of `x` split over threads).
@@ -274,7 +379,8 @@ impl Bert<'_> {
                         });
                         row.iter_mut().for_each(|x| *x /= sum);
                     }
-                    ctx.slice_mut(s![start..start + len, cols]).assign(&sc.dot(&vs));
+                    ctx.slice_mut(s![start..start + len, cols])
+                        .assign(&sc.dot(&vs));
                 }
             }
             capture(&format!("{l}/attention-context"), &ctx);
@@ -292,7 +398,10 @@ impl Bert<'_> {
         }
         let mut out = Array2::<f32>::zeros((batch.spans.len(), HIDDEN));
         for (s_i, &(start, len)) in batch.spans.iter().enumerate() {
-            let mean = h.slice(s![start..start + len, ..]).mean_axis(Axis(0)).expect("non-empty sentence");
+            let mean = h
+                .slice(s![start..start + len, ..])
+                .mean_axis(Axis(0))
+                .expect("non-empty sentence");
             let norm = mean.dot(&mean).sqrt().max(1e-12);
             out.row_mut(s_i).assign(&(mean / norm));
         }
@@ -320,20 +429,45 @@ fn second_moments(bert: &Bert, batch: &Batch) -> (Array2<f32>, BTreeMap<String, 
 /// calibration sentences.
 // TODO(runtime): switch to `jlcm::engine::calib` once it lands on main.
 fn calibration(dir: &Path, weights: &BTreeMap<String, Vec<f32>>) -> Calibration {
-    let path = std::env::var_os("JLCM_CALIB_TEXT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/work/shared/data/calib.txt"));
+    let path = std::env::var_os("JLCM_CALIB_TEXT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/shared/data/calib.txt"));
     let sentences = read_lines(&path);
     let batch = tokenize(dir, &sentences);
-    let bert = Bert { weights, replaced: None };
+    let bert = Bert {
+        weights,
+        replaced: None,
+    };
     let (_, h) = second_moments(&bert, &batch);
-    h.into_iter().map(|(name, m)| (name, (vec![m.nrows(), m.ncols()], m.into_raw_vec_and_offset().0))).collect()
+    h.into_iter()
+        .map(|(name, m)| {
+            (
+                name,
+                (vec![m.nrows(), m.ncols()], m.into_raw_vec_and_offset().0),
+            )
+        })
+        .collect()
 }
 
 fn write_calibration(calib: &Calibration, path: &Path) {
     let tensors: Vec<(String, OwnedTensor)> = calib
         .iter()
-        .map(|(n, (shape, v))| (n.clone(), OwnedTensor { dtype: Dtype::F32, shape: shape.clone(), data: st::from_f32(Dtype::F32, v) }))
+        .map(|(n, (shape, v))| {
+            (
+                n.clone(),
+                OwnedTensor {
+                    dtype: Dtype::F32,
+                    shape: shape.clone(),
+                    data: st::from_f32(Dtype::F32, v),
+                },
+            )
+        })
         .collect();
-    std::fs::write(path, st::write(&tensors, &BTreeMap::new()).expect("serialise calibration")).expect("write calibration");
+    std::fs::write(
+        path,
+        st::write(&tensors, &BTreeMap::new()).expect("serialise calibration"),
+    )
+    .expect("write calibration");
 }
 
 // ---------------------------------------------------------------- child: compress
@@ -354,40 +488,120 @@ fn cpu_seconds() -> f64 {
 fn vm_hwm_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 /// Compress one weight with `method`: dequantised weight and stored bits.
-fn compress_one(name: &str, w: &[f32], n_out: usize, n_in: usize, calib: &Calibration, method: &Method) -> Quantized {
+fn compress_one(
+    name: &str,
+    w: &[f32],
+    n_out: usize,
+    n_in: usize,
+    calib: &Calibration,
+    method: &Method,
+) -> Quantized {
     let raw_h = || hessian_for(name, n_in, Some(calib), 0.0).expect("calibration H");
     let diag = |h: &Hessian| (0..n_in).map(|j| h.diag(j)).collect::<Vec<f32>>();
     match *method {
-        Method::Jlcm { bits, mode, moves, iters } => {
-            let opts = CompressOptions { bits, mode, moves, iters, groups: 16, dim: 1, seed: SEED, ..CompressOptions::default() };
+        Method::Jlcm {
+            bits,
+            mode,
+            moves,
+            iters,
+        } => {
+            let opts = CompressOptions {
+                bits,
+                mode,
+                moves,
+                iters,
+                groups: 16,
+                dim: 1,
+                seed: SEED,
+                ..CompressOptions::default()
+            };
             let h = hessian_for(name, n_in, Some(calib), opts.damping).expect("calibration H");
-            let (packed, _) = compress_matrix(name, Dtype::F32, &[n_out, n_in], w, n_out, n_in, &h, &opts, &mut |_| Control::Continue)
-                .expect("compress");
-            Quantized { n_out, n_in, weights: packed.decode_f32(), stored_bits: packed.stored_bits() }
+            let (packed, _) = compress_matrix(
+                name,
+                Dtype::F32,
+                &[n_out, n_in],
+                w,
+                n_out,
+                n_in,
+                &h,
+                &opts,
+                &mut |_| Control::Continue,
+            )
+            .expect("compress");
+            Quantized {
+                n_out,
+                n_in,
+                weights: packed.decode_f32(),
+                stored_bits: packed.stored_bits(),
+            }
         }
         Method::JlcmGptqMapping { bits, iters } => {
-            let opts = CompressOptions { bits, iters, groups: 16, dim: 1, seed: SEED, ..CompressOptions::default() };
+            let opts = CompressOptions {
+                bits,
+                iters,
+                groups: 16,
+                dim: 1,
+                seed: SEED,
+                ..CompressOptions::default()
+            };
             let h = hessian_for(name, n_in, Some(calib), opts.damping).expect("calibration H");
-            let (packed, _) = compress_matrix(name, Dtype::F32, &[n_out, n_in], w, n_out, n_in, &h, &opts, &mut |_| Control::Continue)
-                .expect("compress");
+            let (packed, _) = compress_matrix(
+                name,
+                Dtype::F32,
+                &[n_out, n_in],
+                w,
+                n_out,
+                n_in,
+                &h,
+                &opts,
+                &mut |_| Control::Continue,
+            )
+            .expect("compress");
             let book = |r: usize| -> Vec<f32> {
                 let g = packed.group_ids[r] as usize;
-                let mut cb: Vec<f32> = packed.codebook(packed.codebook_of_group(g)).iter().map(|c| packed.scale(g) * c.to_f32()).collect();
+                let mut cb: Vec<f32> = packed
+                    .codebook(packed.codebook_of_group(g))
+                    .iter()
+                    .map(|c| packed.scale(g) * c.to_f32())
+                    .collect();
                 cb.sort_by(|a, b| a.total_cmp(b));
                 cb
             };
             let weights = gptq_codebook_mapping(w, n_out, n_in, &raw_h(), true, 0.01, &book);
-            Quantized { n_out, n_in, weights, stored_bits: packed.stored_bits() }
+            Quantized {
+                n_out,
+                n_in,
+                weights,
+                stored_bits: packed.stored_bits(),
+            }
         }
         Method::Rtn { bits } => rtn(name, w, n_out, n_in, bits, GROUP),
-        Method::KmeansTensor { bits } => kmeans_per_tensor(name, w, n_out, n_in, &diag(&raw_h()), bits, SEED),
-        Method::KmeansRow { bits } => kmeans_per_row(name, w, n_out, n_in, &diag(&raw_h()), bits, SEED),
-        Method::Gptq { bits, order } => gptq(name, w, n_out, n_in, &raw_h(), &GptqOptions { order, ..GptqOptions::standard(bits) }),
+        Method::KmeansTensor { bits } => {
+            kmeans_per_tensor(name, w, n_out, n_in, &diag(&raw_h()), bits, SEED)
+        }
+        Method::KmeansRow { bits } => {
+            kmeans_per_row(name, w, n_out, n_in, &diag(&raw_h()), bits, SEED)
+        }
+        Method::Gptq { bits, order } => gptq(
+            name,
+            w,
+            n_out,
+            n_in,
+            &raw_h(),
+            &GptqOptions {
+                order,
+                ..GptqOptions::standard(bits)
+            },
+        ),
     }
 }
 
@@ -397,7 +611,8 @@ fn run_child(index: usize, calib_path: &Path, out: &Path) {
     let dir = model_dir();
     let names = linear_names();
     let weights = load_weights(&dir, Some(&names));
-    let calib = read_calibration(&std::fs::read(calib_path).expect("read calibration")).expect("parse calibration");
+    let calib = read_calibration(&std::fs::read(calib_path).expect("read calibration"))
+        .expect("parse calibration");
     let (_, method) = &settings()[index];
     let rss_loaded = vm_hwm_kib();
     let start = Instant::now();
@@ -407,7 +622,10 @@ fn run_child(index: usize, calib_path: &Path, out: &Path) {
         .map(|name| {
             let w = &weights[name];
             let n_in = calib[name].0[0];
-            (name.clone(), compress_one(name, w, w.len() / n_in, n_in, &calib, method))
+            (
+                name.clone(),
+                compress_one(name, w, w.len() / n_in, n_in, &calib, method),
+            )
         })
         .collect();
     let seconds = start.elapsed().as_secs_f64();
@@ -424,7 +642,16 @@ fn run_child(index: usize, calib_path: &Path, out: &Path) {
     meta.insert("rss_peak_kib".to_string(), rss_peak.to_string());
     let tensors: Vec<(String, OwnedTensor)> = results
         .into_iter()
-        .map(|(n, q)| (n, OwnedTensor { dtype: Dtype::F32, shape: vec![q.n_out, q.n_in], data: st::from_f32(Dtype::F32, &q.weights) }))
+        .map(|(n, q)| {
+            (
+                n,
+                OwnedTensor {
+                    dtype: Dtype::F32,
+                    shape: vec![q.n_out, q.n_in],
+                    data: st::from_f32(Dtype::F32, &q.weights),
+                },
+            )
+        })
         .collect();
     std::fs::write(out, st::write(&tensors, &meta).expect("serialise")).expect("write result");
 }
@@ -448,8 +675,21 @@ fn run_setting(index: usize, calib_path: &Path, work: &Path) -> Compressed {
     let bytes = std::fs::read(&out).expect("read child result");
     let _ = std::fs::remove_file(&out);
     let file = SafetensorsFile::parse(&bytes).expect("parse child result");
-    let weights = file.header.tensors.iter().map(|t| (t.name.clone(), st::to_f32(t, file.tensor_bytes(t)).expect("f32"))).collect();
-    Compressed { weights, meta: file.header.metadata.clone() }
+    let weights = file
+        .header
+        .tensors
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                st::to_f32(t, file.tensor_bytes(t)).expect("f32"),
+            )
+        })
+        .collect();
+    Compressed {
+        weights,
+        meta: file.header.metadata.clone(),
+    }
 }
 
 /// `sqrt(tr(E H Eᵀ) / tr(W H Wᵀ))` with `H` the held-out second moment.
@@ -463,7 +703,11 @@ fn relative_output_error(w: &[f32], w_hat: &[f32], h: &Array2<f32>) -> f64 {
 }
 
 fn relative_weight_error(w: &[f32], w_hat: &[f32]) -> f64 {
-    let e2: f64 = w.iter().zip(w_hat).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+    let e2: f64 = w
+        .iter()
+        .zip(w_hat)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
     let w2: f64 = w.iter().map(|a| (*a as f64).powi(2)).sum();
     (e2 / w2.max(1e-30)).sqrt()
 }
@@ -473,7 +717,16 @@ fn nearest_other(emb: &Array2<f32>) -> Vec<usize> {
     let sim = emb.dot(&emb.t());
     (0..emb.nrows())
         .map(|i| {
-            (0..emb.nrows()).filter(|j| *j != i).fold((usize::MAX, f32::NEG_INFINITY), |b, j| if sim[[i, j]] > b.1 { (j, sim[[i, j]]) } else { b }).0
+            (0..emb.nrows())
+                .filter(|j| *j != i)
+                .fold((usize::MAX, f32::NEG_INFINITY), |b, j| {
+                    if sim[[i, j]] > b.1 {
+                        (j, sim[[i, j]])
+                    } else {
+                        b
+                    }
+                })
+                .0
         })
         .collect()
 }
@@ -496,9 +749,21 @@ struct Row {
 fn print_header() {
     println!(
         "| {:<40} | {:>6} | {:>8} | {:>8} | {:>7} | {:>7} | {:>6} | {:>7} | {:>7} | {:>15} |",
-        "setting", "bpw", "w err", "out err", "cosine", "cos min", "top-1", "wall s", "CPU s", "RSS MiB ld/peak"
+        "setting",
+        "bpw",
+        "w err",
+        "out err",
+        "cosine",
+        "cos min",
+        "top-1",
+        "wall s",
+        "CPU s",
+        "RSS MiB ld/peak"
     );
-    println!("|{:-<42}|{:->8}|{:->10}|{:->10}|{:->9}|{:->9}|{:->8}|{:->9}|{:->9}|{:->17}|", "", "", "", "", "", "", "", "", "", "");
+    println!(
+        "|{:-<42}|{:->8}|{:->10}|{:->10}|{:->9}|{:->9}|{:->8}|{:->9}|{:->9}|{:->17}|",
+        "", "", "", "", "", "", "", "", "", ""
+    );
 }
 
 fn print_row(r: &Row) {
@@ -511,12 +776,15 @@ fn print_row(r: &Row) {
 fn main() {
     if let Some(index) = std::env::var_os("JLCM_QUALITY_CHILD") {
         let index: usize = index.to_string_lossy().parse().expect("child index");
-        let calib = PathBuf::from(std::env::var_os("JLCM_QUALITY_CALIB").expect("JLCM_QUALITY_CALIB"));
+        let calib =
+            PathBuf::from(std::env::var_os("JLCM_QUALITY_CALIB").expect("JLCM_QUALITY_CALIB"));
         let out = PathBuf::from(std::env::var_os("JLCM_QUALITY_OUT").expect("JLCM_QUALITY_OUT"));
         run_child(index, &calib, &out);
         return;
     }
-    let only = std::env::var("JLCM_QUALITY_ONLY").ok().map(|r| regex::Regex::new(&r).expect("JLCM_QUALITY_ONLY regex"));
+    let only = std::env::var("JLCM_QUALITY_ONLY")
+        .ok()
+        .map(|r| regex::Regex::new(&r).expect("JLCM_QUALITY_ONLY regex"));
     let dir = model_dir();
     let weights = load_weights(&dir, None);
     let names = linear_names();
@@ -532,7 +800,10 @@ fn main() {
     write_calibration(&calib, &calib_path);
 
     let batch = tokenize(&dir, &heldout);
-    let original = Bert { weights: &weights, replaced: None };
+    let original = Bert {
+        weights: &weights,
+        replaced: None,
+    };
     let (emb0, heldout_h) = second_moments(&original, &batch);
     let nn0 = nearest_other(&emb0);
     println!(
@@ -562,14 +833,27 @@ fn main() {
             we += relative_weight_error(w, wh);
             let o = relative_output_error(w, wh, &heldout_h[name]);
             oe += o;
-            let kind = name.split('.').skip(3).take_while(|p| *p != "weight").collect::<Vec<_>>().join(".");
+            let kind = name
+                .split('.')
+                .skip(3)
+                .take_while(|p| *p != "weight")
+                .collect::<Vec<_>>()
+                .join(".");
             let e = per_kind.entry(kind).or_default();
             e.0 += o;
             e.1 += 1;
         }
-        let compressed = Bert { weights: &weights, replaced: Some(&c.weights) };
+        let compressed = Bert {
+            weights: &weights,
+            replaced: Some(&c.weights),
+        };
         let emb = compressed.encode(&batch, &mut |_, _| {});
-        let cos: Vec<f64> = emb.rows().into_iter().zip(emb0.rows()).map(|(a, b)| a.dot(&b) as f64).collect();
+        let cos: Vec<f64> = emb
+            .rows()
+            .into_iter()
+            .zip(emb0.rows())
+            .map(|(a, b)| a.dot(&b) as f64)
+            .collect();
         let nn = nearest_other(&emb);
         let row = Row {
             label: label.clone(),
@@ -583,7 +867,10 @@ fn main() {
             cpu_seconds: meta("cpu_seconds"),
             rss_loaded_mib: meta("rss_loaded_kib") / 1024.0,
             rss_peak_mib: meta("rss_peak_kib") / 1024.0,
-            per_kind: per_kind.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect(),
+            per_kind: per_kind
+                .into_iter()
+                .map(|(k, (s, n))| (k, s / n as f64))
+                .collect(),
         };
         print_row(&row);
         rows.push(row);
@@ -600,7 +887,9 @@ fn main() {
         println!();
         for r in &rows {
             print!("| {:<40} |", r.label);
-            r.per_kind.iter().for_each(|(_, v)| print!(" {:>22.4} |", v));
+            r.per_kind
+                .iter()
+                .for_each(|(_, v)| print!(" {:>22.4} |", v));
             println!();
         }
     }
@@ -619,20 +908,49 @@ const DIAGNOSED: &str = "JLCM 2b codebook G16";
 
 /// Mean held-out cosine to the original when only the weights of one layer
 /// kind, or of one layer, are replaced by their compressed versions.
-fn diagnose(weights: &BTreeMap<String, Vec<f32>>, compressed: &BTreeMap<String, Vec<f32>>, batch: &Batch, emb0: &Array2<f32>) -> Vec<(String, f64)> {
+fn diagnose(
+    weights: &BTreeMap<String, Vec<f32>>,
+    compressed: &BTreeMap<String, Vec<f32>>,
+    batch: &Batch,
+    emb0: &Array2<f32>,
+) -> Vec<(String, f64)> {
     let mut subsets: Vec<(String, Vec<String>)> = Vec::new();
     for kind in LINEAR_SUFFIXES {
-        subsets.push((format!("only {kind}"), (0..N_LAYERS).map(|l| format!("encoder.layer.{l}.{kind}.weight")).collect()));
+        subsets.push((
+            format!("only {kind}"),
+            (0..N_LAYERS)
+                .map(|l| format!("encoder.layer.{l}.{kind}.weight"))
+                .collect(),
+        ));
     }
     for l in 0..N_LAYERS {
-        subsets.push((format!("only layer {l}"), LINEAR_SUFFIXES.iter().map(|k| format!("encoder.layer.{l}.{k}.weight")).collect()));
+        subsets.push((
+            format!("only layer {l}"),
+            LINEAR_SUFFIXES
+                .iter()
+                .map(|k| format!("encoder.layer.{l}.{k}.weight"))
+                .collect(),
+        ));
     }
     subsets
         .into_iter()
         .map(|(what, names)| {
-            let replaced: BTreeMap<String, Vec<f32>> = names.iter().map(|n| (n.clone(), compressed[n].clone())).collect();
-            let emb = Bert { weights, replaced: Some(&replaced) }.encode(batch, &mut |_, _| {});
-            let cos = emb.rows().into_iter().zip(emb0.rows()).map(|(a, b)| a.dot(&b) as f64).sum::<f64>() / emb.nrows() as f64;
+            let replaced: BTreeMap<String, Vec<f32>> = names
+                .iter()
+                .map(|n| (n.clone(), compressed[n].clone()))
+                .collect();
+            let emb = Bert {
+                weights,
+                replaced: Some(&replaced),
+            }
+            .encode(batch, &mut |_, _| {});
+            let cos = emb
+                .rows()
+                .into_iter()
+                .zip(emb0.rows())
+                .map(|(a, b)| a.dot(&b) as f64)
+                .sum::<f64>()
+                / emb.nrows() as f64;
             (what, cos)
         })
         .collect()

@@ -2,7 +2,9 @@
 
 use jlcm::engine::baselines::gptq::cholesky_lower;
 use jlcm::engine::baselines::rtn::GroupQuantizer;
-use jlcm::engine::baselines::{gptq, kmeans_per_row, kmeans_per_tensor, relative_h_error, rtn, GptqOptions, GroupOrder};
+use jlcm::engine::baselines::{
+    gptq, kmeans_per_row, kmeans_per_tensor, relative_h_error, rtn, GptqOptions, GroupOrder,
+};
 use jlcm::engine::rng::{rng_for, unit};
 use jlcm::engine::Hessian;
 
@@ -62,8 +64,12 @@ fn rtn_error_is_at_most_half_a_step() {
                 assert!(grid.scale > 0.0);
                 for (j, x) in chunk.iter().enumerate() {
                     let xh = q.weights[r * n_in + c * 128 + j];
-                    let bound = grid.scale / 2.0 * (1.0 + RTN_ROUNDING_SLACK) + RTN_ROUNDING_SLACK * x.abs();
-                    assert!((xh - x).abs() <= bound, "bits {bits} row {r} group {c}: |{xh} - {x}| > {bound}");
+                    let bound = grid.scale / 2.0 * (1.0 + RTN_ROUNDING_SLACK)
+                        + RTN_ROUNDING_SLACK * x.abs();
+                    assert!(
+                        (xh - x).abs() <= bound,
+                        "bits {bits} row {r} group {c}: |{xh} - {x}| > {bound}"
+                    );
                     // On the grid and inside the code range.
                     let code = ((xh - grid.zero) / grid.scale).round();
                     assert!((0.0..=grid.max_code as f32).contains(&code));
@@ -90,7 +96,11 @@ fn rtn_counts_every_stored_bit() {
     let q = rtn("layer.weight", &w, n_out, n_in, 2, 128);
     // 2-bit codes + 3 groups per row of (f16 scale + f16 zero) = 2.25 bpw, plus the header.
     let payload = (n_out * n_in * 2 + n_out * 3 * 32) as u64;
-    assert!(q.stored_bits > payload && q.stored_bits < payload + 8 * 1024, "{}", q.stored_bits);
+    assert!(
+        q.stored_bits > payload && q.stored_bits < payload + 8 * 1024,
+        "{}",
+        q.stored_bits
+    );
 }
 
 #[test]
@@ -98,7 +108,9 @@ fn kmeans_per_tensor_recovers_planted_values() {
     let planted = [-1.5f32, -0.25, 0.5, 2.0];
     let (n_out, n_in) = (24, 96);
     let mut rng = rng_for(3, "planted", 0);
-    let w: Vec<f32> = (0..n_out * n_in).map(|_| planted[(unit(&mut rng) * 4.0) as usize]).collect();
+    let w: Vec<f32> = (0..n_out * n_in)
+        .map(|_| planted[(unit(&mut rng) * 4.0) as usize])
+        .collect();
     let hdiag: Vec<f32> = (0..n_in).map(|j| 0.5 + (j % 5) as f32).collect();
     let q = kmeans_per_tensor("t", &w, n_out, n_in, &hdiag, 2, 0);
     assert_eq!(q.weights, w);
@@ -112,9 +124,15 @@ fn kmeans_per_row_recovers_planted_values_of_each_row() {
     let mut rng = rng_for(4, "planted", 0);
     let mut w = vec![0f32; n_out * n_in];
     for r in 0..n_out {
-        let planted: Vec<f32> = (0..8).map(|k| (k as f32 - 3.5) * 0.125 * (r + 1) as f32).collect();
+        let planted: Vec<f32> = (0..8)
+            .map(|k| (k as f32 - 3.5) * 0.125 * (r + 1) as f32)
+            .collect();
         for j in 0..n_in {
-            w[r * n_in + j] = planted[if j < 8 { j } else { (unit(&mut rng) * 8.0) as usize }];
+            w[r * n_in + j] = planted[if j < 8 {
+                j
+            } else {
+                (unit(&mut rng) * 8.0) as usize
+            }];
         }
     }
     let q = kmeans_per_row("t", &w, n_out, n_in, &vec![1.0; n_in], 3, 0);
@@ -126,8 +144,14 @@ fn kmeans_is_deterministic() {
     let (n_out, n_in) = (8, 128);
     let w = gaussian(5, "w", n_out * n_in);
     let hd = vec![1.0; n_in];
-    assert_eq!(kmeans_per_tensor("t", &w, n_out, n_in, &hd, 3, 9), kmeans_per_tensor("t", &w, n_out, n_in, &hd, 3, 9));
-    assert_eq!(kmeans_per_row("t", &w, n_out, n_in, &hd, 2, 9), kmeans_per_row("t", &w, n_out, n_in, &hd, 2, 9));
+    assert_eq!(
+        kmeans_per_tensor("t", &w, n_out, n_in, &hd, 3, 9),
+        kmeans_per_tensor("t", &w, n_out, n_in, &hd, 3, 9)
+    );
+    assert_eq!(
+        kmeans_per_row("t", &w, n_out, n_in, &hd, 2, 9),
+        kmeans_per_row("t", &w, n_out, n_in, &hd, 2, 9)
+    );
 }
 
 #[test]
@@ -153,7 +177,10 @@ fn gptq_without_correlations_or_act_order_is_rtn() {
     // grids are RTN's grids.
     let (n_out, n_in) = (8, 256);
     let w = gaussian(6, "w", n_out * n_in);
-    let opts = GptqOptions { act_order: false, ..GptqOptions::standard(3) };
+    let opts = GptqOptions {
+        act_order: false,
+        ..GptqOptions::standard(3)
+    };
     let g = gptq("t", &w, n_out, n_in, &Hessian::Identity(n_in), &opts);
     let r = rtn("t", &w, n_out, n_in, 3, 128);
     assert_eq!(g.weights, r.weights);
@@ -165,17 +192,30 @@ fn gptq_output_error_is_below_rtn_on_correlated_inputs() {
     let (n_out, n_in) = (32, 256);
     let h = correlated_h(n_in, 1024);
     let w = gaussian(10, "w", n_out * n_in);
-    let hess = Hessian::Dense { n: n_in, data: h.clone() };
+    let hess = Hessian::Dense {
+        n: n_in,
+        data: h.clone(),
+    };
     for bits in [2u8, 3, 4] {
         let r = rtn("t", &w, n_out, n_in, bits, 128);
         let e_rtn = relative_h_error(&w, &r.weights, n_out, n_in, &h);
         for order in [GroupOrder::Static, GroupOrder::Encountered] {
-            let opts = GptqOptions { order, ..GptqOptions::standard(bits) };
+            let opts = GptqOptions {
+                order,
+                ..GptqOptions::standard(bits)
+            };
             let g = gptq("t", &w, n_out, n_in, &hess, &opts);
             let e_gptq = relative_h_error(&w, &g.weights, n_out, n_in, &h);
-            assert!(e_gptq < e_rtn, "bits {bits} {order:?}: GPTQ {e_gptq} vs RTN {e_rtn}");
+            assert!(
+                e_gptq < e_rtn,
+                "bits {bits} {order:?}: GPTQ {e_gptq} vs RTN {e_rtn}"
+            );
             // The permutation of Encountered groups is counted.
-            let extra = if order == GroupOrder::Encountered { 16 * n_in as u64 } else { 0 };
+            let extra = if order == GroupOrder::Encountered {
+                16 * n_in as u64
+            } else {
+                0
+            };
             assert!(g.stored_bits >= r.stored_bits + extra);
         }
     }
@@ -188,5 +228,8 @@ fn gptq_is_deterministic() {
     let w = gaussian(11, "w", n_out * n_in);
     let hess = Hessian::Dense { n: n_in, data: h };
     let o = GptqOptions::standard(2);
-    assert_eq!(gptq("t", &w, n_out, n_in, &hess, &o), gptq("t", &w, n_out, n_in, &hess, &o));
+    assert_eq!(
+        gptq("t", &w, n_out, n_in, &hess, &o),
+        gptq("t", &w, n_out, n_in, &hess, &o)
+    );
 }

@@ -2,6 +2,8 @@
 //! learning (ALGORITHM.md §1-3).
 
 pub mod baselines;
+pub mod budget;
+pub mod calib;
 pub mod compress;
 pub mod error;
 pub mod group;

@@ -58,7 +58,14 @@ impl GptqOptions {
     /// The standard setting: group 128, block 128, 1 % damping, act-order,
     /// static groups.
     pub fn standard(bits: u8) -> Self {
-        Self { bits, group: 128, block: 128, damping: 0.01, act_order: true, order: GroupOrder::Static }
+        Self {
+            bits,
+            group: 128,
+            block: 128,
+            damping: 0.01,
+            act_order: true,
+            order: GroupOrder::Static,
+        }
     }
 }
 
@@ -168,7 +175,14 @@ fn upper_cholesky_of_inverse(h: &mut [f64], n: usize, damping: f64) -> Vec<f64> 
 }
 
 /// GPTQ of the `n_out x n_in` matrix `w` under the metric `h`.
-pub fn gptq(name: &str, w: &[f32], n_out: usize, n_in: usize, h: &Hessian, opts: &GptqOptions) -> Quantized {
+pub fn gptq(
+    name: &str,
+    w: &[f32],
+    n_out: usize,
+    n_in: usize,
+    h: &Hessian,
+    opts: &GptqOptions,
+) -> Quantized {
     assert!((1..=8).contains(&opts.bits) && opts.group >= 1 && opts.block >= 1);
     assert!(w.len() == n_out * n_in && h.n() == n_in);
     let n = n_in;
@@ -177,32 +191,58 @@ pub fn gptq(name: &str, w: &[f32], n_out: usize, n_in: usize, h: &Hessian, opts:
     let static_grids: Vec<GroupQuantizer> = match opts.order {
         GroupOrder::Static => (0..n_out)
             .flat_map(|r| {
-                let row: Vec<f32> = (0..n).map(|j| if h.diag(j) > 0.0 { w[r * n + j] } else { 0.0 }).collect();
-                row.chunks(opts.group).map(|c| GroupQuantizer::fit(c.iter().copied(), opts.bits)).collect::<Vec<_>>()
+                let row: Vec<f32> = (0..n)
+                    .map(|j| if h.diag(j) > 0.0 { w[r * n + j] } else { 0.0 })
+                    .collect();
+                row.chunks(opts.group)
+                    .map(|c| GroupQuantizer::fit(c.iter().copied(), opts.bits))
+                    .collect::<Vec<_>>()
             })
             .collect(),
         GroupOrder::Encountered => vec![],
     };
-    let mut grids: Vec<GroupQuantizer> = vec![GroupQuantizer { scale: 0.0, zero: 0.0, max_code: 0 }; n_out];
+    let mut grids: Vec<GroupQuantizer> = vec![
+        GroupQuantizer {
+            scale: 0.0,
+            zero: 0.0,
+            max_code: 0
+        };
+        n_out
+    ];
     let mut quantize = |r: usize, orig: usize, i: usize, row: &[f64], x: f64| -> f64 {
         let grid = match opts.order {
             GroupOrder::Static => static_grids[r * n_groups + orig / opts.group],
             GroupOrder::Encountered => {
                 if i % opts.group == 0 {
                     let end = (i + opts.group).min(n);
-                    grids[r] = GroupQuantizer::fit(row[i..end].iter().map(|v| *v as f32), opts.bits);
+                    grids[r] =
+                        GroupQuantizer::fit(row[i..end].iter().map(|v| *v as f32), opts.bits);
                 }
                 grids[r]
             }
         };
         grid.quantize(x as f32) as f64
     };
-    let out = gptq_sweep(w, n_out, n_in, h, opts.act_order, opts.block, opts.damping, &mut quantize);
+    let out = gptq_sweep(
+        w,
+        n_out,
+        n_in,
+        h,
+        opts.act_order,
+        opts.block,
+        opts.damping,
+        &mut quantize,
+    );
     let extra: Vec<(&str, Vec<usize>, usize)> = match opts.order {
         GroupOrder::Static => vec![],
         GroupOrder::Encountered => vec![(".perm", vec![n], 2 * n)],
     };
-    Quantized { n_out, n_in, weights: out, stored_bits: grouped_uniform_bits(name, n_out, n_in, opts.bits, opts.group, &extra) }
+    Quantized {
+        n_out,
+        n_in,
+        weights: out,
+        stored_bits: grouped_uniform_bits(name, n_out, n_in, opts.bits, opts.group, &extra),
+    }
 }
 
 /// GPTQ's error-compensating sweep with a caller's quantiser: each weight is

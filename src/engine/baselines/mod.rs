@@ -44,13 +44,21 @@ impl Quantized {
 /// "data_offsets":[..]}` with 10-digit offsets, the same estimate JLCM's
 /// packed tensors use.
 pub fn part_header_bytes(tensor_name: &str, suffix: &str, shape: &[usize]) -> usize {
-    tensor_name.len() + suffix.len() + shape.iter().map(|s| s.to_string().len() + 1).sum::<usize>() + 60
+    tensor_name.len()
+        + suffix.len()
+        + shape.iter().map(|s| s.to_string().len() + 1).sum::<usize>()
+        + 60
 }
 
 /// Header bytes for a tensor stored as the given parts, plus a metadata
 /// entry of the tensor's parameters (name and ~64 bytes of JSON).
 pub fn header_bytes(tensor_name: &str, parts: &[(&str, Vec<usize>)]) -> usize {
-    parts.iter().map(|(s, shape)| part_header_bytes(tensor_name, s, shape)).sum::<usize>() + tensor_name.len() + 64
+    parts
+        .iter()
+        .map(|(s, shape)| part_header_bytes(tensor_name, s, shape))
+        .sum::<usize>()
+        + tensor_name.len()
+        + 64
 }
 
 /// Bytes of `n_codes` `bits`-bit codes per row, rows padded to whole bytes.
@@ -85,7 +93,11 @@ pub fn relative_h_error(w: &[f32], w_hat: &[f32], n_out: usize, n_in: usize, h: 
     let (mut num, mut den) = (0f64, 0f64);
     for r in 0..n_out {
         let wr = &w[r * n_in..(r + 1) * n_in];
-        let e: Vec<f64> = wr.iter().zip(&w_hat[r * n_in..(r + 1) * n_in]).map(|(a, b)| (*b - *a) as f64).collect();
+        let e: Vec<f64> = wr
+            .iter()
+            .zip(&w_hat[r * n_in..(r + 1) * n_in])
+            .map(|(a, b)| (*b - *a) as f64)
+            .collect();
         let v: Vec<f64> = wr.iter().map(|a| *a as f64).collect();
         num += quad(&e);
         den += quad(&v);

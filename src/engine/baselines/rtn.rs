@@ -25,7 +25,11 @@ pub struct GroupQuantizer {
 fn f16_step(h: f16, up: bool) -> f16 {
     let b = h.to_bits();
     if h.to_f32() == 0.0 {
-        return if up { f16::from_bits(1) } else { f16::from_bits(0x8001) };
+        return if up {
+            f16::from_bits(1)
+        } else {
+            f16::from_bits(0x8001)
+        };
     }
     let positive = b & 0x8000 == 0;
     f16::from_bits(if positive == up { b + 1 } else { b - 1 })
@@ -59,14 +63,22 @@ impl GroupQuantizer {
             hi = hi.max(v);
         }
         if !lo.is_finite() {
-            return Self { scale: 0.0, zero: 0.0, max_code };
+            return Self {
+                scale: 0.0,
+                zero: 0.0,
+                max_code,
+            };
         }
         let zero = f16_at_most(lo);
         let mut scale = f16_at_least((hi - zero) / max_code as f32);
         while zero + max_code as f32 * scale < hi {
             scale = f16_step(f16::from_f32(scale), true).to_f32();
         }
-        Self { scale, zero, max_code }
+        Self {
+            scale,
+            zero,
+            max_code,
+        }
     }
 
     /// Nearest code of `x`.
@@ -101,10 +113,20 @@ pub fn groups_per_row(n_in: usize, group: usize) -> usize {
 /// Stored bits of a tensor with `bits`-bit codes and an f16 scale and zero
 /// per row and group of `group` columns (`extra_parts` adds e.g. a
 /// permutation), header included.
-pub fn grouped_uniform_bits(name: &str, n_out: usize, n_in: usize, bits: u8, group: usize, extra: &[(&str, Vec<usize>, usize)]) -> u64 {
+pub fn grouped_uniform_bits(
+    name: &str,
+    n_out: usize,
+    n_in: usize,
+    bits: u8,
+    group: usize,
+    extra: &[(&str, Vec<usize>, usize)],
+) -> u64 {
     let g = groups_per_row(n_in, group);
-    let mut parts: Vec<(&str, Vec<usize>)> =
-        vec![(".codes", vec![n_out, (n_in * bits as usize).div_ceil(8)]), (".scale", vec![n_out, g]), (".zero", vec![n_out, g])];
+    let mut parts: Vec<(&str, Vec<usize>)> = vec![
+        (".codes", vec![n_out, (n_in * bits as usize).div_ceil(8)]),
+        (".scale", vec![n_out, g]),
+        (".zero", vec![n_out, g]),
+    ];
     let mut data = code_bytes(n_out, n_in, bits) + 2 * n_out * g + 2 * n_out * g;
     for (suffix, shape, bytes) in extra {
         parts.push((suffix, shape.clone()));
@@ -128,5 +150,10 @@ pub fn rtn(name: &str, w: &[f32], n_out: usize, n_in: usize, bits: u8, group: us
             }
         }
     }
-    Quantized { n_out, n_in, weights: out, stored_bits: grouped_uniform_bits(name, n_out, n_in, bits, group, &[]) }
+    Quantized {
+        n_out,
+        n_in,
+        weights: out,
+        stored_bits: grouped_uniform_bits(name, n_out, n_in, bits, group, &[]),
+    }
 }
