@@ -59,6 +59,14 @@ const GROUP: usize = 128;
 /// Seed of every JLCM and k-means run.
 const SEED: u64 = 0;
 
+/// Encoder layer index of a weight name.
+fn layer_of(name: &str) -> usize {
+    name.split('.')
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(usize::MAX)
+}
+
 fn linear_names() -> Vec<String> {
     (0..N_LAYERS)
         .flat_map(|l| {
@@ -85,6 +93,11 @@ enum Method {
     JlcmGptqMapping {
         bits: u8,
         iters: u32,
+    },
+    /// Experiment: JLCM codebook G16 with 3 bits on the weights `three_bit`
+    /// picks and 2 bits elsewhere (a hand-made bit allocation).
+    JlcmMixed {
+        three_bit: fn(&str) -> bool,
     },
     Rtn {
         bits: u8,
@@ -185,6 +198,22 @@ fn settings() -> Vec<(String, Method)> {
             },
         ));
     }
+    v.push((
+        "exp: JLCM 2/3b: value, late ffn/attn-out 3b".into(),
+        Method::JlcmMixed {
+            three_bit: |n| {
+                n.contains(".value.")
+                    || (layer_of(n) >= 4 && n.contains("intermediate"))
+                    || (layer_of(n) >= 3 && n.contains("attention.output"))
+            },
+        },
+    ));
+    v.push((
+        "exp: JLCM 2/3b: layer 5 + value 3b".into(),
+        Method::JlcmMixed {
+            three_bit: |n| layer_of(n) == 5 || n.contains(".value."),
+        },
+    ));
     v
 }
 
@@ -422,6 +451,16 @@ fn compress_one(
                 weights: packed.decode_f32(),
                 stored_bits: packed.stored_bits(),
             }
+        }
+        Method::JlcmMixed { three_bit } => {
+            let bits = if three_bit(name) { 3 } else { 2 };
+            let jlcm = Method::Jlcm {
+                bits,
+                mode: Mode::Codebook,
+                moves: MoveRule::Proximal,
+                iters: CompressOptions::default().iters,
+            };
+            compress_one(name, w, n_out, n_in, calib, &jlcm)
         }
         Method::JlcmGptqMapping { bits, iters } => {
             let opts = CompressOptions {
