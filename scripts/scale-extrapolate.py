@@ -6,7 +6,8 @@ compress` prints when stderr is not a terminal).
     python3 scripts/scale-extrapolate.py PLAN.json RUN.log [RUN.log ...]
 
 Each tensor of the plan is given the measured CPU seconds per weight of its
-kind (head = embed/lm_head, attn = self_attn.*, mlp = mlp.*) at its bits; a
+kind (head = embed/lm_head, attn = self_attn.*, mlp.down = down_proj,
+mlp.gate/up = the other MLP weights) at its bits; a
 (kind, bits) never measured takes the kind's rate at the nearest measured bits
 scaled by 2^bits / 2^measured (the k-means and mapping work grow with K).
 Prints the measured rates, the per-kind totals and the sum in CPU seconds.
@@ -19,8 +20,10 @@ def kind(name):
         return "head"
     if "self_attn" in name:
         return "attn"
+    if "down_proj" in name:
+        return "mlp.down"
     if ".mlp." in name:
-        return "mlp"
+        return "mlp.gate/up"
     return "other"
 
 plan = json.load(open(sys.argv[1]))
@@ -45,7 +48,7 @@ H, M, V = 4096, 11008, 32000
 def weights(name):
     if kind(name) == "head":
         return V * H
-    if kind(name) == "mlp":
+    if kind(name).startswith("mlp"):
         return M * H
     return H * H
 total = defaultdict(float)
@@ -59,5 +62,5 @@ for name, b in plan.items():
     total[k] += r * weights(name)
 for k, v in sorted(total.items()):
     n = sum(1 for x in plan if kind(x) == k)
-    print(f"{k:<5} {n:>4} tensors: {v:8.0f} CPU s")
-print(f"all   {len(plan):>4} tensors: {sum(total.values()):8.0f} CPU s = {sum(total.values()) / 3600:.2f} CPU h")
+    print(f"{k:<11} {n:>4} tensors: {v:8.0f} CPU s")
+print(f"{'all':<11} {len(plan):>4} tensors: {sum(total.values()):8.0f} CPU s = {sum(total.values()) / 3600:.2f} CPU h")
