@@ -2,10 +2,14 @@
 
 use clap::{Parser, Subcommand};
 
+#[path = "calibrate.rs"]
+mod calibrate;
 #[path = "compress.rs"]
 mod compress;
 #[path = "decode.rs"]
 mod decode;
+#[path = "embed.rs"]
+mod embed;
 #[path = "inspect.rs"]
 mod inspect;
 #[path = "io.rs"]
@@ -29,6 +33,10 @@ enum Command {
     Decode(decode::DecodeArgs),
     /// Show per-tensor and per-file sizes and bits per weight.
     Inspect(inspect::InspectArgs),
+    /// Compute X^T X / n of every Linear layer's input by running a BERT-family model on sentences.
+    Calibrate(calibrate::CalibrateArgs),
+    /// Write mean-pooled, L2-normalised sentence embeddings as .npy.
+    Embed(embed::EmbedArgs),
     /// Join the part files of `compress --shard I/N` into one packed model.
     Merge(merge::MergeArgs),
 }
@@ -47,6 +55,8 @@ pub fn main() -> i32 {
         Command::Compress(a) => compress::run(a),
         Command::Decode(a) => decode::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
+        Command::Embed(a) => embed::run(a),
         Command::Merge(a) => merge::run(a),
     };
     match result {
