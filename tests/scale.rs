@@ -444,3 +444,65 @@ fn budget_meets_the_target_and_gives_bits_where_loss_falls_fastest() {
     assert!(!bad.status.success());
     assert!(!dir.join("bad.safetensors").exists());
 }
+
+#[test]
+fn ctrl_c_leaves_no_output_and_no_temporary_file() {
+    // Big enough that the debug-build engine is still busy when the signal
+    // comes (we wait for the temporary file, then interrupt).
+    let mut tensors = Vec::new();
+    for i in 0..6 {
+        let w = common::weights(1024, 1024, 20 + i);
+        tensors.push((
+            format!("layer{i}.weight"),
+            OwnedTensor {
+                dtype: Dtype::F16,
+                shape: vec![1024, 1024],
+                data: st::from_f32(Dtype::F16, &w),
+            },
+        ));
+    }
+    let dir = tmp_dir("interrupt");
+    let input = dir.join("model.safetensors");
+    std::fs::write(
+        &input,
+        st::write(&tensors, &BTreeMap::new()).expect("writes"),
+    )
+    .expect("writes");
+    let out = dir.join("packed.safetensors");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jlcm"))
+        .args([
+            "compress",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--bits",
+            "4",
+            "--iters",
+            "200",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let has_tmp = || {
+        std::fs::read_dir(&dir)
+            .expect("lists")
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().contains("jlcm-tmp"))
+    };
+    while !has_tmp() {
+        if let Some(status) = child.try_wait().expect("polls") {
+            panic!("finished before it could be interrupted: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("exits");
+    assert!(!output.status.success(), "an interrupted run must fail");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("interrupted"));
+    assert!(!out.exists(), "no output after Ctrl-C");
+    assert!(!has_tmp(), "temporary file removed");
+}

@@ -435,6 +435,7 @@ fn allocate_bits(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let estimated = std::sync::atomic::AtomicUsize::new(0);
     let estimates: Vec<Result<Vec<f64>>> = todo
         .par_iter()
         .map(|&i| {
@@ -467,6 +468,12 @@ fn allocate_bits(
                 budget::estimate_losses(&j.entry.name, &rows, n_out, n_in, &h, opts, &bits_of(j))
                     .with_context(|| format!("estimating `{}`", j.entry.name))?;
             bar.inc(1);
+            if bar.is_hidden() {
+                let k = estimated.fetch_add(1, Ordering::Relaxed) + 1;
+                if k % 16 == 0 || k == todo.len() {
+                    eprintln!("estimated loss per bit width: {k}/{} tensors", todo.len());
+                }
+            }
             Ok(losses)
         })
         .collect();
