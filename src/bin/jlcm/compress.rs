@@ -373,14 +373,17 @@ pub fn run(a: CompressArgs) -> Result<()> {
         );
     }
     let specs: Vec<EntrySpec> = jobs.iter().map(|j| j.spec(&opts)).collect();
-    eprintln!(
-        "planned output: {full_len} bytes ({:.3} GiB) for the whole model{}",
-        full_len as f64 / (1u64 << 30) as f64,
-        match target {
-            Some(t) => format!(", target {t} bytes"),
-            None => String::new(),
-        }
-    );
+    // Plain runs stay quiet until they succeed (an error is one stderr line).
+    if a.plan_only || target.is_some() || shard.is_some() {
+        eprintln!(
+            "planned output: {full_len} bytes ({:.3} GiB) for the whole model{}",
+            full_len as f64 / (1u64 << 30) as f64,
+            match target {
+                Some(t) => format!(", target {t} bytes"),
+                None => String::new(),
+            }
+        );
+    }
     if a.plan_only {
         return Ok(());
     }
@@ -711,8 +714,7 @@ fn stream_compress(
             &h,
             &o,
             &mut observer,
-        )
-        .with_context(|| format!("tensor `{}`", t.name))?;
+        )?;
         let wall = started.0.elapsed().as_secs_f64();
         let cpu = thread_cpu_seconds().zip(started.1).map(|(b, a)| b - a);
         if bar.is_hidden() {
