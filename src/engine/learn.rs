@@ -11,7 +11,7 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 
 use super::hessian::{axpy, Metric};
-use super::kmeans::{nearest, weighted_kmeans};
+use super::kmeans::{nearest, weighted_kmeans, weighted_kmeans_1d};
 use super::rng::{rng_for, sample_indices};
 use crate::format::packed::Mode;
 
@@ -180,9 +180,13 @@ impl Learner {
                     wts.push(hdiag[s * d + a] * sc * sc);
                 }
             }
-            let km = weighted_kmeans(&pts, &wts, d, k, 30, &mut rng);
+            let centroids = if d == 1 {
+                weighted_kmeans_1d(&pts, &wts, k, 50, &mut rng)
+            } else {
+                weighted_kmeans(&pts, &wts, d, k, 30, &mut rng).centroids
+            };
             let dst = &mut me.cb[c * k * d..(c + 1) * k * d];
-            for (o, v) in dst.iter_mut().zip(&km.centroids) {
+            for (o, v) in dst.iter_mut().zip(&centroids) {
                 *o = round16(*v);
             }
             if d == 1 {

@@ -33,6 +33,7 @@ after(async () => {
   fs.writeFileSync(path.join(ARTIFACTS, 'page-figures.json'), JSON.stringify(figures, null, 2));
   console.log('page figures', figures);
   await b?.close();
+  fs.rmSync(TMP, { recursive: true, force: true });
 });
 
 const page = () => b.page;

@@ -41,6 +41,16 @@ enum Command {
     Merge(merge::MergeArgs),
 }
 
+/// Write `text` to stdout; a closed pipe (`jlcm inspect | head`) is not an error.
+pub fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Run the CLI; returns the process exit code. Errors print one line.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {

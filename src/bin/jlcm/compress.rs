@@ -414,7 +414,7 @@ pub fn run(a: CompressArgs) -> Result<()> {
         bits += (rep.bpw * (rep.n_out * rep.n_in) as f64).round() as u64;
         weights += (rep.n_out * rep.n_in) as u64;
         if a.json {
-            println!("{}", serde_json::to_string(rep)?);
+            super::print_stdout(&format!("{}\n", serde_json::to_string(rep)?))?;
         } else {
             let first = rep.losses.first().map_or(0.0, |p| p.loss);
             let last = rep.losses.last().map_or(0.0, |p| p.loss);
