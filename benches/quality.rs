@@ -8,8 +8,8 @@
 //! whose label matches.
 //!
 //! What it does:
-//! 1. Runs the original model (a small f32 BERT forward in this file,
-//!    tokenised by the `tokenizers` crate) on the calibration sentences
+//! 1. Runs the original model (`jlcm::runtime::SentenceEncoder`, calibration
+//!    by `jlcm::engine::calib::calibrate`) on the calibration sentences
 //!    (`/work/shared/data/calib.txt`, or `JLCM_CALIB_TEXT`) to get each
 //!    Linear layer's `H = XᵀX / n`, and on the held-out sentences
 //!    (`tests/data/heldout.txt`) to get the original embeddings and each
@@ -31,14 +31,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use jlcm::engine::baselines::gptq::gptq_codebook_mapping;
 use jlcm::engine::baselines::{
     gptq, kmeans_per_row, kmeans_per_tensor, rtn, GptqOptions, GroupOrder, Quantized,
 };
+use jlcm::engine::calib::calibrate;
 use jlcm::engine::compress::{hessian_for, read_calibration, Calibration};
 use jlcm::engine::{compress_matrix, CompressOptions, Control, Hessian, MoveRule};
 use jlcm::format::packed::Mode;
 use jlcm::format::safetensors::{self as st, Dtype, OwnedTensor, SafetensorsFile};
-use ndarray::{s, Array2, ArrayView2, Axis};
+use jlcm::runtime::SentenceEncoder;
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
 /// The six Linear weights of each encoder layer.
@@ -51,13 +54,18 @@ const LINEAR_SUFFIXES: [&str; 6] = [
     "output.dense",
 ];
 const N_LAYERS: usize = 6;
-const HIDDEN: usize = 384;
-const HEADS: usize = 12;
-const LAYER_NORM_EPS: f32 = 1e-12;
 /// RTN and GPTQ group size.
 const GROUP: usize = 128;
 /// Seed of every JLCM and k-means run.
 const SEED: u64 = 0;
+
+/// Encoder layer index of a weight name.
+fn layer_of(name: &str) -> usize {
+    name.split('.')
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(usize::MAX)
+}
 
 fn linear_names() -> Vec<String> {
     (0..N_LAYERS)
@@ -67,25 +75,6 @@ fn linear_names() -> Vec<String> {
                 .map(move |s| format!("encoder.layer.{l}.{s}.weight"))
         })
         .collect()
-}
-
-/// Which input a Linear weight reads: query, key and value share one.
-fn input_key(name: &str) -> String {
-    let layer: usize = name
-        .split('.')
-        .nth(2)
-        .and_then(|s| s.parse().ok())
-        .expect("layer index");
-    let kind = if name.contains("attention.self.") {
-        "attention-input"
-    } else if name.contains("attention.output.dense") {
-        "attention-context"
-    } else if name.contains("intermediate.dense") {
-        "ffn-input"
-    } else {
-        "ffn-hidden"
-    };
-    format!("{layer}/{kind}")
 }
 
 // ---------------------------------------------------------------- settings
@@ -98,6 +87,17 @@ enum Method {
         mode: Mode,
         moves: MoveRule,
         iters: u32,
+    },
+    /// Experiment: JLCM's learned codebooks, then the mapping redone by a
+    /// GPTQ sweep (act-order) onto each row's codebook. Same storage as JLCM.
+    JlcmGptqMapping {
+        bits: u8,
+        iters: u32,
+    },
+    /// Experiment: JLCM codebook G16 with 3 bits on the weights `three_bit`
+    /// picks and 2 bits elsewhere (a hand-made bit allocation).
+    JlcmMixed {
+        three_bit: fn(&str) -> bool,
     },
     Rtn {
         bits: u8,
@@ -179,6 +179,41 @@ fn settings() -> Vec<(String, Method)> {
             },
         ));
     }
+    // Experiments for the engine (after the settings, so indices stay put).
+    v.push((
+        "JLCM 2b codebook G16 iters 30".into(),
+        Method::Jlcm {
+            bits: 2,
+            mode: Mode::Codebook,
+            moves: MoveRule::Proximal,
+            iters: 30,
+        },
+    ));
+    for bits in [2u8, 3] {
+        v.push((
+            format!("exp: JLCM {bits}b codebooks + GPTQ mapping"),
+            Method::JlcmGptqMapping {
+                bits,
+                iters: default_iters,
+            },
+        ));
+    }
+    v.push((
+        "exp: JLCM 2/3b: value, late ffn/attn-out 3b".into(),
+        Method::JlcmMixed {
+            three_bit: |n| {
+                n.contains(".value.")
+                    || (layer_of(n) >= 4 && n.contains("intermediate"))
+                    || (layer_of(n) >= 3 && n.contains("attention.output"))
+            },
+        },
+    ));
+    v.push((
+        "exp: JLCM 2/3b: layer 5 + value 3b".into(),
+        Method::JlcmMixed {
+            three_bit: |n| layer_of(n) == 5 || n.contains(".value."),
+        },
+    ));
     v
 }
 
@@ -236,188 +271,87 @@ fn load_weights(dir: &Path, names: Option<&[String]>) -> BTreeMap<String, Vec<f3
     out
 }
 
-// ---------------------------------------------------------------- BERT forward
+// ---------------------------------------------------------------- model runs (jlcm::runtime)
 
-/// Token ids of many sentences, concatenated, and each sentence's span.
-struct Batch {
-    ids: Vec<u32>,
-    spans: Vec<(usize, usize)>,
+/// The original model file's bytes and the files next to it.
+struct ModelFiles {
+    config: String,
+    tokenizer: Vec<u8>,
+    weights: Vec<u8>,
 }
 
-fn tokenize(dir: &Path, sentences: &[String]) -> Batch {
-    let mut tok =
-        tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).expect("load tokenizer.json");
-    tok.with_padding(None);
-    let mut ids = Vec::new();
-    let mut spans = Vec::new();
-    for s in sentences {
-        let enc = tok.encode(s.as_str(), true).expect("tokenize");
-        spans.push((ids.len(), enc.get_ids().len()));
-        ids.extend_from_slice(enc.get_ids());
-    }
-    Batch { ids, spans }
-}
-
-/// The original weights plus replacements for some Linear weights.
-struct Bert<'a> {
-    weights: &'a BTreeMap<String, Vec<f32>>,
-    replaced: Option<&'a BTreeMap<String, Vec<f32>>>,
-}
-
-impl Bert<'_> {
-    fn tensor(&self, name: &str) -> &[f32] {
-        if let Some(v) = self.replaced.and_then(|r| r.get(name)) {
-            return v;
+impl ModelFiles {
+    fn read(dir: &Path) -> Self {
+        Self {
+            config: std::fs::read_to_string(dir.join("config.json")).expect("read config.json"),
+            tokenizer: std::fs::read(dir.join("tokenizer.json")).expect("read tokenizer.json"),
+            weights: std::fs::read(dir.join("model.safetensors")).expect("read model.safetensors"),
         }
-        self.weights
-            .get(name)
-            .unwrap_or_else(|| panic!("model has no tensor {name}"))
     }
 
-    /// `x Wᵀ + b` for the Linear `prefix` (rows of `x` split over threads).
-    fn linear(&self, x: &Array2<f32>, prefix: &str) -> Array2<f32> {
-        let b = self.tensor(&format!("{prefix}.bias"));
-        let w = self.tensor(&format!("{prefix}.weight"));
-        let n_out = b.len();
-        let w = ArrayView2::from_shape((n_out, x.ncols()), w).expect("weight shape");
-        let parts: Vec<Array2<f32>> = x
-            .axis_chunks_iter(Axis(0), 256)
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(|xc| {
-                let mut y = xc.dot(&w.t());
-                for mut row in y.rows_mut() {
-                    row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
-                }
-                y
+    /// The runtime's sentence encoder on the original weights with some
+    /// F32 tensors replaced (dense safetensors, so every method runs the same
+    /// dense path).
+    fn encoder(&self, replaced: &BTreeMap<String, Vec<f32>>) -> SentenceEncoder {
+        let file = SafetensorsFile::parse(&self.weights).expect("parse model.safetensors");
+        let tensors: Vec<(String, OwnedTensor)> = file
+            .header
+            .tensors
+            .iter()
+            .map(|t| {
+                let data = match replaced.get(&t.name) {
+                    Some(v) => st::from_f32(t.dtype, v),
+                    None => file.tensor_bytes(t).to_vec(),
+                };
+                (
+                    t.name.clone(),
+                    OwnedTensor {
+                        dtype: t.dtype,
+                        shape: t.shape.clone(),
+                        data,
+                    },
+                )
             })
             .collect();
-        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-        ndarray::concatenate(Axis(0), &views).expect("concatenate")
-    }
-
-    fn layer_norm(&self, x: &mut Array2<f32>, prefix: &str) {
-        let g = self.tensor(&format!("{prefix}.weight"));
-        let b = self.tensor(&format!("{prefix}.bias"));
-        for mut row in x.rows_mut() {
-            let n = row.len() as f32;
-            let mean = row.sum() / n;
-            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-            let inv = 1.0 / (var + LAYER_NORM_EPS).sqrt();
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = (*v - mean) * inv * g[j] + b[j];
-            }
-        }
-    }
-
-    /// Mean-pooled, L2-normalised sentence embeddings (`n x 384`);
-    /// `capture(key, X)` sees each Linear's input (keys of [`input_key`]).
-    fn encode(&self, batch: &Batch, capture: &mut dyn FnMut(&str, &Array2<f32>)) -> Array2<f32> {
-        let t = batch.ids.len();
-        let word = self.tensor("embeddings.word_embeddings.weight");
-        let pos = self.tensor("embeddings.position_embeddings.weight");
-        let typ = self.tensor("embeddings.token_type_embeddings.weight");
-        let mut h = Array2::<f32>::zeros((t, HIDDEN));
-        for &(start, len) in &batch.spans {
-            for p in 0..len {
-                let id = batch.ids[start + p] as usize;
-                let mut row = h.row_mut(start + p);
-                for j in 0..HIDDEN {
-                    row[j] = word[id * HIDDEN + j] + pos[p * HIDDEN + j] + typ[j];
-                }
-            }
-        }
-        self.layer_norm(&mut h, "embeddings.LayerNorm");
-        let dh = HIDDEN / HEADS;
-        let scale = 1.0 / (dh as f32).sqrt();
-        for l in 0..N_LAYERS {
-            let p = format!("encoder.layer.{l}");
-            capture(&format!("{l}/attention-input"), &h);
-            let q = self.linear(&h, &format!("{p}.attention.self.query"));
-            let k = self.linear(&h, &format!("{p}.attention.self.key"));
-            let v = self.linear(&h, &format!("{p}.attention.self.value"));
-            let mut ctx = Array2::<f32>::zeros((t, HIDDEN));
-            for &(start, len) in &batch.spans {
-                for hd in 0..HEADS {
-                    let cols = hd * dh..(hd + 1) * dh;
-                    let qs = q.slice(s![start..start + len, cols.clone()]);
-                    let ks = k.slice(s![start..start + len, cols.clone()]);
-                    let vs = v.slice(s![start..start + len, cols.clone()]);
-                    let mut sc = qs.dot(&ks.t());
-                    for mut row in sc.rows_mut() {
-                        let m = row.iter().fold(f32::NEG_INFINITY, |a, b| a.max(*b * scale));
-                        let mut sum = 0.0;
-                        row.iter_mut().for_each(|x| {
-                            *x = (*x * scale - m).exp();
-                            sum += *x;
-                        });
-                        row.iter_mut().for_each(|x| *x /= sum);
-                    }
-                    ctx.slice_mut(s![start..start + len, cols])
-                        .assign(&sc.dot(&vs));
-                }
-            }
-            capture(&format!("{l}/attention-context"), &ctx);
-            let mut a = self.linear(&ctx, &format!("{p}.attention.output.dense"));
-            a += &h;
-            self.layer_norm(&mut a, &format!("{p}.attention.output.LayerNorm"));
-            capture(&format!("{l}/ffn-input"), &a);
-            let mut i = self.linear(&a, &format!("{p}.intermediate.dense"));
-            i.mapv_inplace(|x| 0.5 * x * (1.0 + libm::erff(x / std::f32::consts::SQRT_2)));
-            capture(&format!("{l}/ffn-hidden"), &i);
-            let mut o = self.linear(&i, &format!("{p}.output.dense"));
-            o += &a;
-            self.layer_norm(&mut o, &format!("{p}.output.LayerNorm"));
-            h = o;
-        }
-        let mut out = Array2::<f32>::zeros((batch.spans.len(), HIDDEN));
-        for (s_i, &(start, len)) in batch.spans.iter().enumerate() {
-            let mean = h
-                .slice(s![start..start + len, ..])
-                .mean_axis(Axis(0))
-                .expect("non-empty sentence");
-            let norm = mean.dot(&mean).sqrt().max(1e-12);
-            out.row_mut(s_i).assign(&(mean / norm));
-        }
-        out
+        let bytes = st::write(&tensors, &file.header.metadata).expect("serialise weights");
+        SentenceEncoder::from_bytes(&self.config, &self.tokenizer, &bytes)
+            .expect("load the runtime encoder")
     }
 }
 
-/// `XᵀX / n` of every Linear input over `batch`, by weight name.
-fn second_moments(bert: &Bert, batch: &Batch) -> (Array2<f32>, BTreeMap<String, Array2<f32>>) {
-    let n = batch.ids.len() as f32;
-    let mut by_input: BTreeMap<String, Array2<f32>> = BTreeMap::new();
-    let emb = bert.encode(batch, &mut |key, x| {
-        by_input.insert(key.to_string(), x.t().dot(x) / n);
-    });
-    let by_name = linear_names().into_iter().map(|name| {
-        let h = by_input[&input_key(&name)].clone();
-        (name, h)
-    });
-    (emb, by_name.collect())
+/// Sentence embeddings (`n x hidden`, mean-pooled, L2-normalised).
+fn embed(encoder: &SentenceEncoder, sentences: &[String]) -> Array2<f32> {
+    let v = encoder
+        .embed_batched(sentences, EMBED_BATCH, &mut |_| {})
+        .expect("embed");
+    Array2::from_shape_vec((sentences.len(), encoder.hidden_size()), v).expect("embedding shape")
 }
+
+/// Sentences per runtime batch.
+const EMBED_BATCH: usize = 32;
 
 // ---------------------------------------------------------------- calibration
 
 /// Calibration matrices `XᵀX / n` for the 36 Linear weights, from the
-/// calibration sentences.
-// TODO(runtime): switch to `jlcm::engine::calib` once it lands on main.
-fn calibration(dir: &Path, weights: &BTreeMap<String, Vec<f32>>) -> Calibration {
+/// calibration sentences, with the project's calibration helper.
+fn calibration(encoder: &SentenceEncoder) -> Calibration {
     let path = std::env::var_os("JLCM_CALIB_TEXT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/work/shared/data/calib.txt"));
-    let sentences = read_lines(&path);
-    let batch = tokenize(dir, &sentences);
-    let bert = Bert {
-        weights,
-        replaced: None,
-    };
-    let (_, h) = second_moments(&bert, &batch);
-    h.into_iter()
-        .map(|(name, m)| {
+    calibrate(encoder, &read_lines(&path), EMBED_BATCH, &mut |_| {}).expect("calibrate")
+}
+
+/// Held-out second moments by weight name, as matrices.
+fn heldout_moments(
+    encoder: &SentenceEncoder,
+    sentences: &[String],
+) -> BTreeMap<String, Array2<f32>> {
+    let c = calibrate(encoder, sentences, EMBED_BATCH, &mut |_| {}).expect("held-out moments");
+    c.into_iter()
+        .map(|(n, (shape, v))| {
             (
-                name,
-                (vec![m.nrows(), m.ncols()], m.into_raw_vec_and_offset().0),
+                n,
+                Array2::from_shape_vec((shape[0], shape[1]), v).expect("square"),
             )
         })
         .collect()
@@ -515,6 +449,56 @@ fn compress_one(
                 n_out,
                 n_in,
                 weights: packed.decode_f32(),
+                stored_bits: packed.stored_bits(),
+            }
+        }
+        Method::JlcmMixed { three_bit } => {
+            let bits = if three_bit(name) { 3 } else { 2 };
+            let jlcm = Method::Jlcm {
+                bits,
+                mode: Mode::Codebook,
+                moves: MoveRule::Proximal,
+                iters: CompressOptions::default().iters,
+            };
+            compress_one(name, w, n_out, n_in, calib, &jlcm)
+        }
+        Method::JlcmGptqMapping { bits, iters } => {
+            let opts = CompressOptions {
+                bits,
+                iters,
+                groups: 16,
+                dim: 1,
+                seed: SEED,
+                ..CompressOptions::default()
+            };
+            let h = hessian_for(name, n_in, Some(calib), opts.damping).expect("calibration H");
+            let (packed, _) = compress_matrix(
+                name,
+                Dtype::F32,
+                &[n_out, n_in],
+                w,
+                n_out,
+                n_in,
+                &h,
+                &opts,
+                &mut |_| Control::Continue,
+            )
+            .expect("compress");
+            let book = |r: usize| -> Vec<f32> {
+                let g = packed.group_ids[r] as usize;
+                let mut cb: Vec<f32> = packed
+                    .codebook(packed.codebook_of_group(g))
+                    .iter()
+                    .map(|c| packed.scale(g) * c.to_f32())
+                    .collect();
+                cb.sort_by(|a, b| a.total_cmp(b));
+                cb
+            };
+            let weights = gptq_codebook_mapping(w, n_out, n_in, &raw_h(), true, 0.01, &book);
+            Quantized {
+                n_out,
+                n_in,
+                weights,
                 stored_bits: packed.stored_bits(),
             }
         }
@@ -720,25 +704,30 @@ fn main() {
         .ok()
         .map(|r| regex::Regex::new(&r).expect("JLCM_QUALITY_ONLY regex"));
     let dir = model_dir();
-    let weights = load_weights(&dir, None);
+    let files = ModelFiles::read(&dir);
+    let weights = load_weights(&dir, Some(&linear_names()));
     let names = linear_names();
     let heldout_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/heldout.txt");
     let heldout = read_lines(&heldout_path);
 
+    let original = files.encoder(&BTreeMap::new());
     let t = Instant::now();
-    let calib = calibration(&dir, &weights);
+    let calib = calibration(&original);
     let calib_seconds = t.elapsed().as_secs_f64();
     let work = std::env::temp_dir().join(format!("jlcm-quality-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("work dir");
     let calib_path = work.join("calib.safetensors");
     write_calibration(&calib, &calib_path);
 
-    let batch = tokenize(&dir, &heldout);
-    let original = Bert {
-        weights: &weights,
-        replaced: None,
-    };
-    let (emb0, heldout_h) = second_moments(&original, &batch);
+    let emb0 = embed(&original, &heldout);
+    let heldout_h = heldout_moments(&original, &heldout);
+    let heldout_tokens: usize = original
+        .tokenizer
+        .encode_all(&heldout)
+        .expect("tokenize")
+        .iter()
+        .map(Vec::len)
+        .sum();
     let nn0 = nearest_other(&emb0);
     println!(
         "quality: model {} | calibration {} sentences ({:.1} s for H) | held-out {} sentences, {} tokens | {} threads",
@@ -746,7 +735,7 @@ fn main() {
         read_lines(Path::new("/work/shared/data/calib.txt")).len(),
         calib_seconds,
         heldout.len(),
-        batch.ids.len(),
+        heldout_tokens,
         rayon::current_num_threads()
     );
     println!();
@@ -777,11 +766,7 @@ fn main() {
             e.0 += o;
             e.1 += 1;
         }
-        let compressed = Bert {
-            weights: &weights,
-            replaced: Some(&c.weights),
-        };
-        let emb = compressed.encode(&batch, &mut |_, _| {});
+        let emb = embed(&files.encoder(&c.weights), &heldout);
         let cos: Vec<f64> = emb
             .rows()
             .into_iter()
@@ -809,7 +794,7 @@ fn main() {
         print_row(&row);
         rows.push(row);
         if label == DIAGNOSED {
-            diagnosis = Some(diagnose(&weights, &c.weights, &batch, &emb0));
+            diagnosis = Some(diagnose(&files, &c.weights, &heldout, &emb0));
         }
     }
     println!();
@@ -843,9 +828,9 @@ const DIAGNOSED: &str = "JLCM 2b codebook G16";
 /// Mean held-out cosine to the original when only the weights of one layer
 /// kind, or of one layer, are replaced by their compressed versions.
 fn diagnose(
-    weights: &BTreeMap<String, Vec<f32>>,
+    files: &ModelFiles,
     compressed: &BTreeMap<String, Vec<f32>>,
-    batch: &Batch,
+    heldout: &[String],
     emb0: &Array2<f32>,
 ) -> Vec<(String, f64)> {
     let mut subsets: Vec<(String, Vec<String>)> = Vec::new();
@@ -873,11 +858,7 @@ fn diagnose(
                 .iter()
                 .map(|n| (n.clone(), compressed[n].clone()))
                 .collect();
-            let emb = Bert {
-                weights,
-                replaced: Some(&replaced),
-            }
-            .encode(batch, &mut |_, _| {});
+            let emb = embed(&files.encoder(&replaced), heldout);
             let cos = emb
                 .rows()
                 .into_iter()

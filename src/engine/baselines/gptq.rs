@@ -186,6 +186,115 @@ pub fn gptq(
     assert!((1..=8).contains(&opts.bits) && opts.group >= 1 && opts.block >= 1);
     assert!(w.len() == n_out * n_in && h.n() == n_in);
     let n = n_in;
+    // Static grids on the original weights (dead columns zeroed as the sweep does).
+    let n_groups = n.div_ceil(opts.group);
+    let static_grids: Vec<GroupQuantizer> = match opts.order {
+        GroupOrder::Static => (0..n_out)
+            .flat_map(|r| {
+                let row: Vec<f32> = (0..n)
+                    .map(|j| if h.diag(j) > 0.0 { w[r * n + j] } else { 0.0 })
+                    .collect();
+                row.chunks(opts.group)
+                    .map(|c| GroupQuantizer::fit(c.iter().copied(), opts.bits))
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+        GroupOrder::Encountered => vec![],
+    };
+    let mut grids: Vec<GroupQuantizer> = vec![
+        GroupQuantizer {
+            scale: 0.0,
+            zero: 0.0,
+            max_code: 0
+        };
+        n_out
+    ];
+    let mut quantize = |r: usize, orig: usize, i: usize, row: &[f64], x: f64| -> f64 {
+        let grid = match opts.order {
+            GroupOrder::Static => static_grids[r * n_groups + orig / opts.group],
+            GroupOrder::Encountered => {
+                if i % opts.group == 0 {
+                    let end = (i + opts.group).min(n);
+                    grids[r] =
+                        GroupQuantizer::fit(row[i..end].iter().map(|v| *v as f32), opts.bits);
+                }
+                grids[r]
+            }
+        };
+        grid.quantize(x as f32) as f64
+    };
+    let out = gptq_sweep(
+        w,
+        n_out,
+        n_in,
+        h,
+        opts.act_order,
+        opts.block,
+        opts.damping,
+        &mut quantize,
+    );
+    let extra: Vec<(&str, Vec<usize>, usize)> = match opts.order {
+        GroupOrder::Static => vec![],
+        GroupOrder::Encountered => vec![(".perm", vec![n], 2 * n)],
+    };
+    Quantized {
+        n_out,
+        n_in,
+        weights: out,
+        stored_bits: grouped_uniform_bits(name, n_out, n_in, opts.bits, opts.group, &extra),
+    }
+}
+
+/// GPTQ's error-compensating sweep with a caller's quantiser: each weight is
+/// mapped to the nearest codeword of its row's sorted codebook
+/// (`codebook_of_row(r)`), e.g. JLCM's learned codebooks. Returns the
+/// dequantised weight; the storage is the codebook format's.
+pub fn gptq_codebook_mapping(
+    w: &[f32],
+    n_out: usize,
+    n_in: usize,
+    h: &Hessian,
+    act_order: bool,
+    damping: f64,
+    codebook_of_row: &dyn Fn(usize) -> Vec<f32>,
+) -> Vec<f32> {
+    let books: Vec<Vec<f32>> = (0..n_out).map(codebook_of_row).collect();
+    let mut quantize = |r: usize, _orig: usize, _i: usize, _row: &[f64], x: f64| -> f64 {
+        let cb = &books[r];
+        let x = x as f32;
+        let pos = cb.partition_point(|c| *c < x);
+        let v = if pos == 0 {
+            cb[0]
+        } else if pos >= cb.len() {
+            cb[cb.len() - 1]
+        } else if x - cb[pos - 1] <= cb[pos] - x {
+            cb[pos - 1]
+        } else {
+            cb[pos]
+        };
+        v as f64
+    };
+    gptq_sweep(w, n_out, n_in, h, act_order, 128, damping, &mut quantize)
+}
+
+/// `(row, original column, processed position, current permuted row, value)`
+/// to the decoded value.
+type ColumnQuantizer<'a> = dyn FnMut(usize, usize, usize, &[f64], f64) -> f64 + 'a;
+
+/// Steps 1-5 of the module docs with `quantize(row, original column,
+/// processed position, current permuted row, value) -> decoded value`.
+#[allow(clippy::too_many_arguments)]
+fn gptq_sweep(
+    w: &[f32],
+    n_out: usize,
+    n_in: usize,
+    h: &Hessian,
+    act_order: bool,
+    block: usize,
+    damping: f64,
+    quantize: &mut ColumnQuantizer,
+) -> Vec<f32> {
+    let n = n_in;
     let mut hd = dense(h);
     let mut w0: Vec<f64> = w.iter().map(|v| *v as f64).collect();
     for j in 0..n {
@@ -196,22 +305,9 @@ pub fn gptq(
     }
     // Column order.
     let mut perm: Vec<usize> = (0..n).collect();
-    if opts.act_order {
+    if act_order {
         perm.sort_by(|a, b| hd[b * n + b].total_cmp(&hd[a * n + a]).then(a.cmp(b)));
     }
-    // Static grids on the original weights.
-    let n_groups = n.div_ceil(opts.group);
-    let static_grids: Vec<GroupQuantizer> = match opts.order {
-        GroupOrder::Static => (0..n_out)
-            .flat_map(|r| {
-                let row = &w0[r * n..(r + 1) * n];
-                row.chunks(opts.group)
-                    .map(|c| GroupQuantizer::fit(c.iter().map(|v| *v as f32), opts.bits))
-                    .collect::<Vec<_>>()
-            })
-            .collect(),
-        GroupOrder::Encountered => vec![],
-    };
     // Permuted W and H.
     let mut wp = vec![0f64; n_out * n];
     for r in 0..n_out {
@@ -226,19 +322,11 @@ pub fn gptq(
         }
     }
     drop(hd);
-    let u = upper_cholesky_of_inverse(&mut hp, n, opts.damping);
+    let u = upper_cholesky_of_inverse(&mut hp, n, damping);
     drop(hp);
 
     let mut q = vec![0f64; n_out * n];
-    let mut grids: Vec<GroupQuantizer> = vec![
-        GroupQuantizer {
-            scale: 0.0,
-            zero: 0.0,
-            max_code: 0
-        };
-        n_out
-    ];
-    let bs = opts.block;
+    let bs = block;
     let mut err = vec![0f64; n_out * bs];
     for i1 in (0..n).step_by(bs) {
         let i2 = (i1 + bs).min(n);
@@ -246,21 +334,8 @@ pub fn gptq(
         for r in 0..n_out {
             let row = &mut wp[r * n..(r + 1) * n];
             for i in i1..i2 {
-                let grid = match opts.order {
-                    GroupOrder::Static => static_grids[r * n_groups + perm[i] / opts.group],
-                    GroupOrder::Encountered => {
-                        if i % opts.group == 0 {
-                            let end = (i + opts.group).min(n);
-                            grids[r] = GroupQuantizer::fit(
-                                row[i..end].iter().map(|v| *v as f32),
-                                opts.bits,
-                            );
-                        }
-                        grids[r]
-                    }
-                };
                 let x = row[i];
-                let qx = grid.quantize(x as f32) as f64;
+                let qx = quantize(r, perm[i], i, row, x);
                 q[r * n + i] = qx;
                 let e = (x - qx) / u[i * n + i];
                 err[r * bs + (i - i1)] = e;
@@ -292,14 +367,5 @@ pub fn gptq(
             out[r * n + perm[i]] = q[r * n + i] as f32;
         }
     }
-    let extra: Vec<(&str, Vec<usize>, usize)> = match opts.order {
-        GroupOrder::Static => vec![],
-        GroupOrder::Encountered => vec![(".perm", vec![n], 2 * n)],
-    };
-    Quantized {
-        n_out,
-        n_in,
-        weights: out,
-        stored_bits: grouped_uniform_bits(name, n_out, n_in, opts.bits, opts.group, &extra),
-    }
+    out
 }
