@@ -25,13 +25,13 @@ if [ ! -f "$MODEL/model.safetensors.index.json" ]; then
 fi
 J=target/release/jlcm
 /usr/bin/time -v $J compress "$MODEL" -o "$OUT/plan.safetensors" \
-  --target-size "$TARGET" --plan-only 2> "$OUT/plan.log"
+  --target-size "$TARGET" --plan-only --save-plan "$OUT/plan.json" 2> "$OUT/plan.log"
 if [ "$SHARDS" = 1 ]; then
   /usr/bin/time -v $J compress "$MODEL" -o "$OUT/llama7b.jlcm.safetensors" \
-    --target-size "$TARGET" 2> "$OUT/run.log"
+    --plan "$OUT/plan.json" 2> "$OUT/run.log"
 else
   /usr/bin/time -v $J compress "$MODEL" -o "$OUT/part0.safetensors" \
-    --target-size "$TARGET" --shard "0/$SHARDS" 2> "$OUT/run.log"
+    --plan "$OUT/plan.json" --shard "0/$SHARDS" 2> "$OUT/run.log"
 fi
 for f in plan run; do
   echo "== $f"

@@ -444,3 +444,132 @@ fn budget_meets_the_target_and_gives_bits_where_loss_falls_fastest() {
     assert!(!bad.status.success());
     assert!(!dir.join("bad.safetensors").exists());
 }
+
+#[test]
+fn ctrl_c_leaves_no_output_and_no_temporary_file() {
+    // Big enough that the debug-build engine is still busy when the signal
+    // comes (we wait for the temporary file, then interrupt).
+    let mut tensors = Vec::new();
+    for i in 0..16 {
+        let w = common::weights(384, 384, 20 + i);
+        tensors.push((
+            format!("layer{i}.weight"),
+            OwnedTensor {
+                dtype: Dtype::F16,
+                shape: vec![384, 384],
+                data: st::from_f32(Dtype::F16, &w),
+            },
+        ));
+    }
+    let dir = tmp_dir("interrupt");
+    let input = dir.join("model.safetensors");
+    std::fs::write(
+        &input,
+        st::write(&tensors, &BTreeMap::new()).expect("writes"),
+    )
+    .expect("writes");
+    let out = dir.join("packed.safetensors");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jlcm"))
+        .args([
+            "compress",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--bits",
+            "4",
+            "--iters",
+            "200",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let has_tmp = || {
+        std::fs::read_dir(&dir)
+            .expect("lists")
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().contains("jlcm-tmp"))
+    };
+    while !has_tmp() {
+        if let Some(status) = child.try_wait().expect("polls") {
+            panic!("finished before it could be interrupted: {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("exits");
+    assert!(!output.status.success(), "an interrupted run must fail");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("interrupted"));
+    assert!(!out.exists(), "no output after Ctrl-C");
+    assert!(!has_tmp(), "temporary file removed");
+}
+
+#[test]
+fn cli_with_calibration_equals_in_memory_compression() {
+    let dir = tmp_dir("calib");
+    let input = dir.join("model.safetensors");
+    let model = small_model(9);
+    std::fs::write(&input, &model).expect("writes");
+    // X^T X / n for two of the weights (16 and 24 input columns).
+    let mut calib = Vec::new();
+    for (name, n_in) in [
+        ("model.layers.0.self_attn.q_proj.weight", 16usize),
+        ("model.layers.1.mlp.down_proj.weight", 24),
+    ] {
+        let n = 64;
+        let x = common::weights(n, n_in, 99 + n_in as u64);
+        let mut h = vec![0f32; n_in * n_in];
+        for r in 0..n {
+            for a in 0..n_in {
+                for b in 0..n_in {
+                    h[a * n_in + b] += x[r * n_in + a] * x[r * n_in + b] / n as f32;
+                }
+            }
+        }
+        calib.push((
+            name.to_string(),
+            OwnedTensor {
+                dtype: Dtype::F32,
+                shape: vec![n_in, n_in],
+                data: st::from_f32(Dtype::F32, &h),
+            },
+        ));
+    }
+    let calib_bytes = st::write(&calib, &BTreeMap::new()).expect("writes");
+    let calib_path = dir.join("H.safetensors");
+    std::fs::write(&calib_path, &calib_bytes).expect("writes");
+    let out = dir.join("packed.safetensors");
+    jlcm(&[
+        "compress",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--calib",
+        calib_path.to_str().unwrap(),
+        "--bits",
+        "3",
+        "--groups",
+        "4",
+        "--iters",
+        "2",
+        "--seed",
+        "7",
+    ]);
+    let table = jlcm::engine::compress::read_calibration(&calib_bytes).expect("reads");
+    let (packed, _) = compress_file(
+        &model,
+        Some(&table),
+        &opts(3, Mode::Codebook),
+        None,
+        &mut |_| Control::Continue,
+    )
+    .expect("compresses");
+    let got = std::fs::read(&out).expect("output");
+    assert!(
+        got == packed.to_bytes().expect("serializes"),
+        "calibrated CLI output differs"
+    );
+}

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use jlcm::engine::budget::{self, Candidate, TensorChoices};
-use jlcm::engine::compress::{hessian_for, read_calibration, selected, Calibration};
+use jlcm::engine::compress::{hessian_for, selected, Calibration};
 use jlcm::engine::{compress_matrix, CompressOptions, Control, Event, MoveRule, TensorReport};
 use jlcm::format::packed::{Mode, PackedEntry, PackedTensor};
 use jlcm::format::safetensors::{self as st, SafetensorsFile, TensorEntry};
@@ -113,12 +113,42 @@ pub struct CompressArgs {
     plan: Option<PathBuf>,
 }
 
+/// A memory-mapped calibration file; one `H` is read at a time.
+struct CalibSource<'a> {
+    file: &'a SafetensorsFile<'a>,
+    map: &'a Mmap,
+}
+
+/// The metric of weight `name`: its `H` from the calibration file if it has
+/// one (read now, its pages released after), identity otherwise.
+fn hessian_of(
+    calib: Option<&CalibSource>,
+    name: &str,
+    n_in: usize,
+    damping: f32,
+) -> Result<jlcm::engine::Hessian> {
+    let one: Option<Calibration> =
+        match calib.and_then(|c| c.file.header.get(name).ok().map(|t| (c, t))) {
+            Some((c, t)) => {
+                let v = st::to_f32(t, c.file.tensor_bytes(t))
+                    .with_context(|| format!("calibration of `{name}`"))?;
+                let (s, e) = c.file.header.file_range(t);
+                release(c.map, s, e);
+                Some(BTreeMap::from([(name.to_string(), (t.shape.clone(), v))]))
+            }
+            None => None,
+        };
+    Ok(hessian_for(name, n_in, one.as_ref(), damping)?)
+}
+
 /// One input tensor and what to do with it.
 struct Job {
     file: usize,
     entry: TensorEntry,
     compress: bool,
     bits: u8,
+    /// Bytes of a calibrated `H` and its padded copy (0 without calibration).
+    h_bytes: u64,
 }
 
 impl Job {
@@ -151,10 +181,11 @@ impl Job {
 
     /// Bytes of memory compressing this tensor needs at its peak: the f32
     /// input, the engine's padded weights, `W H`, error, gradient and the
-    /// temporaries of one evaluation (about 28 bytes per weight), plus indices.
+    /// temporaries of one evaluation (about 28 bytes per weight), plus
+    /// indices, plus the calibration `H` if there is one.
     fn memory(&self) -> u64 {
         if self.compress {
-            self.entry.num_elements() as u64 * 29
+            self.entry.num_elements() as u64 * 29 + self.h_bytes
         } else {
             0
         }
@@ -230,16 +261,19 @@ pub fn run(a: CompressArgs) -> Result<()> {
         .map(Regex::new)
         .transpose()
         .context("--tensors is not a valid regular expression")?;
-    let calib = match &a.calib {
-        Some(p) => {
-            let m = map(p)?;
-            Some(
-                read_calibration(&m)
-                    .with_context(|| format!("calibration file {}", p.display()))?,
-            )
-        }
-        None => None,
+    // Calibration: memory-mapped, each H read only while its tensor is compressed.
+    let calib_map = a.calib.as_deref().map(map).transpose()?;
+    let calib_file = match (&calib_map, &a.calib) {
+        (Some(m), Some(p)) => Some(
+            SafetensorsFile::parse(m)
+                .with_context(|| format!("calibration file {}", p.display()))?,
+        ),
+        _ => None,
     };
+    let calib = calib_file
+        .as_ref()
+        .zip(calib_map.as_ref())
+        .map(|(file, map)| CalibSource { file, map });
     let files = model_files(&a.input)?;
     let maps = files.iter().map(|f| map(f)).collect::<Result<Vec<_>>>()?;
     let parsed = maps
@@ -261,6 +295,13 @@ pub fn run(a: CompressArgs) -> Result<()> {
                 entry: t.clone(),
                 compress: selected(t, filter.as_ref()),
                 bits: opts.bits,
+                h_bytes: match &calib_file {
+                    Some(c) if c.header.get(&t.name).is_ok() => {
+                        let n_in = t.matrix_shape().map_or(0, |m| m.1) as u64;
+                        8 * n_in * n_in
+                    }
+                    _ => 0,
+                },
             });
         }
     }
@@ -332,14 +373,17 @@ pub fn run(a: CompressArgs) -> Result<()> {
         );
     }
     let specs: Vec<EntrySpec> = jobs.iter().map(|j| j.spec(&opts)).collect();
-    eprintln!(
-        "planned output: {full_len} bytes ({:.3} GiB) for the whole model{}",
-        full_len as f64 / (1u64 << 30) as f64,
-        match target {
-            Some(t) => format!(", target {t} bytes"),
-            None => String::new(),
-        }
-    );
+    // Plain runs stay quiet until they succeed (an error is one stderr line).
+    if a.plan_only || target.is_some() || shard.is_some() {
+        eprintln!(
+            "planned output: {full_len} bytes ({:.3} GiB) for the whole model{}",
+            full_len as f64 / (1u64 << 30) as f64,
+            match target {
+                Some(t) => format!(", target {t} bytes"),
+                None => String::new(),
+            }
+        );
+    }
     if a.plan_only {
         return Ok(());
     }
@@ -405,7 +449,7 @@ fn allocate_bits(
     jobs: &mut [Job],
     parsed: &[SafetensorsFile],
     maps: &[Mmap],
-    calib: Option<&Calibration>,
+    calib: Option<&CalibSource>,
     opts: &CompressOptions,
     a: &CompressArgs,
     target: u64,
@@ -435,6 +479,7 @@ fn allocate_bits(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let estimated = std::sync::atomic::AtomicUsize::new(0);
     let estimates: Vec<Result<Vec<f64>>> = todo
         .par_iter()
         .map(|&i| {
@@ -462,11 +507,17 @@ fn allocate_bits(
             }
             let (s, e) = file.header.file_range(&j.entry);
             release(&maps[j.file], s, e);
-            let h = hessian_for(&j.entry.name, n_in, calib, opts.damping)?;
+            let h = hessian_of(calib, &j.entry.name, n_in, opts.damping)?;
             let losses =
                 budget::estimate_losses(&j.entry.name, &rows, n_out, n_in, &h, opts, &bits_of(j))
                     .with_context(|| format!("estimating `{}`", j.entry.name))?;
             bar.inc(1);
+            if bar.is_hidden() {
+                let k = estimated.fetch_add(1, Ordering::Relaxed) + 1;
+                if k % 16 == 0 || k == todo.len() {
+                    eprintln!("estimated loss per bit width: {k}/{} tensors", todo.len());
+                }
+            }
             Ok(losses)
         })
         .collect();
@@ -573,6 +624,7 @@ fn clone_job(j: &Job) -> Job {
         entry: j.entry.clone(),
         compress: j.compress,
         bits: j.bits,
+        h_bytes: j.h_bytes,
     }
 }
 
@@ -597,7 +649,7 @@ fn stream_compress(
     jobs: &[Job],
     parsed: &[SafetensorsFile],
     maps: &[Mmap],
-    calib: Option<&Calibration>,
+    calib: Option<&CalibSource>,
     opts: &CompressOptions,
     memory_budget: u64,
     writer: &mut StreamWriter<std::fs::File>,
@@ -640,7 +692,7 @@ fn stream_compress(
         let (s, e) = file.header.file_range(t);
         release(&maps[j.file], s, e);
         let started = (std::time::Instant::now(), thread_cpu_seconds());
-        let h = hessian_for(&t.name, n_in, calib, opts.damping)?;
+        let h = hessian_of(calib, &t.name, n_in, opts.damping)?;
         let o = CompressOptions {
             bits: j.bits,
             ..opts.clone()
@@ -662,8 +714,7 @@ fn stream_compress(
             &h,
             &o,
             &mut observer,
-        )
-        .with_context(|| format!("tensor `{}`", t.name))?;
+        )?;
         let wall = started.0.elapsed().as_secs_f64();
         let cpu = thread_cpu_seconds().zip(started.1).map(|(b, a)| b - a);
         if bar.is_hidden() {
