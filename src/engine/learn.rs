@@ -163,7 +163,11 @@ impl Learner {
                 .collect();
             let total = rows.len() * n_sub;
             let mut rng = rng_for(seed, salt, c as u64);
-            let cap = if k * d <= 64 { MAX_KMEANS_POINTS } else { (MAX_KMEANS_POINTS / 4).max(16 * k) };
+            let cap = if k * d <= 64 {
+                MAX_KMEANS_POINTS
+            } else {
+                (MAX_KMEANS_POINTS / 4).max(16 * k)
+            };
             let picks = sample_indices(&mut rng, total, cap.min(total));
             let mut pts = Vec::with_capacity(picks.len() * d);
             let mut wts = Vec::with_capacity(picks.len() * d);
@@ -309,7 +313,8 @@ impl Learner {
         let kd_all = self.k * self.d;
         let dense = matches!(self.metric, Metric::Dense { .. });
         let store_len = self.n_out * kd_all * self.n_p;
-        let mut stored = (dense && kd_all <= MAX_EXACT_LS && store_len <= MAX_STORED_S).then(|| vec![0f32; store_len]);
+        let mut stored = (dense && kd_all <= MAX_EXACT_LS && store_len <= MAX_STORED_S)
+            .then(|| vec![0f32; store_len]);
         for c in 0..n_cb {
             let rows: Vec<usize> = (0..self.n_out)
                 .filter(|&r| self.cb_of(self.groups[r] as usize) == c)
@@ -333,7 +338,8 @@ impl Learner {
                 }
             }
         }
-        let (err, grad, loss, scales) = self.evaluate(&new_cb, &self.scales, true, stored.as_deref());
+        let (err, grad, loss, scales) =
+            self.evaluate(&new_cb, &self.scales, true, stored.as_deref());
         if loss <= self.loss {
             self.cb = new_cb;
             self.scales = scales;
@@ -352,7 +358,12 @@ impl Learner {
 
     /// Normal equations `M c = b` over the rows of one codebook, solved with a
     /// ridge towards the old codewords (so unused codewords stay put).
-    fn solve_exact(&self, rows: &[usize], old: &[f32], mut store: Option<&mut [f32]>) -> Option<Vec<f64>> {
+    fn solve_exact(
+        &self,
+        rows: &[usize],
+        old: &[f32],
+        mut store: Option<&mut [f32]>,
+    ) -> Option<Vec<f64>> {
         let (n_p, d, n_sub, n_in) = (self.n_p, self.d, self.n_sub, self.n_in);
         let kd = self.k * d;
         let mut m = vec![0f64; kd * kd];
@@ -392,7 +403,8 @@ impl Learner {
                     }
                     for (bi, &r) in chunk.iter().enumerate() {
                         if let Some(st) = store.as_deref_mut() {
-                            st[r * kd * n_p..(r + 1) * kd * n_p].copy_from_slice(&sbuf[bi * kd * n_p..(bi + 1) * kd * n_p]);
+                            st[r * kd * n_p..(r + 1) * kd * n_p]
+                                .copy_from_slice(&sbuf[bi * kd * n_p..(bi + 1) * kd * n_p]);
                         }
                         let sc = self.scales[self.groups[r] as usize] as f64;
                         let ids = &self.idx[r * n_sub..(r + 1) * n_sub];
