@@ -36,10 +36,11 @@ pub enum PackedStrategy {
     DecodePanels,
 }
 
-/// Input rows from which [`PackedStrategy::Auto`] decodes panels (measured
-/// by `benches/runtime.rs`: the dense kernel on decoded panels overtakes
-/// the lookup kernels from a handful of rows).
-pub const PANEL_MIN_ROWS: usize = 4;
+/// Input rows from which [`PackedStrategy::Auto`] decodes panels. Measured
+/// by `benches/runtime.rs` (native AVX2, 2-bit MiniLM layers): decoding costs
+/// about 1 ns per weight, so the dense kernel on decoded panels overtakes the
+/// lookup kernels between 16 and 32 rows and reaches dense speed by 512.
+pub const PANEL_MIN_ROWS: usize = 32;
 
 /// A Linear layer: weight name (as in model.safetensors), weight and bias.
 #[derive(Debug, Clone)]
