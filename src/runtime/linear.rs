@@ -17,7 +17,7 @@ pub enum LinearWeight {
     /// dense copy of the layer (see [`PackedStrategy`]).
     Packed {
         /// The packed matrix and the lookup kernels' prepared layout.
-        matrix: PackedMatrix,
+        matrix: Box<PackedMatrix>,
         /// Each group's codebook times its scale, f32 `[G, K, d]` (for panel decoding).
         codebooks: Vec<f32>,
     },
@@ -99,7 +99,7 @@ impl Linear {
             n_out,
             weight: LinearWeight::Packed {
                 codebooks: scaled_codebooks(&m.tensor),
-                matrix: m,
+                matrix: Box::new(m),
             },
             bias,
             strategy: PackedStrategy::Auto,
