@@ -8,7 +8,7 @@
 
 use super::config::BertConfig;
 use super::error::{Result, RuntimeError};
-use super::linear::Linear;
+use super::linear::{Linear, PackedStrategy};
 use super::ops::{self, Activation};
 use super::weights::{Table, WeightSource};
 use crate::format::packed::PackedFile;
@@ -158,6 +158,22 @@ impl BertModel {
                 &l.output,
             ]
         })
+    }
+
+    /// Choose how every packed Linear layer multiplies (default [`PackedStrategy::Auto`]).
+    pub fn set_packed_strategy(&mut self, strategy: PackedStrategy) {
+        for l in &mut self.layers {
+            for lin in [
+                &mut l.query,
+                &mut l.key,
+                &mut l.value,
+                &mut l.attention_output,
+                &mut l.intermediate,
+                &mut l.output,
+            ] {
+                lin.strategy = strategy;
+            }
+        }
     }
 
     /// How many Linear layers run on packed weights, of how many.

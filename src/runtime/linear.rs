@@ -2,6 +2,7 @@
 
 use super::dense::{matmul_transposed, transpose};
 use super::error::{Result, RuntimeError};
+use super::panel::{matmul_decoded_panels, scaled_codebooks};
 use crate::kernels::PackedMatrix;
 
 /// The weight of a Linear layer.
@@ -12,10 +13,34 @@ pub enum LinearWeight {
         /// `Wᵀ`, row-major `n_in x n_out`.
         wt: Vec<f32>,
     },
-    /// Packed indices and codebooks, multiplied by the lookup kernels
-    /// without ever forming a dense copy.
-    Packed(PackedMatrix),
+    /// Packed indices and codebooks, multiplied without ever forming a
+    /// dense copy of the layer (see [`PackedStrategy`]).
+    Packed {
+        /// The packed matrix and the lookup kernels' prepared layout.
+        matrix: Box<PackedMatrix>,
+        /// Each group's codebook times its scale, f32 `[G, K, d]` (for panel decoding).
+        codebooks: Vec<f32>,
+    },
 }
+
+/// How a packed layer computes `x Ŵᵀ`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PackedStrategy {
+    /// Lookup kernels for few input rows, panel decoding from
+    /// [`PANEL_MIN_ROWS`] rows on.
+    #[default]
+    Auto,
+    /// Always the lookup kernels ([`PackedMatrix::matmul`]).
+    Kernel,
+    /// Always decode `PANEL_ROWS` rows of `Ŵ` at a time and run the dense kernel.
+    DecodePanels,
+}
+
+/// Input rows from which [`PackedStrategy::Auto`] decodes panels. Measured
+/// by `benches/runtime.rs` (native AVX2, 2-bit MiniLM layers): decoding costs
+/// about 1 ns per weight, so the dense kernel on decoded panels overtakes the
+/// lookup kernels between 16 and 32 rows and reaches dense speed by 512.
+pub const PANEL_MIN_ROWS: usize = 32;
 
 /// A Linear layer: weight name (as in model.safetensors), weight and bias.
 #[derive(Debug, Clone)]
@@ -30,6 +55,8 @@ pub struct Linear {
     pub weight: LinearWeight,
     /// Bias, `n_out` values (zeros when the model has none).
     pub bias: Vec<f32>,
+    /// How a packed weight is multiplied.
+    pub strategy: PackedStrategy,
 }
 
 impl Linear {
@@ -53,6 +80,7 @@ impl Linear {
                 wt: transpose(w, n_out, n_in),
             },
             bias,
+            strategy: PackedStrategy::Auto,
         })
     }
 
@@ -69,23 +97,28 @@ impl Linear {
             name: name.to_string(),
             n_in,
             n_out,
-            weight: LinearWeight::Packed(m),
+            weight: LinearWeight::Packed {
+                codebooks: scaled_codebooks(&m.tensor),
+                matrix: Box::new(m),
+            },
             bias,
+            strategy: PackedStrategy::Auto,
         })
     }
 
     /// Whether the weight is packed.
     pub fn is_packed(&self) -> bool {
-        matches!(self.weight, LinearWeight::Packed(_))
+        matches!(self.weight, LinearWeight::Packed { .. })
     }
 
-    /// Bytes held by the weight (packed: indices, codebooks, group ids, scales).
+    /// Bytes held by the weight: dense f32, or the packed parts (indices,
+    /// codebooks, group ids, scales) plus the kernels' prepared layout and
+    /// the f32 codebooks.
     pub fn weight_bytes(&self) -> usize {
         match &self.weight {
             LinearWeight::Dense { wt } => 4 * wt.len(),
-            LinearWeight::Packed(m) => {
-                let t = &m.tensor;
-                t.indices.len() + 2 * t.codebooks.len() + t.group_ids.len() + 2 * t.scales.len()
+            LinearWeight::Packed { matrix, codebooks } => {
+                matrix.packed_bytes() + matrix.prepared_bytes() + 4 * codebooks.len()
             }
         }
     }
@@ -106,10 +139,19 @@ impl Linear {
             LinearWeight::Dense { wt } => {
                 matmul_transposed(x, rows, self.n_in, wt, self.n_out, Some(&self.bias), y)
             }
-            LinearWeight::Packed(m) => {
-                m.matmul(x, rows, y)?;
-                for row in y.chunks_exact_mut(self.n_out) {
-                    super::ops::add_in_place(row, &self.bias);
+            LinearWeight::Packed { matrix, codebooks } => {
+                let panels = match self.strategy {
+                    PackedStrategy::Auto => rows >= PANEL_MIN_ROWS,
+                    PackedStrategy::Kernel => false,
+                    PackedStrategy::DecodePanels => true,
+                };
+                if panels {
+                    matmul_decoded_panels(&matrix.tensor, codebooks, x, rows, &self.bias, y);
+                } else {
+                    matrix.matmul(x, rows, y)?;
+                    for row in y.chunks_exact_mut(self.n_out) {
+                        super::ops::add_in_place(row, &self.bias);
+                    }
                 }
             }
         }

@@ -22,6 +22,7 @@ pub mod error;
 pub mod linear;
 pub mod npy;
 pub mod ops;
+pub mod panel;
 pub mod tokenize;
 pub mod weights;
 
@@ -29,5 +30,5 @@ pub use bert::{BertModel, LinearInputObserver};
 pub use config::BertConfig;
 pub use encoder::SentenceEncoder;
 pub use error::RuntimeError;
-pub use linear::{Linear, LinearWeight};
+pub use linear::{Linear, LinearWeight, PackedStrategy, PANEL_MIN_ROWS};
 pub use tokenize::SentenceTokenizer;
