@@ -230,13 +230,20 @@ impl Learner {
     /// Nearest-codeword mapping ignores how errors of correlated inputs
     /// cancel; this starts the proximal search from a much better point.
     fn error_feedback_remap(&mut self) {
-        let Metric::Dense { n, data } = &self.metric else { return };
+        let Metric::Dense { n, data } = &self.metric else {
+            return;
+        };
         if *n != self.n_in {
             return;
         }
-        let h = super::hessian::Hessian::Dense { n: *n, data: data.clone() };
+        let h = super::hessian::Hessian::Dense {
+            n: *n,
+            data: data.clone(),
+        };
         let (n_in, k) = (self.n_in, self.k);
-        let w: Vec<f32> = (0..self.n_out).flat_map(|r| self.w[r * self.n_p..r * self.n_p + n_in].iter().copied()).collect();
+        let w: Vec<f32> = (0..self.n_out)
+            .flat_map(|r| self.w[r * self.n_p..r * self.n_p + n_in].iter().copied())
+            .collect();
         let books = |r: usize| -> Vec<f32> {
             let g = self.groups[r] as usize;
             let c = self.cb_of(g);
@@ -245,7 +252,9 @@ impl Learner {
             cb.sort_by(|a, b| a.total_cmp(b));
             cb
         };
-        let deq = super::baselines::gptq::gptq_codebook_mapping(&w, self.n_out, n_in, &h, true, 0.0, &books);
+        let deq = super::baselines::gptq::gptq_codebook_mapping(
+            &w, self.n_out, n_in, &h, true, 0.0, &books,
+        );
         let old_idx = self.idx.clone();
         for r in 0..self.n_out {
             let g = self.groups[r] as usize;
