@@ -14,6 +14,9 @@ step() { echo; echo "== test-wasm: $* ($(($(date +%s) - start)) s)"; }
 # The test files written for wasm (wasm_bindgen_test); the others are
 # native-only (proptest, files on disk, the real model).
 WASM_TESTS="--test web --test node --test kernels"
+# Debug builds on a loaded 2-core machine: the kernels' tests in Chromium
+# block the page for more than the runner's default 20 s per request.
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-300}
 
 step "wasm-pack test --headless --chrome"
 # WASM_BINDGEN_USE_BROWSER: test binaries without run_in_browser run in
