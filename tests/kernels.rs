@@ -1,8 +1,17 @@
 //! Every kernel variant against the scalar reference, on random packed
 //! tensors of every layout (ragged shapes included), within the named
-//! budget [`jlcm::kernels::error_budget`]. The same tests run natively
-//! (`cargo test --test kernels`) and in wasm (`wasm-pack test --node` or
-//! `--headless --chrome`).
+//! budget [`jlcm::kernels::error_budget`]. The same tests run natively and
+//! in wasm (SIMD128 build):
+//!
+//! ```text
+//! cargo test --test kernels
+//! wasm-pack test --node -- --test kernels
+//! WASM_BINDGEN_USE_BROWSER=1 wasm-pack test --headless --chrome -- --test kernels
+//! ```
+//!
+//! The suite is not configured `run_in_browser`, so that one build serves
+//! both; `WASM_BINDGEN_USE_BROWSER=1` makes the test runner pick Chromium
+//! (without it the `--chrome` run skips the suite as "node only").
 
 use jlcm::format::packed::Mode;
 use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};

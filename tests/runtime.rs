@@ -33,7 +33,10 @@ fn model_dir() -> PathBuf {
     }
     let cache = std::env::var("JLCM_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/jlcm"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/jlcm")
+        });
     cache.join("models/all-MiniLM-L6-v2")
 }
 
@@ -42,7 +45,10 @@ fn load_model() -> Option<Model> {
     let dir = model_dir();
     if !dir.join("model.safetensors").is_file() {
         if std::env::var("JLCM_SKIP_MODEL_TESTS").as_deref() == Ok("1") {
-            eprintln!("skipping: no model at {} (JLCM_SKIP_MODEL_TESTS=1)", dir.display());
+            eprintln!(
+                "skipping: no model at {} (JLCM_SKIP_MODEL_TESTS=1)",
+                dir.display()
+            );
             return None;
         }
         panic!(
@@ -60,11 +66,21 @@ fn load_model() -> Option<Model> {
 }
 
 fn data(name: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap()
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn sentences() -> Vec<String> {
-    String::from_utf8(data("st_sentences.txt")).unwrap().lines().filter(|l| !l.trim().is_empty()).map(String::from).collect()
+    String::from_utf8(data("st_sentences.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
@@ -75,7 +91,10 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -90,7 +109,11 @@ fn dense_embeddings_match_sentence_transformers() {
     // One batch, and batches of 5 (other sentence groupings), agree with the reference.
     let got = encoder.embed(&texts).unwrap();
     let diff = max_abs_diff(&got, &want);
-    assert!(diff <= REFERENCE_BUDGET, "max abs diff to sentence-transformers {diff} > {REFERENCE_BUDGET} ({})", m.dir.display());
+    assert!(
+        diff <= REFERENCE_BUDGET,
+        "max abs diff to sentence-transformers {diff} > {REFERENCE_BUDGET} ({})",
+        m.dir.display()
+    );
     let batched = encoder.embed_batched(&texts, 5, &mut |_| {}).unwrap();
     assert!(max_abs_diff(&batched, &want) <= REFERENCE_BUDGET);
     // A padded batch with an attention mask gives the same as the ragged one.
@@ -102,7 +125,10 @@ fn dense_embeddings_match_sentence_transformers() {
         input_ids[b * seq..b * seq + s.len()].copy_from_slice(s);
         mask[b * seq..b * seq + s.len()].fill(1);
     }
-    let padded = encoder.model.embed_padded(&input_ids, &mask, 3, seq).unwrap();
+    let padded = encoder
+        .model
+        .embed_padded(&input_ids, &mask, 3, seq)
+        .unwrap();
     assert!(max_abs_diff(&padded, &want[..3 * 384]) <= REFERENCE_BUDGET);
 }
 
@@ -110,12 +136,23 @@ fn dense_embeddings_match_sentence_transformers() {
 fn packed_embeddings_match_decoded_dense() {
     let Some(m) = load_model() else { return };
     // All 36 Linear weights at 2 bits, initialisation plus one sweep (quality is not the point here).
-    let opts = CompressOptions { bits: 2, groups: 4, iters: 1, ..Default::default() };
+    let opts = CompressOptions {
+        bits: 2,
+        groups: 4,
+        iters: 1,
+        ..Default::default()
+    };
     let filter = regex::Regex::new(r"^encoder\.layer\.\d+\..*dense\.weight$|^encoder\.layer\.\d+\.attention\.self\.(query|key|value)\.weight$").unwrap();
-    let (packed, reports) = compress_file(&m.weights, None, &opts, Some(&filter), &mut |_| Control::Continue).unwrap();
+    let (packed, reports) = compress_file(&m.weights, None, &opts, Some(&filter), &mut |_| {
+        Control::Continue
+    })
+    .unwrap();
     assert_eq!(reports.len(), 36);
     let packed_bytes = packed.to_bytes().unwrap();
-    let dense_bytes = PackedFile::from_bytes(&packed_bytes).unwrap().decode().unwrap();
+    let dense_bytes = PackedFile::from_bytes(&packed_bytes)
+        .unwrap()
+        .decode()
+        .unwrap();
 
     let on_packed = BertModel::from_safetensors(&m.config, &packed_bytes).unwrap();
     assert_eq!(on_packed.packed_linear_count(), (36, 36));
@@ -123,7 +160,10 @@ fn packed_embeddings_match_decoded_dense() {
     assert_eq!(on_dense.packed_linear_count(), (0, 36));
     // Packed Linear weights hold ~2.3 bits per weight, never a dense copy.
     let linear_bytes = |m: &BertModel| m.linears().map(|l| l.weight_bytes()).sum::<usize>();
-    assert!(linear_bytes(&on_packed) * 10 < linear_bytes(&on_dense), "packed model holds a dense copy?");
+    assert!(
+        linear_bytes(&on_packed) * 10 < linear_bytes(&on_dense),
+        "packed model holds a dense copy?"
+    );
 
     let encoder = SentenceEncoder::from_bytes(&m.config, &m.tokenizer, &m.weights).unwrap();
     let ids = encoder.tokenizer.encode_all(&sentences()).unwrap();
@@ -131,10 +171,16 @@ fn packed_embeddings_match_decoded_dense() {
     let b = on_dense.embed(&ids).unwrap();
     for (i, (x, y)) in a.chunks(384).zip(b.chunks(384)).enumerate() {
         let c = cosine(x, y);
-        assert!(c >= PACKED_COSINE_BUDGET, "sentence {i}: cosine packed vs decoded {c}");
+        assert!(
+            c >= PACKED_COSINE_BUDGET,
+            "sentence {i}: cosine packed vs decoded {c}"
+        );
     }
     let diff = max_abs_diff(&a, &b);
-    assert!(diff <= PACKED_ABS_BUDGET, "max abs diff packed vs decoded {diff}");
+    assert!(
+        diff <= PACKED_ABS_BUDGET,
+        "max abs diff packed vs decoded {diff}"
+    );
 }
 
 #[test]
@@ -154,19 +200,28 @@ fn calibration_matrices_are_symmetric_psd_with_the_right_shapes() {
             ("output.dense", 1536),
         ] {
             let name = format!("encoder.layer.{l}.{w}.weight");
-            let (shape, h) = calib.get(&name).unwrap_or_else(|| panic!("no matrix for {name}"));
+            let (shape, h) = calib
+                .get(&name)
+                .unwrap_or_else(|| panic!("no matrix for {name}"));
             assert_eq!(shape, &vec![n_in, n_in], "{name}");
             for i in 0..n_in {
                 assert!(h[i * n_in + i] >= 0.0, "{name}: negative diagonal");
                 for j in 0..i {
-                    assert_eq!(h[i * n_in + j], h[j * n_in + i], "{name}: not symmetric at {i},{j}");
+                    assert_eq!(
+                        h[i * n_in + j],
+                        h[j * n_in + i],
+                        "{name}: not symmetric at {i},{j}"
+                    );
                 }
             }
             assert_psd(&name, h, n_in);
         }
     }
     // q, k and v read the same input.
-    assert_eq!(calib["encoder.layer.0.attention.self.query.weight"], calib["encoder.layer.0.attention.self.value.weight"]);
+    assert_eq!(
+        calib["encoder.layer.0.attention.self.query.weight"],
+        calib["encoder.layer.0.attention.self.value.weight"]
+    );
     // Round trip through the file the engine reads.
     let bytes = calibration_to_safetensors(&calib).unwrap();
     let back = jlcm::engine::compress::read_calibration(&bytes).unwrap();
@@ -187,7 +242,10 @@ fn assert_psd(name: &str, h: &[f32], n: usize) {
                 s -= l[i * n + k] * l[j * n + k];
             }
             if i == j {
-                assert!(s > 0.0, "{name}: not positive semi-definite (pivot {s} at {i})");
+                assert!(
+                    s > 0.0,
+                    "{name}: not positive semi-definite (pivot {s} at {i})"
+                );
                 l[i * n + i] = s.sqrt();
             } else {
                 l[i * n + j] = s / l[j * n + j];

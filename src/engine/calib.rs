@@ -50,7 +50,11 @@ impl CalibrationAccumulator {
         for name in weight_names {
             self.input_of.insert(name.to_string(), key.clone());
         }
-        let m = self.sums.entry(key).or_insert_with(|| InputMoments { n_in, sum: vec![0.0; n_in * n_in], rows: 0 });
+        let m = self.sums.entry(key).or_insert_with(|| InputMoments {
+            n_in,
+            sum: vec![0.0; n_in * n_in],
+            rows: 0,
+        });
         let mut gram = vec![0f32; n_in * n_in];
         for chunk in x.chunks(ROWS_PER_CHUNK * n_in) {
             let r = chunk.len() / n_in;
@@ -66,7 +70,10 @@ impl CalibrationAccumulator {
 
     /// Token positions seen by the layer `weight_name`.
     pub fn rows(&self, weight_name: &str) -> u64 {
-        self.input_of.get(weight_name).and_then(|k| self.sums.get(k)).map_or(0, |m| m.rows)
+        self.input_of
+            .get(weight_name)
+            .and_then(|k| self.sums.get(k))
+            .map_or(0, |m| m.rows)
     }
 
     /// `H = XᵀX / n` per weight name, exactly symmetric, as f32 `[n_in, n_in]`.
@@ -116,11 +123,21 @@ pub fn calibration_to_safetensors(calib: &Calibration) -> Result<Vec<u8>, Runtim
     let tensors: Vec<(String, OwnedTensor)> = calib
         .iter()
         .map(|(name, (shape, h))| {
-            (name.clone(), OwnedTensor { dtype: st::Dtype::F32, shape: shape.clone(), data: st::from_f32(st::Dtype::F32, h) })
+            (
+                name.clone(),
+                OwnedTensor {
+                    dtype: st::Dtype::F32,
+                    shape: shape.clone(),
+                    data: st::from_f32(st::Dtype::F32, h),
+                },
+            )
         })
         .collect();
     let mut meta = BTreeMap::new();
-    meta.insert("jlcm.calibration".to_string(), "XtX/n over non-padding tokens".to_string());
+    meta.insert(
+        "jlcm.calibration".to_string(),
+        "XtX/n over non-padding tokens".to_string(),
+    );
     Ok(st::write(&tensors, &meta)?)
 }
 
@@ -136,7 +153,12 @@ mod tests {
         acc.add(&["q", "k"], &x1, 2);
         acc.add(&["q", "k"], &x2, 1);
         let h = acc.finish();
-        let want = [(1.0 + 9.0 + 0.25) / 3.0, (2.0 + 12.0 - 0.5) / 3.0, (2.0 + 12.0 - 0.5) / 3.0, (4.0 + 16.0 + 1.0) / 3.0];
+        let want = [
+            (1.0 + 9.0 + 0.25) / 3.0,
+            (2.0 + 12.0 - 0.5) / 3.0,
+            (2.0 + 12.0 - 0.5) / 3.0,
+            (4.0 + 16.0 + 1.0) / 3.0,
+        ];
         for name in ["q", "k"] {
             let (shape, v) = &h[name];
             assert_eq!(shape, &vec![2, 2]);

@@ -11,7 +11,7 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 
 use super::hessian::{axpy, Metric};
-use super::kmeans::{nearest, weighted_kmeans};
+use super::kmeans::{nearest, weighted_kmeans, weighted_kmeans_1d};
 use super::rng::{rng_for, sample_indices};
 use crate::format::packed::Mode;
 
@@ -163,7 +163,11 @@ impl Learner {
                 .collect();
             let total = rows.len() * n_sub;
             let mut rng = rng_for(seed, salt, c as u64);
-            let cap = if k * d <= 64 { MAX_KMEANS_POINTS } else { (MAX_KMEANS_POINTS / 4).max(16 * k) };
+            let cap = if k * d <= 64 {
+                MAX_KMEANS_POINTS
+            } else {
+                (MAX_KMEANS_POINTS / 4).max(16 * k)
+            };
             let picks = sample_indices(&mut rng, total, cap.min(total));
             let mut pts = Vec::with_capacity(picks.len() * d);
             let mut wts = Vec::with_capacity(picks.len() * d);
@@ -176,9 +180,13 @@ impl Learner {
                     wts.push(hdiag[s * d + a] * sc * sc);
                 }
             }
-            let km = weighted_kmeans(&pts, &wts, d, k, 30, &mut rng);
+            let centroids = if d == 1 {
+                weighted_kmeans_1d(&pts, &wts, k, 50, &mut rng)
+            } else {
+                weighted_kmeans(&pts, &wts, d, k, 30, &mut rng).centroids
+            };
             let dst = &mut me.cb[c * k * d..(c + 1) * k * d];
-            for (o, v) in dst.iter_mut().zip(&km.centroids) {
+            for (o, v) in dst.iter_mut().zip(&centroids) {
                 *o = round16(*v);
             }
             if d == 1 {
@@ -309,7 +317,8 @@ impl Learner {
         let kd_all = self.k * self.d;
         let dense = matches!(self.metric, Metric::Dense { .. });
         let store_len = self.n_out * kd_all * self.n_p;
-        let mut stored = (dense && kd_all <= MAX_EXACT_LS && store_len <= MAX_STORED_S).then(|| vec![0f32; store_len]);
+        let mut stored = (dense && kd_all <= MAX_EXACT_LS && store_len <= MAX_STORED_S)
+            .then(|| vec![0f32; store_len]);
         for c in 0..n_cb {
             let rows: Vec<usize> = (0..self.n_out)
                 .filter(|&r| self.cb_of(self.groups[r] as usize) == c)
@@ -333,7 +342,8 @@ impl Learner {
                 }
             }
         }
-        let (err, grad, loss, scales) = self.evaluate(&new_cb, &self.scales, true, stored.as_deref());
+        let (err, grad, loss, scales) =
+            self.evaluate(&new_cb, &self.scales, true, stored.as_deref());
         if loss <= self.loss {
             self.cb = new_cb;
             self.scales = scales;
@@ -352,7 +362,12 @@ impl Learner {
 
     /// Normal equations `M c = b` over the rows of one codebook, solved with a
     /// ridge towards the old codewords (so unused codewords stay put).
-    fn solve_exact(&self, rows: &[usize], old: &[f32], mut store: Option<&mut [f32]>) -> Option<Vec<f64>> {
+    fn solve_exact(
+        &self,
+        rows: &[usize],
+        old: &[f32],
+        mut store: Option<&mut [f32]>,
+    ) -> Option<Vec<f64>> {
         let (n_p, d, n_sub, n_in) = (self.n_p, self.d, self.n_sub, self.n_in);
         let kd = self.k * d;
         let mut m = vec![0f64; kd * kd];
@@ -392,7 +407,8 @@ impl Learner {
                     }
                     for (bi, &r) in chunk.iter().enumerate() {
                         if let Some(st) = store.as_deref_mut() {
-                            st[r * kd * n_p..(r + 1) * kd * n_p].copy_from_slice(&sbuf[bi * kd * n_p..(bi + 1) * kd * n_p]);
+                            st[r * kd * n_p..(r + 1) * kd * n_p]
+                                .copy_from_slice(&sbuf[bi * kd * n_p..(bi + 1) * kd * n_p]);
                         }
                         let sc = self.scales[self.groups[r] as usize] as f64;
                         let ids = &self.idx[r * n_sub..(r + 1) * n_sub];

@@ -71,5 +71,31 @@ pub enum FormatError {
     Io { path: String, message: String },
 }
 
+impl FormatError {
+    /// A stable snake_case code per variant (`header_invalid`, `too_large`,
+    /// ...), for bindings and tests that match on the kind of error rather
+    /// than on the message (`tests/bad-files/manifest.json` uses it).
+    pub fn code(&self) -> &'static str {
+        match self {
+            FormatError::TooShort { .. } => "too_short",
+            FormatError::HeaderTooLarge { .. } => "header_too_large",
+            FormatError::HeaderPastEnd { .. } => "header_past_end",
+            FormatError::HeaderUtf8 { .. } => "header_utf8",
+            FormatError::HeaderInvalid(_) => "header_invalid",
+            FormatError::DataLength { .. } => "data_length",
+            FormatError::TensorNotFound(_) => "tensor_not_found",
+            FormatError::UnsupportedDtype { .. } => "unsupported_dtype",
+            FormatError::ShapeMismatch { .. } => "shape_mismatch",
+            FormatError::Overflow { .. } => "overflow",
+            FormatError::NonFinite { .. } => "non_finite",
+            FormatError::TooLarge { .. } => "too_large",
+            FormatError::PackedMeta(_) => "packed_meta",
+            FormatError::PackedTensor { .. } => "packed_tensor",
+            FormatError::ShardIndex(_) => "shard_index",
+            FormatError::Io { .. } => "io",
+        }
+    }
+}
+
 /// Result alias for the format boundary.
 pub type Result<T> = std::result::Result<T, FormatError>;

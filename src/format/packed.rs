@@ -22,6 +22,20 @@
 //! `jlcm:NAME` = `{"bits":b,"dim":d,"groups":G,"mode":"codebook"|"scale",
 //! "shape":[...],"dtype":"F32"|"F16"|"BF16"}`. Tensors that are not
 //! compressed keep their name, dtype and bytes.
+//!
+//! Reading checks every part against the parameters (dtypes, shapes, lengths,
+//! group ids `< G`, zero padding bits, finite codebooks and scales) before
+//! anything is decoded. No `unwrap`, `expect`, indexing or panics on data
+//! read from a file: the lints below enforce it.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
 
 use std::collections::BTreeMap;
 
@@ -130,13 +144,16 @@ pub struct PackedTensor {
 }
 
 impl PackedTensor {
-    /// Codewords per codebook, `2^bits`.
+    /// Codewords per codebook, `2^bits` (0 if `bits` is out of range).
     pub fn k(&self) -> usize {
-        1usize << self.bits
+        1usize.checked_shl(self.bits as u32).unwrap_or(0)
     }
-    /// Indices per row.
+    /// Indices per row (0 if `dim` is 0).
     pub fn n_sub(&self) -> usize {
-        self.n_in.div_ceil(self.dim as usize)
+        match self.dim {
+            0 => 0,
+            d => self.n_in.div_ceil(d as usize),
+        }
     }
     /// Bytes per packed row.
     pub fn row_bytes(&self) -> usize {
@@ -156,21 +173,26 @@ impl PackedTensor {
             Mode::Scale => 0,
         }
     }
-    /// The codebook slice `[K, d]` of codebook `c`.
+    /// The codebook slice `[K, d]` of codebook `c` (empty if `c` is out of
+    /// range of a tensor that did not validate).
     pub fn codebook(&self, c: usize) -> &[f16] {
         let len = self.k() * self.dim as usize;
-        &self.codebooks[c * len..(c + 1) * len]
+        c.checked_mul(len)
+            .and_then(|s| self.codebooks.get(s..s.checked_add(len)?))
+            .unwrap_or_default()
     }
-    /// The packed bytes of row `r`.
+    /// The packed bytes of row `r` (empty if `r` is out of range).
     pub fn row_indices(&self, r: usize) -> &[u8] {
         let rb = self.row_bytes();
-        &self.indices[r * rb..(r + 1) * rb]
+        r.checked_mul(rb)
+            .and_then(|s| self.indices.get(s..s.checked_add(rb)?))
+            .unwrap_or_default()
     }
-    /// Scale of group `g` (1 in codebook mode).
+    /// Scale of group `g` (1 in codebook mode; 0 if `g` is out of range).
     pub fn scale(&self, g: usize) -> f32 {
         match self.mode {
             Mode::Codebook => 1.0,
-            Mode::Scale => self.scales[g].to_f32(),
+            Mode::Scale => self.scales.get(g).map_or(0.0, |v| v.to_f32()),
         }
     }
 
@@ -192,9 +214,13 @@ impl PackedTensor {
                 self.shape, self.n_out, self.n_in
             )));
         }
+        let used_bits = self
+            .n_sub()
+            .checked_mul(self.bits as usize)
+            .ok_or_else(|| bad("index size overflows".into()))?;
         let idx_len = self
             .n_out
-            .checked_mul(self.row_bytes())
+            .checked_mul(used_bits.div_ceil(8))
             .ok_or_else(|| bad("index size overflows".into()))?;
         if self.indices.len() != idx_len {
             return Err(bad(format!(
@@ -245,15 +271,33 @@ impl PackedTensor {
             return Err(bad(format!("scale holds a non-finite value {v}")));
         }
         // Padding bits of every row must be zero, so a round trip is exact.
-        let used_bits = self.n_sub() * self.bits as usize;
         if used_bits % 8 != 0 {
             let rb = self.row_bytes();
             let mask: u8 = !((1u16 << (used_bits % 8)) - 1) as u8;
-            for r in 0..self.n_out {
-                if self.indices[r * rb + rb - 1] & mask != 0 {
-                    return Err(bad(format!("row {r} has non-zero padding bits")));
+            for (r, row) in self.indices.chunks_exact(rb.max(1)).enumerate() {
+                if row.last().is_some_and(|b| b & mask != 0) {
+                    return Err(bad(format!(
+                        "row {r} has non-zero padding bits (an index slot past the row's {} indices)",
+                        self.n_sub()
+                    )));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Refuse a tensor whose decoded f32 matrix needs more than `limit`
+    /// bytes (the wasm layer calls this with what its memory can hold).
+    pub fn check_fits(&self, limit: u64) -> Result<()> {
+        let bytes = (self.n_out as u64)
+            .saturating_mul(self.n_in as u64)
+            .saturating_mul(4);
+        if bytes > limit {
+            return Err(FormatError::TooLarge {
+                name: self.name.clone(),
+                bytes,
+                limit,
+            });
         }
         Ok(())
     }
@@ -270,7 +314,7 @@ impl PackedTensor {
 
     /// Bits per weight, everything counted.
     pub fn bpw(&self) -> f64 {
-        self.stored_bits() as f64 / (self.n_out * self.n_in) as f64
+        self.stored_bits() as f64 / (self.n_out as f64 * self.n_in as f64)
     }
 
     /// Bytes this tensor adds to the JSON header.
@@ -356,27 +400,38 @@ impl PackedTensor {
         )
     }
 
-    /// Reconstruct row `r` into `out` (`n_in` values).
+    /// Reconstruct row `r` into `out` (`n_in` values). On a tensor that did
+    /// not validate, values it cannot look up are left as they are.
     pub fn decode_row(&self, r: usize, out: &mut [f32]) {
         let d = self.dim as usize;
-        let g = self.group_ids[r] as usize;
+        if d == 0 {
+            return;
+        }
+        let Some(&g) = self.group_ids.get(r) else {
+            return;
+        };
+        let g = g as usize;
         let cb = self.codebook(self.codebook_of_group(g));
         let scale = self.scale(g);
         let row = self.row_indices(r);
-        for s in 0..self.n_sub() {
+        // Sub-vector `s` covers out[s*d .. s*d+d]; the last one may be cut.
+        for (s, dst) in out.chunks_mut(d).enumerate().take(self.n_sub()) {
             let k = read_index(row, s, self.bits) as usize;
-            for a in 0..d {
-                let j = s * d + a;
-                if j < self.n_in {
-                    out[j] = scale * cb[k * d + a].to_f32();
-                }
+            let Some(word) = k.checked_mul(d).and_then(|at| cb.get(at..at + d)) else {
+                continue;
+            };
+            for (o, c) in dst.iter_mut().zip(word) {
+                *o = scale * c.to_f32();
             }
         }
     }
 
     /// Reconstruct the whole matrix `[n_out, n_in]` as f32.
     pub fn decode_f32(&self) -> Vec<f32> {
-        let mut out = vec![0f32; self.n_out * self.n_in];
+        if self.n_in == 0 {
+            return Vec::new();
+        }
+        let mut out = vec![0f32; self.n_out.saturating_mul(self.n_in)];
         for (r, row) in out.chunks_exact_mut(self.n_in).enumerate() {
             self.decode_row(r, row);
         }
@@ -384,38 +439,49 @@ impl PackedTensor {
     }
 }
 
-/// Bytes of a packed row of `n_sub` indices of `bits` bits.
+/// Bytes of a packed row of `n_sub` indices of `bits` bits (saturating: a
+/// size that overflows never matches a real buffer).
 pub fn row_bytes(n_sub: usize, bits: u8) -> usize {
-    (n_sub * bits as usize).div_ceil(8)
+    n_sub.saturating_mul(bits as usize).div_ceil(8)
 }
 
-/// Read index `s` of a packed row.
+/// Mask of the low `bits` bits (`bits` in 1..=8).
+#[inline]
+fn index_mask(bits: u8) -> u16 {
+    1u16.checked_shl(bits as u32).map_or(u16::MAX, |m| m - 1)
+}
+
+/// Read index `s` of a packed row (bits past the end of `row` read as 0).
 #[inline]
 pub fn read_index(row: &[u8], s: usize, bits: u8) -> u8 {
-    let bit = s * bits as usize;
+    let bit = s.saturating_mul(bits as usize);
     let byte = bit / 8;
     let shift = bit % 8;
-    let lo = row[byte] as u16;
+    let lo = row.get(byte).copied().unwrap_or(0) as u16;
     let hi = if shift + bits as usize > 8 {
-        row[byte + 1] as u16
+        row.get(byte + 1).copied().unwrap_or(0) as u16
     } else {
         0
     };
-    (((lo | (hi << 8)) >> shift) & ((1u16 << bits) - 1)) as u8
+    (((lo | (hi << 8)) >> shift) & index_mask(bits)) as u8
 }
 
 /// Bit-pack one row of indices (each `< 2^bits`) into `out` (`row_bytes` long, zeroed).
 pub fn pack_row(indices: &[u8], bits: u8, out: &mut [u8]) {
     out.fill(0);
-    let mask = ((1u16 << bits) - 1) as u8;
+    let mask = index_mask(bits) as u8;
     for (s, &v) in indices.iter().enumerate() {
-        let bit = s * bits as usize;
+        let bit = s.saturating_mul(bits as usize);
         let byte = bit / 8;
         let shift = bit % 8;
         let v = ((v & mask) as u16) << shift;
-        out[byte] |= v as u8;
+        if let Some(o) = out.get_mut(byte) {
+            *o |= v as u8;
+        }
         if shift + bits as usize > 8 {
-            out[byte + 1] |= (v >> 8) as u8;
+            if let Some(o) = out.get_mut(byte + 1) {
+                *o |= (v >> 8) as u8;
+            }
         }
     }
 }
@@ -424,7 +490,7 @@ pub fn pack_row(indices: &[u8], bits: u8, out: &mut [u8]) {
 pub fn pack_indices(indices: &[u8], n_sub: usize, bits: u8) -> Vec<u8> {
     let rb = row_bytes(n_sub, bits);
     let n_out = indices.len().checked_div(n_sub).unwrap_or(0);
-    let mut out = vec![0u8; n_out * rb];
+    let mut out = vec![0u8; n_out.saturating_mul(rb)];
     for (row, dst) in indices.chunks_exact(n_sub).zip(out.chunks_exact_mut(rb)) {
         pack_row(row, bits, dst);
     }
@@ -572,10 +638,30 @@ impl PackedFile {
                     [n_cb, k, params.dim as usize]
                 )));
             }
+            let n_sub = n_in.div_ceil(params.dim as usize);
+            let idx_shape = [n_out, row_bytes(n_sub, params.bits)];
+            if idx_e.shape != idx_shape {
+                return Err(bad(format!(
+                    "index shape {:?}, expected {idx_shape:?}",
+                    idx_e.shape
+                )));
+            }
+            if gr_e.shape != [n_out] {
+                return Err(bad(format!(
+                    "group-id shape {:?}, expected [{n_out}]",
+                    gr_e.shape
+                )));
+            }
             let scales = if params.mode == Mode::Scale {
                 let (sc_e, sc) = get(SCALE_SUFFIX)?;
                 if sc_e.dtype != Dtype::F16 {
                     return Err(bad("scale part is not F16".into()));
+                }
+                if sc_e.shape != [params.groups as usize] {
+                    return Err(bad(format!(
+                        "scale shape {:?}, expected [{}]",
+                        sc_e.shape, params.groups
+                    )));
                 }
                 part_of.insert(format!("{name}{SCALE_SUFFIX}"));
                 f16s(sc)
@@ -661,6 +747,6 @@ impl PackedFile {
 fn f16s(bytes: &[u8]) -> Vec<f16> {
     bytes
         .chunks_exact(2)
-        .map(|c| f16::from_le_bytes([c[0], c[1]]))
+        .map(|c| f16::from_le_bytes(st::le_array(c)))
         .collect()
 }

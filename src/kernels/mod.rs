@@ -111,7 +111,8 @@ pub fn error_budget(n_in: usize, sum_abs_products: f32) -> f32 {
 pub struct PackedMatrix {
     /// The packed tensor (the reference kernel reads it).
     pub tensor: PackedTensor,
-    layout: PreparedLayout,
+    /// Boxed: a `PackedMatrix` sits in enums beside small dense variants.
+    layout: Box<PreparedLayout>,
     isa: Isa,
 }
 
@@ -127,7 +128,7 @@ impl PackedMatrix {
             return Err(KernelError::Unavailable(isa));
         }
         tensor.validate()?;
-        let layout = PreparedLayout::new(&tensor);
+        let layout = Box::new(PreparedLayout::new(&tensor));
         Ok(Self {
             tensor,
             layout,

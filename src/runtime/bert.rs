@@ -30,7 +30,10 @@ struct LayerNorm {
 
 impl LayerNorm {
     fn load(src: &mut WeightSource, prefix: &str, width: usize) -> Result<Self> {
-        Ok(Self { gamma: src.dense(&format!("{prefix}.weight"), &[width])?, beta: src.dense(&format!("{prefix}.bias"), &[width])? })
+        Ok(Self {
+            gamma: src.dense(&format!("{prefix}.weight"), &[width])?,
+            beta: src.dense(&format!("{prefix}.bias"), &[width])?,
+        })
     }
     fn apply(&self, x: &mut [f32], eps: f32) {
         ops::layer_norm(x, self.gamma.len(), &self.gamma, &self.beta, eps);
@@ -81,13 +84,27 @@ impl BertModel {
     pub fn from_source(config: BertConfig, mut src: WeightSource) -> Result<Self> {
         config.validate()?;
         // Checkpoints saved from `BertForX` prefix every name with `bert.`.
-        let p = if src.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
+        let p = if src.contains("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            ""
+        };
         let (h, inter) = (config.hidden_size, config.intermediate_size);
-        let word_embeddings = src.table(&format!("{p}embeddings.word_embeddings.weight"), config.vocab_size, h)?;
-        let position_embeddings =
-            src.table(&format!("{p}embeddings.position_embeddings.weight"), config.max_position_embeddings, h)?;
-        let token_type_embeddings =
-            src.table(&format!("{p}embeddings.token_type_embeddings.weight"), config.type_vocab_size, h)?;
+        let word_embeddings = src.table(
+            &format!("{p}embeddings.word_embeddings.weight"),
+            config.vocab_size,
+            h,
+        )?;
+        let position_embeddings = src.table(
+            &format!("{p}embeddings.position_embeddings.weight"),
+            config.max_position_embeddings,
+            h,
+        )?;
+        let token_type_embeddings = src.table(
+            &format!("{p}embeddings.token_type_embeddings.weight"),
+            config.type_vocab_size,
+            h,
+        )?;
         let embedding_norm = LayerNorm::load(&mut src, &format!("{p}embeddings.LayerNorm"), h)?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
@@ -97,14 +114,26 @@ impl BertModel {
                 key: src.linear(&format!("{base}.attention.self.key"), h, h)?,
                 value: src.linear(&format!("{base}.attention.self.value"), h, h)?,
                 attention_output: src.linear(&format!("{base}.attention.output.dense"), h, h)?,
-                attention_norm: LayerNorm::load(&mut src, &format!("{base}.attention.output.LayerNorm"), h)?,
+                attention_norm: LayerNorm::load(
+                    &mut src,
+                    &format!("{base}.attention.output.LayerNorm"),
+                    h,
+                )?,
                 intermediate: src.linear(&format!("{base}.intermediate.dense"), inter, h)?,
                 output: src.linear(&format!("{base}.output.dense"), h, inter)?,
                 output_norm: LayerNorm::load(&mut src, &format!("{base}.output.LayerNorm"), h)?,
             });
         }
         let activation = Activation::from_name(&config.hidden_act);
-        Ok(Self { config, activation, word_embeddings, position_embeddings, token_type_embeddings, embedding_norm, layers })
+        Ok(Self {
+            config,
+            activation,
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            embedding_norm,
+            layers,
+        })
     }
 
     /// The model's configuration.
@@ -119,12 +148,24 @@ impl BertModel {
 
     /// All Linear layers, in forward order.
     pub fn linears(&self) -> impl Iterator<Item = &Linear> {
-        self.layers.iter().flat_map(|l| [&l.query, &l.key, &l.value, &l.attention_output, &l.intermediate, &l.output])
+        self.layers.iter().flat_map(|l| {
+            [
+                &l.query,
+                &l.key,
+                &l.value,
+                &l.attention_output,
+                &l.intermediate,
+                &l.output,
+            ]
+        })
     }
 
     /// How many Linear layers run on packed weights, of how many.
     pub fn packed_linear_count(&self) -> (usize, usize) {
-        (self.linears().filter(|l| l.is_packed()).count(), self.linears().count())
+        (
+            self.linears().filter(|l| l.is_packed()).count(),
+            self.linears().count(),
+        )
     }
 
     /// Bytes held by all weights (packed parts counted as stored).
@@ -148,7 +189,13 @@ impl BertModel {
 
     /// A padded batch: `input_ids` and `attention_mask` are `batch x seq`
     /// (right padding: each mask row is ones then zeros).
-    pub fn embed_padded(&self, input_ids: &[u32], attention_mask: &[u32], batch: usize, seq: usize) -> Result<Vec<f32>> {
+    pub fn embed_padded(
+        &self,
+        input_ids: &[u32],
+        attention_mask: &[u32],
+        batch: usize,
+        seq: usize,
+    ) -> Result<Vec<f32>> {
         if input_ids.len() != batch * seq || attention_mask.len() != batch * seq {
             return Err(RuntimeError::Input(format!(
                 "input_ids has {} and attention_mask {} values, expected {batch} x {seq}",
@@ -161,7 +208,9 @@ impl BertModel {
             let mask = &attention_mask[b * seq..(b + 1) * seq];
             let len = mask.iter().take_while(|&&m| m != 0).count();
             if mask[len..].iter().any(|&m| m != 0) {
-                return Err(RuntimeError::Input(format!("attention_mask row {b} is not right-padded (ones, then zeros)")));
+                return Err(RuntimeError::Input(format!(
+                    "attention_mask row {b} is not right-padded (ones, then zeros)"
+                )));
             }
             sentences.push(input_ids[b * seq..b * seq + len].to_vec());
         }
@@ -169,7 +218,11 @@ impl BertModel {
     }
 
     /// [`Self::embed`], reporting every Linear layer's input to `observer`.
-    pub fn embed_observed(&self, sentences: &[Vec<u32>], mut observer: Option<&mut (dyn LinearInputObserver + '_)>) -> Result<Vec<f32>> {
+    pub fn embed_observed(
+        &self,
+        sentences: &[Vec<u32>],
+        mut observer: Option<&mut (dyn LinearInputObserver + '_)>,
+    ) -> Result<Vec<f32>> {
         let c = &self.config;
         let h = c.hidden_size;
         for (i, s) in sentences.iter().enumerate() {
@@ -184,7 +237,10 @@ impl BertModel {
                 )));
             }
             if let Some(&id) = s.iter().find(|&&id| id as usize >= c.vocab_size) {
-                return Err(RuntimeError::Input(format!("sentence {i}: token id {id} is outside the vocabulary ({})", c.vocab_size)));
+                return Err(RuntimeError::Input(format!(
+                    "sentence {i}: token id {id} is outside the vocabulary ({})",
+                    c.vocab_size
+                )));
             }
         }
         let lens: Vec<usize> = sentences.iter().map(Vec::len).collect();
@@ -216,12 +272,25 @@ impl BertModel {
         let mut scores = vec![0f32; max_len];
         for layer in &self.layers {
             if let Some(o) = observer.as_deref_mut() {
-                o.observe(&[&layer.query.name, &layer.key.name, &layer.value.name], &hidden, t);
+                o.observe(
+                    &[&layer.query.name, &layer.key.name, &layer.value.name],
+                    &hidden,
+                    t,
+                );
             }
             layer.query.forward(&hidden, t, &mut q)?;
             layer.key.forward(&hidden, t, &mut k)?;
             layer.value.forward(&hidden, t, &mut v)?;
-            self_attention(&q, &k, &v, &lens, h, c.num_attention_heads, &mut scores, &mut context);
+            self_attention(
+                &q,
+                &k,
+                &v,
+                &lens,
+                h,
+                c.num_attention_heads,
+                &mut scores,
+                &mut context,
+            );
             if let Some(o) = observer.as_deref_mut() {
                 o.observe(&[&layer.attention_output.name], &context, t);
             }
@@ -244,7 +313,12 @@ impl BertModel {
         let mut out = vec![0f32; sentences.len() * h];
         let mut start = 0;
         for (i, &len) in lens.iter().enumerate() {
-            ops::mean_pool_normalize(&hidden[start * h..(start + len) * h], len, h, &mut out[i * h..(i + 1) * h]);
+            ops::mean_pool_normalize(
+                &hidden[start * h..(start + len) * h],
+                len,
+                h,
+                &mut out[i * h..(i + 1) * h],
+            );
             start += len;
         }
         Ok(out)
@@ -254,7 +328,16 @@ impl BertModel {
 /// Multi-head self-attention within each sentence: `context = softmax(q kᵀ / √d) v`
 /// per head, for sentences of `lens` tokens laid end to end.
 #[allow(clippy::too_many_arguments)]
-fn self_attention(q: &[f32], k: &[f32], v: &[f32], lens: &[usize], h: usize, heads: usize, scores: &mut [f32], context: &mut [f32]) {
+fn self_attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    lens: &[usize],
+    h: usize,
+    heads: usize,
+    scores: &mut [f32],
+    context: &mut [f32],
+) {
     let dh = h / heads;
     let scale = 1.0 / (dh as f32).sqrt();
     context.fill(0.0);

@@ -49,7 +49,8 @@ fn default_pos() -> String {
 impl BertConfig {
     /// Parse and check a `config.json`.
     pub fn from_json(json: &str) -> Result<Self> {
-        let c: Self = serde_json::from_str(json).map_err(|e| RuntimeError::Config(e.to_string()))?;
+        let c: Self =
+            serde_json::from_str(json).map_err(|e| RuntimeError::Config(e.to_string()))?;
         c.validate()?;
         Ok(c)
     }
@@ -57,26 +58,48 @@ impl BertConfig {
     /// Check the model is one this runtime runs.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(RuntimeError::Config(m));
-        if self.hidden_size == 0 || self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.hidden_size == 0
+            || self.num_attention_heads == 0
+            || self.hidden_size % self.num_attention_heads != 0
+        {
             return bad(format!(
                 "hidden_size {} is not a positive multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.intermediate_size == 0 || self.vocab_size == 0 || self.max_position_embeddings == 0 || self.type_vocab_size == 0 {
+        if self.intermediate_size == 0
+            || self.vocab_size == 0
+            || self.max_position_embeddings == 0
+            || self.type_vocab_size == 0
+        {
             return bad("intermediate_size, vocab_size, max_position_embeddings and type_vocab_size must be positive".into());
         }
-        if self.hidden_size > 1 << 16 || self.intermediate_size > 1 << 18 || self.num_hidden_layers > 1024 {
+        if self.hidden_size > 1 << 16
+            || self.intermediate_size > 1 << 18
+            || self.num_hidden_layers > 1024
+        {
             return bad("model dimensions are implausibly large".into());
         }
-        if !matches!(self.hidden_act.as_str(), "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu") {
-            return bad(format!("hidden_act `{}` is not supported (gelu, gelu_new, relu)", self.hidden_act));
+        if !matches!(
+            self.hidden_act.as_str(),
+            "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu"
+        ) {
+            return bad(format!(
+                "hidden_act `{}` is not supported (gelu, gelu_new, relu)",
+                self.hidden_act
+            ));
         }
         if self.position_embedding_type != "absolute" {
-            return bad(format!("position_embedding_type `{}` is not supported (absolute)", self.position_embedding_type));
+            return bad(format!(
+                "position_embedding_type `{}` is not supported (absolute)",
+                self.position_embedding_type
+            ));
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
-            return bad(format!("layer_norm_eps {} must be positive", self.layer_norm_eps));
+            return bad(format!(
+                "layer_norm_eps {} must be positive",
+                self.layer_norm_eps
+            ));
         }
         Ok(())
     }

@@ -21,7 +21,15 @@ const NC: usize = 128;
 ///
 /// # Panics
 /// If a slice length disagrees with the dimensions (callers check shapes).
-pub fn matmul_transposed(x: &[f32], batch: usize, n_in: usize, wt: &[f32], n_out: usize, bias: Option<&[f32]>, y: &mut [f32]) {
+pub fn matmul_transposed(
+    x: &[f32],
+    batch: usize,
+    n_in: usize,
+    wt: &[f32],
+    n_out: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
     assert_eq!(x.len(), batch * n_in, "x is not batch x n_in");
     assert_eq!(wt.len(), n_in * n_out, "wt is not n_in x n_out");
     assert_eq!(y.len(), batch * n_out, "y is not batch x n_out");
@@ -48,14 +56,28 @@ pub fn matmul_transposed(x: &[f32], batch: usize, n_in: usize, wt: &[f32], n_out
 /// The blocked product compiled with AVX2 and FMA enabled.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn matmul_avx2_fma(x: &[f32], batch: usize, n_in: usize, wt: &[f32], n_out: usize, y: &mut [f32]) {
+unsafe fn matmul_avx2_fma(
+    x: &[f32],
+    batch: usize,
+    n_in: usize,
+    wt: &[f32],
+    n_out: usize,
+    y: &mut [f32],
+) {
     blocked::<true>(x, batch, n_in, wt, n_out, y);
 }
 
 /// `y += x wt`, cache-blocked. `FMA` picks fused multiply-add (only where
 /// the hardware has it: otherwise `mul_add` is a slow library call).
 #[inline(always)]
-fn blocked<const FMA: bool>(x: &[f32], batch: usize, n_in: usize, wt: &[f32], n_out: usize, y: &mut [f32]) {
+fn blocked<const FMA: bool>(
+    x: &[f32],
+    batch: usize,
+    n_in: usize,
+    wt: &[f32],
+    n_out: usize,
+    y: &mut [f32],
+) {
     for k0 in (0..n_in).step_by(KC) {
         let k1 = (k0 + KC).min(n_in);
         for j0 in (0..n_out).step_by(NC) {
@@ -118,11 +140,17 @@ fn tile<const M: usize, const N: usize, const FMA: bool>(
     let mut acc = [[0f32; N]; M];
     let xs: [&[f32]; M] = std::array::from_fn(|r| &x[(r0 + r) * n_in + k0..(r0 + r) * n_in + k1]);
     for (kk, k) in (k0..k1).enumerate() {
-        let w: &[f32; N] = wt[k * n_out + j..k * n_out + j + N].try_into().expect("tile inside wt");
+        let w: &[f32; N] = wt[k * n_out + j..k * n_out + j + N]
+            .try_into()
+            .expect("tile inside wt");
         for r in 0..M {
             let xv = xs[r][kk];
             for c in 0..N {
-                acc[r][c] = if FMA { xv.mul_add(w[c], acc[r][c]) } else { acc[r][c] + xv * w[c] };
+                acc[r][c] = if FMA {
+                    xv.mul_add(w[c], acc[r][c])
+                } else {
+                    acc[r][c] + xv * w[c]
+                };
             }
         }
     }
@@ -154,7 +182,14 @@ pub fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 mod tests {
     use super::*;
 
-    fn naive(x: &[f32], batch: usize, n_in: usize, w: &[f32], n_out: usize, bias: &[f32]) -> Vec<f32> {
+    fn naive(
+        x: &[f32],
+        batch: usize,
+        n_in: usize,
+        w: &[f32],
+        n_out: usize,
+        bias: &[f32],
+    ) -> Vec<f32> {
         let mut y = vec![0f32; batch * n_out];
         for b in 0..batch {
             for o in 0..n_out {
@@ -175,7 +210,14 @@ mod tests {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         };
-        for &(batch, n_in, n_out) in &[(1, 1, 1), (3, 17, 19), (5, 300, 33), (9, 513, 130), (4, 384, 1536), (2, 7, 16)] {
+        for &(batch, n_in, n_out) in &[
+            (1, 1, 1),
+            (3, 17, 19),
+            (5, 300, 33),
+            (9, 513, 130),
+            (4, 384, 1536),
+            (2, 7, 16),
+        ] {
             let x: Vec<f32> = (0..batch * n_in).map(|_| next()).collect();
             let w: Vec<f32> = (0..n_out * n_in).map(|_| next()).collect();
             let bias: Vec<f32> = (0..n_out).map(|_| next()).collect();
@@ -186,7 +228,10 @@ mod tests {
             // Budget: f32 accumulation of n_in products of magnitude <= 0.25.
             let budget = 1e-6 * n_in as f32 + 1e-6;
             for (a, b) in y.iter().zip(&want) {
-                assert!((a - b).abs() <= budget, "{batch}x{n_in}x{n_out}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= budget,
+                    "{batch}x{n_in}x{n_out}: {a} vs {b}"
+                );
             }
         }
     }

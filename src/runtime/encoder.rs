@@ -18,7 +18,10 @@ impl SentenceEncoder {
     /// or a jlcm packed file (packed Linear weights run on the packed kernels).
     pub fn from_bytes(config_json: &str, tokenizer_json: &[u8], weights: &[u8]) -> Result<Self> {
         let model = BertModel::from_safetensors(config_json, weights)?;
-        let tokenizer = SentenceTokenizer::from_bytes(tokenizer_json, DEFAULT_MAX_TOKENS.min(model.config().max_position_embeddings))?;
+        let tokenizer = SentenceTokenizer::from_bytes(
+            tokenizer_json,
+            DEFAULT_MAX_TOKENS.min(model.config().max_position_embeddings),
+        )?;
         Ok(Self { tokenizer, model })
     }
 
@@ -34,7 +37,12 @@ impl SentenceEncoder {
     }
 
     /// [`Self::embed`] in batches of `batch_size` texts, calling `progress(done)`.
-    pub fn embed_batched<S: AsRef<str>>(&self, texts: &[S], batch_size: usize, progress: &mut dyn FnMut(usize)) -> Result<Vec<f32>> {
+    pub fn embed_batched<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        batch_size: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<f32>> {
         self.embed_batched_observed(texts, batch_size, None, progress)
     }
 

@@ -38,10 +38,22 @@ impl Linear {
         if w.len() != n_out * n_in || bias.len() != n_out {
             return Err(RuntimeError::Weight {
                 name: name.to_string(),
-                problem: format!("{} weights and {} biases for a {n_out} x {n_in} layer", w.len(), bias.len()),
+                problem: format!(
+                    "{} weights and {} biases for a {n_out} x {n_in} layer",
+                    w.len(),
+                    bias.len()
+                ),
             });
         }
-        Ok(Self { name: name.to_string(), n_in, n_out, weight: LinearWeight::Dense { wt: transpose(w, n_out, n_in) }, bias })
+        Ok(Self {
+            name: name.to_string(),
+            n_in,
+            n_out,
+            weight: LinearWeight::Dense {
+                wt: transpose(w, n_out, n_in),
+            },
+            bias,
+        })
     }
 
     /// A packed layer.
@@ -53,7 +65,13 @@ impl Linear {
                 problem: format!("{} biases for {n_out} outputs", bias.len()),
             });
         }
-        Ok(Self { name: name.to_string(), n_in, n_out, weight: LinearWeight::Packed(m), bias })
+        Ok(Self {
+            name: name.to_string(),
+            n_in,
+            n_out,
+            weight: LinearWeight::Packed(m),
+            bias,
+        })
     }
 
     /// Whether the weight is packed.
@@ -85,7 +103,9 @@ impl Linear {
             )));
         }
         match &self.weight {
-            LinearWeight::Dense { wt } => matmul_transposed(x, rows, self.n_in, wt, self.n_out, Some(&self.bias), y),
+            LinearWeight::Dense { wt } => {
+                matmul_transposed(x, rows, self.n_in, wt, self.n_out, Some(&self.bias), y)
+            }
             LinearWeight::Packed(m) => {
                 m.matmul(x, rows, y)?;
                 for row in y.chunks_exact_mut(self.n_out) {

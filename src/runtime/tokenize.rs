@@ -17,7 +17,9 @@ pub struct SentenceTokenizer {
 
 impl std::fmt::Debug for SentenceTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SentenceTokenizer").field("max_tokens", &self.max_tokens).finish()
+        f.debug_struct("SentenceTokenizer")
+            .field("max_tokens", &self.max_tokens)
+            .finish()
     }
 }
 
@@ -26,14 +28,23 @@ impl SentenceTokenizer {
     /// all-MiniLM-L6-v2). The file's own padding setting is removed.
     pub fn from_bytes(tokenizer_json: &[u8], max_tokens: usize) -> Result<Self> {
         if max_tokens < 2 {
-            return Err(RuntimeError::Tokenizer(format!("max_tokens must be at least 2, got {max_tokens}")));
+            return Err(RuntimeError::Tokenizer(format!(
+                "max_tokens must be at least 2, got {max_tokens}"
+            )));
         }
-        let mut tokenizer = Tokenizer::from_bytes(tokenizer_json).map_err(|e| RuntimeError::Tokenizer(e.to_string()))?;
+        let mut tokenizer = Tokenizer::from_bytes(tokenizer_json)
+            .map_err(|e| RuntimeError::Tokenizer(e.to_string()))?;
         tokenizer.with_padding(None::<PaddingParams>);
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
             .map_err(|e| RuntimeError::Tokenizer(e.to_string()))?;
-        Ok(Self { tokenizer, max_tokens })
+        Ok(Self {
+            tokenizer,
+            max_tokens,
+        })
     }
 
     /// Maximum tokens per sentence, special tokens included.
@@ -43,7 +54,10 @@ impl SentenceTokenizer {
 
     /// Token ids of one text, with `[CLS]` and `[SEP]`.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.tokenizer.encode(text, true).map_err(|e| RuntimeError::Tokenizer(e.to_string()))?;
+        let enc = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| RuntimeError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 

@@ -35,7 +35,9 @@ impl Table {
     /// `out += row r` (`out` has the table's width).
     pub fn add_row(&self, r: usize, out: &mut [f32], scratch: &mut [f32]) {
         match self {
-            Table::Dense { values, width } => super::ops::add_in_place(out, &values[r * width..(r + 1) * width]),
+            Table::Dense { values, width } => {
+                super::ops::add_in_place(out, &values[r * width..(r + 1) * width])
+            }
             Table::Packed(p) => {
                 p.decode_row(r, scratch);
                 super::ops::add_in_place(out, scratch);
@@ -47,7 +49,9 @@ impl Table {
     pub fn bytes(&self) -> usize {
         match self {
             Table::Dense { values, .. } => 4 * values.len(),
-            Table::Packed(t) => t.indices.len() + 2 * t.codebooks.len() + t.group_ids.len() + 2 * t.scales.len(),
+            Table::Packed(t) => {
+                t.indices.len() + 2 * t.codebooks.len() + t.group_ids.len() + 2 * t.scales.len()
+            }
         }
     }
 }
@@ -78,7 +82,12 @@ impl<'a> WeightSource<'a> {
 
     /// Take the entries of a parsed packed file.
     pub fn from_packed(file: PackedFile) -> Self {
-        WeightSource::Packed(file.entries.into_iter().map(|e| (e.name().to_string(), e)).collect())
+        WeightSource::Packed(
+            file.entries
+                .into_iter()
+                .map(|e| (e.name().to_string(), e))
+                .collect(),
+        )
     }
 
     /// Whether a tensor of that name exists.
@@ -90,11 +99,17 @@ impl<'a> WeightSource<'a> {
     }
 
     fn missing(name: &str) -> RuntimeError {
-        RuntimeError::Weight { name: name.to_string(), problem: "missing from the weights file".into() }
+        RuntimeError::Weight {
+            name: name.to_string(),
+            problem: "missing from the weights file".into(),
+        }
     }
 
     fn shape_error(name: &str, got: &[usize], want: &[usize]) -> RuntimeError {
-        RuntimeError::Weight { name: name.to_string(), problem: format!("shape {got:?}, expected {want:?}") }
+        RuntimeError::Weight {
+            name: name.to_string(),
+            problem: format!("shape {got:?}, expected {want:?}"),
+        }
     }
 
     /// A dense (never packed) tensor of the given shape, as f32.
@@ -106,7 +121,13 @@ impl<'a> WeightSource<'a> {
             }
             WeightSource::Packed(m) => match m.remove(name) {
                 Some(PackedEntry::Raw { name, tensor }) => {
-                    let e = TensorEntry { name: name.clone(), dtype: tensor.dtype, shape: tensor.shape.clone(), start: 0, end: 0 };
+                    let e = TensorEntry {
+                        name: name.clone(),
+                        dtype: tensor.dtype,
+                        shape: tensor.shape.clone(),
+                        start: 0,
+                        end: 0,
+                    };
                     (tensor.shape.clone(), st::to_f32(&e, &tensor.data)?)
                 }
                 // A small packed tensor where the runtime needs dense
@@ -126,7 +147,9 @@ impl<'a> WeightSource<'a> {
     pub fn table(&mut self, name: &str, rows: usize, width: usize) -> Result<Table> {
         if let WeightSource::Packed(m) = self {
             if let Some(PackedEntry::Packed(_)) = m.get(name) {
-                let Some(PackedEntry::Packed(p)) = m.remove(name) else { unreachable!() };
+                let Some(PackedEntry::Packed(p)) = m.remove(name) else {
+                    unreachable!()
+                };
                 if p.shape != [rows, width] {
                     return Err(Self::shape_error(name, &p.shape, &[rows, width]));
                 }
@@ -134,7 +157,10 @@ impl<'a> WeightSource<'a> {
                 return Ok(Table::Packed(p));
             }
         }
-        Ok(Table::Dense { values: self.dense(name, &[rows, width])?, width })
+        Ok(Table::Dense {
+            values: self.dense(name, &[rows, width])?,
+            width,
+        })
     }
 
     /// The Linear layer `PREFIX.weight` (`n_out x n_in`) + `PREFIX.bias`.
@@ -142,10 +168,16 @@ impl<'a> WeightSource<'a> {
     pub fn linear(&mut self, prefix: &str, n_out: usize, n_in: usize) -> Result<Linear> {
         let w_name = format!("{prefix}.weight");
         let b_name = format!("{prefix}.bias");
-        let bias = if self.contains(&b_name) { self.dense(&b_name, &[n_out])? } else { vec![0.0; n_out] };
+        let bias = if self.contains(&b_name) {
+            self.dense(&b_name, &[n_out])?
+        } else {
+            vec![0.0; n_out]
+        };
         if let WeightSource::Packed(m) = self {
             if let Some(PackedEntry::Packed(_)) = m.get(&w_name) {
-                let Some(PackedEntry::Packed(p)) = m.remove(&w_name) else { unreachable!() };
+                let Some(PackedEntry::Packed(p)) = m.remove(&w_name) else {
+                    unreachable!()
+                };
                 if p.n_out != n_out || p.n_in != n_in {
                     return Err(Self::shape_error(&w_name, &p.shape, &[n_out, n_in]));
                 }

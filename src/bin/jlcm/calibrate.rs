@@ -35,7 +35,9 @@ pub fn run(a: CalibrateArgs) -> Result<()> {
     let encoder = load_encoder(&a.model_dir, a.weights.as_deref())?;
     let texts = read_sentences(&a.text)?;
     let bar = sentence_bar(texts.len(), "calibrate");
-    let calib = calibrate(&encoder, &texts, a.batch_size, &mut |done| bar.set_position(done as u64))?;
+    let calib = calibrate(&encoder, &texts, a.batch_size, &mut |done| {
+        bar.set_position(done as u64)
+    })?;
     bar.finish_and_clear();
     write_atomic(&a.output, &calibration_to_safetensors(&calib)?)?;
     eprintln!(

@@ -56,9 +56,19 @@ pub fn load_encoder(model_dir: &Path, weights: Option<&Path>) -> Result<Sentence
 
 /// The non-empty lines of a text file.
 pub fn read_sentences(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let lines: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
-    anyhow::ensure!(!lines.is_empty(), "{}: no sentences (one per line expected)", path.display());
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    anyhow::ensure!(
+        !lines.is_empty(),
+        "{}: no sentences (one per line expected)",
+        path.display()
+    );
     Ok(lines)
 }
 
@@ -66,8 +76,10 @@ pub fn read_sentences(path: &Path) -> Result<Vec<String>> {
 pub fn sentence_bar(n: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(n as u64);
     bar.set_style(
-        ProgressStyle::with_template(&format!("{what} [{{bar:30}}] {{pos}}/{{len}} sentences, {{per_sec}}, eta {{eta}}"))
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(&format!(
+            "{what} [{{bar:30}}] {{pos}}/{{len}} sentences, {{per_sec}}, eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
 }
@@ -79,7 +91,9 @@ pub fn run(a: EmbedArgs) -> Result<()> {
     let texts = read_sentences(&a.text)?;
     let (packed, total) = encoder.model.packed_linear_count();
     let bar = sentence_bar(texts.len(), "embed");
-    let emb = encoder.embed_batched(&texts, a.batch_size, &mut |done| bar.set_position(done as u64))?;
+    let emb = encoder.embed_batched(&texts, a.batch_size, &mut |done| {
+        bar.set_position(done as u64)
+    })?;
     bar.finish_and_clear();
     let hidden = encoder.hidden_size();
     write_atomic(&a.output, &npy::write_f32(&[texts.len(), hidden], &emb))?;

@@ -1,0 +1,192 @@
+//! The `jlcm` binary on every file of the bad-file corpus: `compress`,
+//! `decode` and `inspect` each exit non-zero with exactly one line on stderr
+//! starting with `jlcm: error:` that holds the manifest's text (tensor name
+//! and problem), and never panic; the valid edge cases succeed. Failed runs
+//! leave no output file behind.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-files")
+}
+
+fn manifest() -> Vec<Value> {
+    let text = fs::read_to_string(corpus_dir().join("manifest.json")).expect("manifest.json");
+    let v: Value = serde_json::from_str(&text).expect("manifest is JSON");
+    v["files"].as_array().expect("files").clone()
+}
+
+fn jlcm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jlcm"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run jlcm")
+}
+
+/// A scratch folder for this test binary's outputs.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("jlcm-cli-test-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Check one run against the manifest's answer; returns a complaint.
+fn check(what: &str, want: &Value, out: &Output, output_file: Option<&Path>) -> Option<String> {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("panicked") || stderr.contains("RUST_BACKTRACE") {
+        return Some(format!("{what}: panic: {stderr}"));
+    }
+    if want.as_str() == Some("ok") {
+        if !out.status.success() {
+            return Some(format!(
+                "{what}: expected success, got {:?}: {stderr}",
+                out.status
+            ));
+        }
+        if let Some(f) = output_file {
+            if !f.exists() {
+                return Some(format!("{what}: succeeded but wrote no {}", f.display()));
+            }
+        }
+        return None;
+    }
+    if out.status.code() != Some(1) {
+        return Some(format!(
+            "{what}: expected exit code 1, got {:?}: {stderr}",
+            out.status
+        ));
+    }
+    let lines: Vec<&str> = stderr.lines().collect();
+    if lines.len() != 1 {
+        return Some(format!(
+            "{what}: expected one stderr line, got {}: {stderr}",
+            lines.len()
+        ));
+    }
+    let line = lines[0];
+    if !line.starts_with("jlcm: error: ") {
+        return Some(format!(
+            "{what}: line does not start with `jlcm: error: `: {line}"
+        ));
+    }
+    for s in want["contains"].as_array().into_iter().flatten() {
+        let s = s.as_str().unwrap_or_default();
+        if !line.contains(s) {
+            return Some(format!("{what}: `{line}` lacks `{s}`"));
+        }
+    }
+    if let Some(f) = output_file {
+        if f.exists() {
+            return Some(format!("{what}: failed but left {}", f.display()));
+        }
+    }
+    None
+}
+
+#[test]
+fn every_bad_file_through_the_cli() {
+    let dir = scratch("corpus");
+    let mut complaints = Vec::new();
+    let mut runs = 0;
+    for entry in manifest() {
+        let file = entry["file"].as_str().expect("file");
+        let input = corpus_dir().join(file);
+        let input = input.to_str().expect("utf-8 path");
+        for command in ["compress", "decode", "inspect"] {
+            let out_path = dir.join(format!("{file}.{command}.out"));
+            let out_str = out_path.to_str().expect("utf-8 path");
+            let args: Vec<&str> = match command {
+                // Few sweeps: the corpus tests errors, not quality.
+                "compress" => vec![
+                    "compress", input, "-o", out_str, "--iters", "2", "--groups", "2",
+                ],
+                "decode" => vec!["decode", input, "-o", out_str],
+                _ => vec!["inspect", input],
+            };
+            let out = jlcm(&args);
+            runs += 1;
+            let written = (command != "inspect").then_some(out_path.as_path());
+            complaints.extend(check(
+                &format!("jlcm {command} {file}"),
+                &entry[command],
+                &out,
+                written,
+            ));
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+    assert!(runs >= 120, "{runs} runs");
+    assert!(complaints.is_empty(), "\n{}", complaints.join("\n"));
+}
+
+#[test]
+fn copied_through_tensors_survive_compress_then_decode() {
+    let dir = scratch("edge");
+    for file in [
+        "zero-sized.safetensors",
+        "one-row.safetensors",
+        "int-matrix.safetensors",
+    ] {
+        let input = corpus_dir().join(file);
+        let packed = dir.join("packed.safetensors");
+        let dense = dir.join("dense.safetensors");
+        let out = jlcm(&[
+            "compress",
+            input.to_str().expect("path"),
+            "-o",
+            packed.to_str().expect("path"),
+        ]);
+        assert!(out.status.success(), "{file}: {out:?}");
+        let summary = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            summary.contains("0 tensors compressed"),
+            "{file}: {summary}"
+        );
+        let out = jlcm(&[
+            "decode",
+            packed.to_str().expect("path"),
+            "-o",
+            dense.to_str().expect("path"),
+        ]);
+        assert!(out.status.success(), "{file}: {out:?}");
+        let a = fs::read(&input).expect("input");
+        let b = fs::read(&dense).expect("output");
+        let fa = jlcm::format::safetensors::SafetensorsFile::parse(&a).expect("valid");
+        let fb = jlcm::format::safetensors::SafetensorsFile::parse(&b).expect("valid");
+        for t in &fa.header.tensors {
+            let u = fb.header.get(&t.name).expect("kept");
+            assert_eq!((&u.shape, u.dtype), (&t.shape, t.dtype), "{file}");
+            assert_eq!(fb.tensor_bytes(u), fa.tensor_bytes(t), "{file}");
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn missing_input_and_bad_flags_are_one_line_errors() {
+    let out = jlcm(&["decode", "/nonexistent/x.safetensors", "-o", "/tmp/never"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("jlcm: error: ") && err.contains("/nonexistent/x.safetensors"));
+    let input = corpus_dir().join("one-row.safetensors");
+    let out = jlcm(&[
+        "compress",
+        input.to_str().expect("path"),
+        "-o",
+        "/tmp/never",
+        "--bits",
+        "9",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("bits must be 1..=8, got 9"), "{err}");
+    assert!(!Path::new("/tmp/never").exists());
+}
