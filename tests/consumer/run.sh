@@ -7,7 +7,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-tarball=${1:-$(ls -t "$repo"/dist/jlcm-*.tgz | head -1)}
+tarball=$(realpath "${1:-$(ls -t "$repo"/dist/jlcm-*.tgz | head -1)}")
 app=$(mktemp -d /tmp/jlcm-consumer.XXXXXX)
 trap 'rm -rf "$app"' EXIT
 cp "$here"/app/* "$app"/
