@@ -12,10 +12,10 @@ bash scripts/fetch-model.sh >/dev/null
 
 step "format and lints"
 cargo fmt --all -- --check
-cargo clippy --all-targets --release -- -D warnings
+cargo clippy --all-targets -- -D warnings
 
 step "native tests"
-cargo test --release
+cargo test --profile fast
 
 step "wasm32 + SIMD128 build"
 cargo build --release --lib --target wasm32-unknown-unknown

@@ -3,3 +3,6 @@
 pub mod engine;
 pub mod format;
 pub mod kernels;
+pub mod runtime;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;

@@ -162,3 +162,64 @@ fn pick(scores: &[f64], u: f64) -> usize {
     }
     scores.iter().rposition(|s| *s > 0.0).unwrap_or(0)
 }
+
+/// Weighted k-means of scalar `points` (one weight each) into `k` clusters:
+/// k-means++ seeding, then Lloyd iterations on the sorted points using
+/// prefix sums, so an iteration costs `O(k log n)` instead of `O(n k)`.
+/// Returns the centroids in ascending order.
+pub fn weighted_kmeans_1d(points: &[f32], weights: &[f32], k: usize, iters: usize, rng: &mut EngineRng) -> Vec<f32> {
+    let n = points.len();
+    if n == 0 {
+        return vec![0.0; k];
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|a, b| points[*a].total_cmp(&points[*b]).then(a.cmp(b)));
+    let xs: Vec<f64> = order.iter().map(|i| points[*i] as f64).collect();
+    let ws: Vec<f64> = order.iter().map(|i| weights[*i] as f64 + 1e-30).collect();
+    let mut pw = vec![0f64; n + 1];
+    let mut pwx = vec![0f64; n + 1];
+    for i in 0..n {
+        pw[i + 1] = pw[i] + ws[i];
+        pwx[i + 1] = pwx[i] + ws[i] * xs[i];
+    }
+    // k-means++ seeding.
+    let mut cs: Vec<f64> = vec![xs[pick(&ws, unit(rng))]];
+    let mut d2: Vec<f64> = xs.iter().map(|x| (x - cs[0]) * (x - cs[0])).collect();
+    while cs.len() < k {
+        let scores: Vec<f64> = d2.iter().zip(&ws).map(|(d, w)| d * w).collect();
+        let c = if scores.iter().sum::<f64>() > 0.0 { xs[pick(&scores, unit(rng))] } else { cs[0] };
+        for (d, x) in d2.iter_mut().zip(&xs) {
+            let e = (x - c) * (x - c);
+            if e < *d {
+                *d = e;
+            }
+        }
+        cs.push(c);
+    }
+    cs.sort_by(|a, b| a.total_cmp(b));
+    // Lloyd: cluster j holds the sorted points between the midpoints.
+    for _ in 0..iters {
+        let mut next = cs.clone();
+        let mut start = 0usize;
+        for j in 0..k {
+            let end = if j + 1 < k {
+                let mid = 0.5 * (cs[j] + cs[j + 1]);
+                start.max(xs.partition_point(|x| *x <= mid))
+            } else {
+                n
+            };
+            let w = pw[end] - pw[start];
+            if end > start && w > 0.0 {
+                next[j] = (pwx[end] - pwx[start]) / w;
+            }
+            start = end;
+        }
+        next.sort_by(|a, b| a.total_cmp(b));
+        let moved = next.iter().zip(&cs).any(|(a, b)| a != b);
+        cs = next;
+        if !moved {
+            break;
+        }
+    }
+    cs.iter().map(|c| *c as f32).collect()
+}

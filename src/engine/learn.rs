@@ -11,7 +11,7 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 
 use super::hessian::{axpy, Metric};
-use super::kmeans::{nearest, weighted_kmeans};
+use super::kmeans::{nearest, weighted_kmeans, weighted_kmeans_1d};
 use super::rng::{rng_for, sample_indices};
 use crate::format::packed::Mode;
 
@@ -54,6 +54,9 @@ pub struct LossPoint {
 const MAX_EXACT_LS: usize = 256;
 /// Sub-vectors sampled for the k-means initialisation of one codebook.
 const MAX_KMEANS_POINTS: usize = 65_536;
+/// Largest `S = A^T H` cache (floats) kept between the least-squares pass
+/// and the refresh; above it the refresh makes a second pass over `H`.
+const MAX_STORED_S: usize = 64 << 20;
 /// Neighbours tried by a proximal move when d > 1.
 const VECTOR_NEIGHBOURS: usize = 4;
 /// Mapping passes per sweep at most.
@@ -160,7 +163,12 @@ impl Learner {
                 .collect();
             let total = rows.len() * n_sub;
             let mut rng = rng_for(seed, salt, c as u64);
-            let picks = sample_indices(&mut rng, total, MAX_KMEANS_POINTS.max(64 * k).min(total));
+            let cap = if k * d <= 64 {
+                MAX_KMEANS_POINTS
+            } else {
+                (MAX_KMEANS_POINTS / 4).max(16 * k)
+            };
+            let picks = sample_indices(&mut rng, total, cap.min(total));
             let mut pts = Vec::with_capacity(picks.len() * d);
             let mut wts = Vec::with_capacity(picks.len() * d);
             for p in picks {
@@ -172,9 +180,13 @@ impl Learner {
                     wts.push(hdiag[s * d + a] * sc * sc);
                 }
             }
-            let km = weighted_kmeans(&pts, &wts, d, k, 30, &mut rng);
+            let centroids = if d == 1 {
+                weighted_kmeans_1d(&pts, &wts, k, 50, &mut rng)
+            } else {
+                weighted_kmeans(&pts, &wts, d, k, 30, &mut rng).centroids
+            };
             let dst = &mut me.cb[c * k * d..(c + 1) * k * d];
-            for (o, v) in dst.iter_mut().zip(&km.centroids) {
+            for (o, v) in dst.iter_mut().zip(&centroids) {
                 *o = round16(*v);
             }
             if d == 1 {
@@ -200,7 +212,7 @@ impl Learner {
                 };
             }
         }
-        let (err, grad, loss, _) = me.evaluate(&me.cb, &me.scales, false);
+        let (err, grad, loss, _) = me.evaluate(&me.cb, &me.scales, false, None);
         me.err = err;
         me.grad = grad;
         me.loss = loss;
@@ -225,6 +237,7 @@ impl Learner {
         cb: &[f32],
         scales: &[f32],
         fit_scales: bool,
+        stored: Option<&[f32]>,
     ) -> (Vec<f32>, Vec<f32>, f64, Vec<f32>) {
         let (n_p, d, k, n_sub) = (self.n_p, self.d, self.k, self.n_sub);
         let mut v = vec![0f32; self.n_out * n_p];
@@ -238,7 +251,24 @@ impl Learner {
             }
         }
         let mut u = vec![0f32; self.n_out * n_p];
-        self.metric.rows_times(&v, &mut u, n_p);
+        match stored {
+            // U_r = V_r H = sum_p c[p] S_r[p, :], with S_r kept from the
+            // least-squares pass: no second pass over H.
+            Some(srows) => {
+                let kd = k * d;
+                for r in 0..self.n_out {
+                    let c = self.cb_of(self.groups[r] as usize);
+                    let cbk = &cb[c * kd..(c + 1) * kd];
+                    let ur = &mut u[r * n_p..(r + 1) * n_p];
+                    for (p, &cv) in cbk.iter().enumerate() {
+                        if cv != 0.0 {
+                            axpy(ur, cv, &srows[(r * kd + p) * n_p..(r * kd + p + 1) * n_p]);
+                        }
+                    }
+                }
+            }
+            None => self.metric.rows_times(&v, &mut u, n_p),
+        }
         let mut scales = scales.to_vec();
         if fit_scales && self.mode == Mode::Scale {
             let mut num = vec![0f64; self.n_groups];
@@ -284,6 +314,11 @@ impl Learner {
     pub fn codebook_step(&mut self) -> bool {
         let n_cb = self.cb.len() / (self.k * self.d);
         let mut new_cb = self.cb.clone();
+        let kd_all = self.k * self.d;
+        let dense = matches!(self.metric, Metric::Dense { .. });
+        let store_len = self.n_out * kd_all * self.n_p;
+        let mut stored = (dense && kd_all <= MAX_EXACT_LS && store_len <= MAX_STORED_S)
+            .then(|| vec![0f32; store_len]);
         for c in 0..n_cb {
             let rows: Vec<usize> = (0..self.n_out)
                 .filter(|&r| self.cb_of(self.groups[r] as usize) == c)
@@ -294,7 +329,7 @@ impl Learner {
             let kd = self.k * self.d;
             let old = &self.cb[c * kd..(c + 1) * kd];
             let solved = if kd <= MAX_EXACT_LS {
-                self.solve_exact(&rows, old)
+                self.solve_exact(&rows, old, stored.as_deref_mut())
             } else {
                 self.solve_block_newton(&rows, old)
             };
@@ -307,7 +342,8 @@ impl Learner {
                 }
             }
         }
-        let (err, grad, loss, scales) = self.evaluate(&new_cb, &self.scales, true);
+        let (err, grad, loss, scales) =
+            self.evaluate(&new_cb, &self.scales, true, stored.as_deref());
         if loss <= self.loss {
             self.cb = new_cb;
             self.scales = scales;
@@ -326,7 +362,12 @@ impl Learner {
 
     /// Normal equations `M c = b` over the rows of one codebook, solved with a
     /// ridge towards the old codewords (so unused codewords stay put).
-    fn solve_exact(&self, rows: &[usize], old: &[f32]) -> Option<Vec<f64>> {
+    fn solve_exact(
+        &self,
+        rows: &[usize],
+        old: &[f32],
+        mut store: Option<&mut [f32]>,
+    ) -> Option<Vec<f64>> {
         let (n_p, d, n_sub, n_in) = (self.n_p, self.d, self.n_sub, self.n_in);
         let kd = self.k * d;
         let mut m = vec![0f64; kd * kd];
@@ -365,6 +406,10 @@ impl Learner {
                         }
                     }
                     for (bi, &r) in chunk.iter().enumerate() {
+                        if let Some(st) = store.as_deref_mut() {
+                            st[r * kd * n_p..(r + 1) * kd * n_p]
+                                .copy_from_slice(&sbuf[bi * kd * n_p..(bi + 1) * kd * n_p]);
+                        }
                         let sc = self.scales[self.groups[r] as usize] as f64;
                         let ids = &self.idx[r * n_sub..(r + 1) * n_sub];
                         for p in 0..kd {

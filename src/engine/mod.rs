@@ -1,6 +1,9 @@
 //! The compression engine: grouping, codebook initialisation and joint
 //! learning (ALGORITHM.md §1-3).
 
+pub mod baselines;
+pub mod budget;
+pub mod calib;
 pub mod compress;
 pub mod error;
 pub mod group;

@@ -6,5 +6,6 @@
 pub mod error;
 pub mod packed;
 pub mod safetensors;
+pub mod stream;
 
 pub use error::{FormatError, Result};

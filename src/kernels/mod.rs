@@ -1,11 +1,35 @@
-//! Lookup kernels: `Y = Ŵ X` straight from packed indices and codebooks.
+//! Lookup kernels: `Y = Ŵ X` straight from packed indices and codebooks,
+//! never materialising `Ŵ`.
 //!
-//! `reference` is the truth; `simd128` (wasm) and `x86` (AVX2) hold the
-//! same function names. [`PackedMatrix`] picks the variant once.
+//! - [`reference`] is the truth: it reads each index and codeword directly.
+//! - [`prepared`] turns a [`PackedTensor`] into a layout made for fast
+//!   products (rows sorted by codebook into blocks of 16, indices repacked
+//!   into nibble planes, codebooks as f32) whose size stays of the order of
+//!   the packed bytes, and holds the portable (plain Rust) kernels.
+//! - [`simd128`] (wasm SIMD128) and [`x86`] (AVX2 + FMA) hold the same
+//!   function names for the hot loops; where an instruction set is not
+//!   compiled, a stub with the same API forwards to [`prepared`].
+//! - [`Isa`] is the one place that picks the variant: once, at
+//!   [`PackedMatrix::new`], then every product is a `match`.
+//!
+//! # Which kernel runs
+//!
+//! | layout                                   | plan                | inner loop |
+//! |------------------------------------------|---------------------|------------|
+//! | `d = 1`, `b <= 4`, >= 16 rows per codebook | [`prepared::Plan::NibbleLut`] | per input vector and codebook, a 16-entry f32 table per *slot* of `4/b` inputs (`b = 3`: one input) holds every possible partial sum; one byte shuffle per f32 byte plane looks up 16 rows at once |
+//! | anything else (`d = 2, 4, 8`; `b >= 5`; many small groups) | [`prepared::Plan::Decode`] | per row, codewords (f32) times input slices, `d`-wide |
+//!
+//! Both plans add exact f32 products in a fixed order per row, so they agree
+//! with the reference within [`error_budget`].
 
+pub mod prepared;
 pub mod reference;
+pub mod simd128;
+pub mod synthetic;
+pub mod x86;
 
 use crate::format::packed::PackedTensor;
+use prepared::PreparedLayout;
 use thiserror::Error;
 
 /// Errors of the kernel boundary.
@@ -13,24 +37,103 @@ use thiserror::Error;
 pub enum KernelError {
     /// Input or output buffers of the wrong length.
     #[error("matmul `{name}`: {problem}")]
-    Shape { name: String, problem: String },
+    Shape {
+        /// Tensor name.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The packed tensor is invalid.
     #[error(transparent)]
     Format(#[from] crate::format::FormatError),
+    /// An instruction set was asked for that this build or CPU lacks.
+    #[error("instruction set `{0:?}` is not available here")]
+    Unavailable(Isa),
+}
+
+/// The instruction set a kernel runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Plain Rust over the prepared layout (any target).
+    Portable,
+    /// wasm32 SIMD128 (a build choice: `-C target-feature=+simd128`).
+    Simd128,
+    /// x86-64 AVX2 + FMA, detected at run time.
+    Avx2,
+}
+
+impl Isa {
+    /// The fastest instruction set this build and CPU support.
+    pub fn best() -> Self {
+        *Self::available().last().unwrap_or(&Isa::Portable)
+    }
+
+    /// Every instruction set usable here, slowest first.
+    pub fn available() -> Vec<Self> {
+        let mut out = vec![Isa::Portable];
+        if simd128::is_available() {
+            out.push(Isa::Simd128);
+        }
+        if x86::is_available() {
+            out.push(Isa::Avx2);
+        }
+        out
+    }
+
+    /// Whether this instruction set can run here.
+    pub fn is_available(self) -> bool {
+        Self::available().contains(&self)
+    }
+
+    /// A short lowercase name (`portable`, `simd128`, `avx2`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Simd128 => "simd128",
+            Isa::Avx2 => "avx2",
+        }
+    }
+}
+
+/// The error budget of every kernel against [`reference::matmul`], for one
+/// output `y = Σ_j ŵ_j x_j` over `n_in` inputs:
+/// `|y_kernel - y_reference| <= 2 (n_in + 16) ε Σ_j |ŵ_j| |x_j| + 1e-30`,
+/// with `ε = f32::EPSILON`. Each side is a sum of `n_in` rounded products
+/// (or of rounded partial sums of at most 4 products), so each lies within
+/// `(n_in + 4) ε Σ|ŵ||x|` of the exact sum (the classic `γ_n` bound); the
+/// rest is slack for the final scale multiply.
+pub fn error_budget(n_in: usize, sum_abs_products: f32) -> f32 {
+    2.0 * (n_in as f32 + 16.0) * f32::EPSILON * sum_abs_products + 1e-30
 }
 
 /// A packed matrix prepared for repeated products.
 #[derive(Debug, Clone)]
 pub struct PackedMatrix {
-    /// The packed tensor.
+    /// The packed tensor (the reference kernel reads it).
     pub tensor: PackedTensor,
+    /// Boxed: a `PackedMatrix` sits in enums beside small dense variants.
+    layout: Box<PreparedLayout>,
+    isa: Isa,
 }
 
 impl PackedMatrix {
-    /// Validate and prepare a packed tensor.
+    /// Validate and prepare a packed tensor for the fastest instruction set here.
     pub fn new(tensor: PackedTensor) -> Result<Self, KernelError> {
+        Self::with_isa(tensor, Isa::best())
+    }
+
+    /// Validate and prepare a packed tensor for a chosen instruction set.
+    pub fn with_isa(tensor: PackedTensor, isa: Isa) -> Result<Self, KernelError> {
+        if !isa.is_available() {
+            return Err(KernelError::Unavailable(isa));
+        }
         tensor.validate()?;
-        Ok(Self { tensor })
+        let layout = Box::new(PreparedLayout::new(&tensor));
+        Ok(Self {
+            tensor,
+            layout,
+            isa,
+        })
     }
 
     /// Rows (outputs).
@@ -43,25 +146,119 @@ impl PackedMatrix {
         self.tensor.n_in
     }
 
+    /// The instruction set products run on.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// The prepared layout (plan and sizes).
+    pub fn layout(&self) -> &PreparedLayout {
+        &self.layout
+    }
+
+    /// Bytes of the packed tensor a product reads: indices, codebooks (F16),
+    /// group ids and scales.
+    pub fn packed_bytes(&self) -> usize {
+        let t = &self.tensor;
+        t.indices.len() + 2 * t.codebooks.len() + t.group_ids.len() + 2 * t.scales.len()
+    }
+
+    /// Bytes of the prepared layout (held besides [`Self::tensor`]).
+    pub fn prepared_bytes(&self) -> usize {
+        self.layout.heap_bytes()
+    }
+
     /// `y[b] = Ŵ x[b]` for `batch` inputs: `x` is `batch x n_in`, `y` is
     /// `batch x n_out`, both row-major.
     pub fn matmul(&self, x: &[f32], batch: usize, y: &mut [f32]) -> Result<(), KernelError> {
         let (n_in, n_out) = (self.n_in(), self.n_out());
-        if x.len() != batch * n_in || y.len() != batch * n_out {
+        let bad = |problem: String| KernelError::Shape {
+            name: self.tensor.name.clone(),
+            problem,
+        };
+        let want_x = batch
+            .checked_mul(n_in)
+            .ok_or_else(|| bad(format!("batch {batch} overflows")))?;
+        let want_y = batch
+            .checked_mul(n_out)
+            .ok_or_else(|| bad(format!("batch {batch} overflows")))?;
+        if x.len() != want_x || y.len() != want_y {
+            return Err(bad(format!(
+                "x has {} values and y {}, expected {batch}x{n_in} and {batch}x{n_out}",
+                x.len(),
+                y.len()
+            )));
+        }
+        self.layout.matmul(&self.tensor, self.isa, x, batch, y);
+        Ok(())
+    }
+}
+
+/// A dense f32 matrix `[n_out, n_in]`, row-major, with a SIMD matvec: the
+/// baseline the packed kernels are measured against.
+#[derive(Debug, Clone)]
+pub struct DenseMatrix {
+    /// Row-major weights.
+    pub weights: Vec<f32>,
+    /// Rows.
+    pub n_out: usize,
+    /// Columns.
+    pub n_in: usize,
+    isa: Isa,
+}
+
+impl DenseMatrix {
+    /// Wrap row-major weights; `weights.len()` must be `n_out * n_in`.
+    pub fn new(
+        weights: Vec<f32>,
+        n_out: usize,
+        n_in: usize,
+        isa: Isa,
+    ) -> Result<Self, KernelError> {
+        if !isa.is_available() {
+            return Err(KernelError::Unavailable(isa));
+        }
+        if n_out.checked_mul(n_in) != Some(weights.len()) {
             return Err(KernelError::Shape {
-                name: self.tensor.name.clone(),
+                name: "dense".into(),
+                problem: format!("{} weights for {n_out}x{n_in}", weights.len()),
+            });
+        }
+        Ok(Self {
+            weights,
+            n_out,
+            n_in,
+            isa,
+        })
+    }
+
+    /// `y[b] = W x[b]` for `batch` inputs (shapes as [`PackedMatrix::matmul`]).
+    pub fn matmul(&self, x: &[f32], batch: usize, y: &mut [f32]) -> Result<(), KernelError> {
+        if Some(x.len()) != batch.checked_mul(self.n_in)
+            || Some(y.len()) != batch.checked_mul(self.n_out)
+        {
+            return Err(KernelError::Shape {
+                name: "dense".into(),
                 problem: format!(
-                    "x has {} values and y {}, expected {}x{} and {}x{}",
+                    "x has {} values and y {} for batch {batch}",
                     x.len(),
-                    y.len(),
-                    batch,
-                    n_in,
-                    batch,
-                    n_out
+                    y.len()
                 ),
             });
         }
-        reference::matmul(&self.tensor, x, batch, y);
+        for (xb, yb) in x
+            .chunks_exact(self.n_in.max(1))
+            .zip(y.chunks_exact_mut(self.n_out.max(1)))
+            .take(batch)
+        {
+            match self.isa {
+                Isa::Portable => prepared::dense_matvec(&self.weights, self.n_in, xb, yb),
+                Isa::Simd128 => simd128::dense_matvec(&self.weights, self.n_in, xb, yb),
+                // SAFETY: `DenseMatrix::new` only accepts `Isa::Avx2` when the
+                // CPU reports AVX2 and FMA.
+                Isa::Avx2 => unsafe { x86::dense_matvec(&self.weights, self.n_in, xb, yb) },
+            }
+        }
         Ok(())
     }
 }

@@ -1,19 +1,40 @@
 //! `jlcm compress`: compress a model's weights into a packed file.
+//!
+//! Streaming: inputs are memory-mapped and read one tensor at a time; the
+//! output header is planned from every tensor's parameters before any
+//! compression, written first, and tensors are written in file (name) order
+//! as they finish. Workers (one per core) compress tensors in parallel; a
+//! bounded reorder window and a memory budget for tensors in flight keep
+//! peak memory at a few tensors whatever the model size. The output goes to
+//! a temporary file renamed at the end, so an error or Ctrl-C never leaves a
+//! truncated file.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use jlcm::engine::compress::{hessian_for, read_calibration, selected};
+use jlcm::engine::budget::{self, Candidate, TensorChoices};
+use jlcm::engine::compress::{hessian_for, read_calibration, selected, Calibration};
 use jlcm::engine::{compress_matrix, CompressOptions, Control, Event, MoveRule, TensorReport};
-use jlcm::format::packed::{Mode, PackedEntry, PackedFile};
-use jlcm::format::safetensors::{self as st, OwnedTensor, SafetensorsFile};
+use jlcm::format::packed::{Mode, PackedEntry, PackedTensor};
+use jlcm::format::safetensors::{self as st, SafetensorsFile, TensorEntry};
+use jlcm::format::stream::{plan_header, EntrySpec, StreamWriter};
+use memmap2::Mmap;
 use rayon::prelude::*;
 use regex::Regex;
 
-use super::io::{map, model_files, write_atomic};
+use super::io::{map, model_files, parse_size, release, thread_cpu_seconds, TempOutput};
+
+/// Metadata key of a part file written with `--shard` (read by `jlcm merge`).
+pub const PART_KEY: &str = "jlcm.part";
+
+/// Set by Ctrl-C; every worker and the writer stop when they see it.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Options of `jlcm compress`.
 #[derive(Args)]
@@ -23,7 +44,7 @@ pub struct CompressArgs {
     /// Output packed .safetensors file.
     #[arg(short, long)]
     output: PathBuf,
-    /// Bits per index (1-8).
+    /// Bits per index (1-8); ignored under --target-size / --target-bpw.
     #[arg(long, default_value_t = 2)]
     bits: u8,
     /// Codeword dimension (1, 2, 4, 8).
@@ -53,6 +74,136 @@ pub struct CompressArgs {
     /// Print per-tensor results as JSON lines on stdout.
     #[arg(long)]
     json: bool,
+    /// Size of the whole output file to meet, e.g. 2GB (10^9) or 1.9GiB (2^30):
+    /// bits are allocated per tensor for the least estimated loss.
+    #[arg(long, conflicts_with = "target_bpw")]
+    target_size: Option<String>,
+    /// Bits per weight of the whole output file (every stored byte over every
+    /// weight of the input, copied tensors included), e.g. 2.3.
+    #[arg(long)]
+    target_bpw: Option<f64>,
+    /// Fewest bits the size budget gives a tensor.
+    #[arg(long, default_value_t = 2)]
+    min_bits: u8,
+    /// Most bits the size budget gives a tensor.
+    #[arg(long, default_value_t = 4)]
+    max_bits: u8,
+    /// Bits at least for embeddings and the output head (names containing
+    /// `embed` or `lm_head`) under a size budget.
+    #[arg(long, default_value_t = 4)]
+    head_bits: u8,
+    /// Compress only part I of N (`I/N`, 0-based): a deterministic share of
+    /// the tensors balanced by weight count, written as a part file that
+    /// `jlcm merge` joins with the others.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Memory for tensors in flight, e.g. 3GiB; a tensor needing more runs alone.
+    #[arg(long, default_value = "3GiB")]
+    memory: String,
+    /// Print the plan (bits per tensor, exact output size) and stop.
+    #[arg(long)]
+    plan_only: bool,
+    /// Write the bits chosen per tensor to this JSON file (`{"NAME": bits}`),
+    /// e.g. once with --plan-only, then give it to every shard with --plan.
+    #[arg(long)]
+    save_plan: Option<PathBuf>,
+    /// Take the bits per tensor from a JSON file written by --save-plan
+    /// instead of estimating them again (tensors it does not name get --bits).
+    #[arg(long, conflicts_with_all = ["target_size", "target_bpw"])]
+    plan: Option<PathBuf>,
+}
+
+/// One input tensor and what to do with it.
+struct Job {
+    file: usize,
+    entry: TensorEntry,
+    compress: bool,
+    bits: u8,
+}
+
+impl Job {
+    fn n_out_in(&self) -> (usize, usize) {
+        self.entry.matrix_shape().unwrap_or((0, 0))
+    }
+
+    fn spec(&self, opts: &CompressOptions) -> EntrySpec {
+        if self.compress {
+            let (n_out, n_in) = self.n_out_in();
+            EntrySpec::packed(
+                &self.entry.name,
+                self.entry.dtype,
+                &self.entry.shape,
+                n_out,
+                n_in,
+                self.bits,
+                opts.dim,
+                opts.groups,
+                opts.mode,
+            )
+        } else {
+            EntrySpec::Raw {
+                name: self.entry.name.clone(),
+                dtype: self.entry.dtype,
+                shape: self.entry.shape.clone(),
+            }
+        }
+    }
+
+    /// Bytes of memory compressing this tensor needs at its peak: the f32
+    /// input, the engine's padded weights, `W H`, error, gradient and the
+    /// temporaries of one evaluation (about 28 bytes per weight), plus indices.
+    fn memory(&self) -> u64 {
+        if self.compress {
+            self.entry.num_elements() as u64 * 29
+        } else {
+            0
+        }
+    }
+
+    /// Relative cost of this job, to balance shards.
+    fn cost(&self) -> u64 {
+        if self.compress {
+            self.entry.num_elements() as u64
+        } else {
+            self.entry.byte_len() / 64
+        }
+    }
+}
+
+/// Embeddings and output heads get their own bit floor under a budget.
+fn is_head(name: &str) -> bool {
+    name.contains("embed") || name.contains("lm_head")
+}
+
+/// Parse `I/N`.
+fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let (i, n) = s.split_once('/').context("--shard takes I/N, e.g. 0/4")?;
+    let i: usize = i.trim().parse().context("--shard I/N: I is not a number")?;
+    let n: usize = n.trim().parse().context("--shard I/N: N is not a number")?;
+    if n == 0 || i >= n {
+        bail!("--shard {s}: need 0 <= I < N");
+    }
+    Ok((i, n))
+}
+
+/// Deterministic split of jobs into `n` parts balanced by cost: largest job
+/// first (ties by name) to the least loaded part (ties by part number).
+fn shard_of(jobs: &[Job], n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by(|&a, &b| {
+        jobs[b]
+            .cost()
+            .cmp(&jobs[a].cost())
+            .then(jobs[a].entry.name.cmp(&jobs[b].entry.name))
+    });
+    let mut load = vec![0u64; n];
+    let mut part = vec![0usize; jobs.len()];
+    for j in order {
+        let p = (0..n).min_by_key(|&p| (load[p], p)).unwrap_or(0);
+        part[j] = p;
+        load[p] += jobs[j].cost().max(1);
+    }
+    part
 }
 
 pub fn run(a: CompressArgs) -> Result<()> {
@@ -71,6 +222,8 @@ pub fn run(a: CompressArgs) -> Result<()> {
         ..CompressOptions::default()
     };
     opts.validate()?;
+    let memory_budget = parse_size(&a.memory).map_err(anyhow::Error::msg)?;
+    let shard = a.shard.as_deref().map(parse_shard).transpose()?;
     let filter = a
         .tensors
         .as_deref()
@@ -96,97 +249,142 @@ pub fn run(a: CompressArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let mut jobs = Vec::new();
     let mut in_bytes = 0u64;
+    let mut seen = std::collections::HashSet::new();
     for (fi, file) in parsed.iter().enumerate() {
         in_bytes += file.header.file_len();
-        for (ti, t) in file.header.tensors.iter().enumerate() {
-            jobs.push((fi, ti, selected(t, filter.as_ref())));
+        for t in &file.header.tensors {
+            if !seen.insert(t.name.clone()) {
+                bail!("tensor `{}` appears in more than one input file", t.name);
+            }
+            jobs.push(Job {
+                file: fi,
+                entry: t.clone(),
+                compress: selected(t, filter.as_ref()),
+                bits: opts.bits,
+            });
         }
     }
-    let total_weights: u64 = jobs
-        .iter()
-        .filter(|j| j.2)
-        .map(|&(fi, ti, _)| parsed[fi].header.tensors[ti].num_elements() as u64)
-        .sum();
-    let bar = ProgressBar::new(total_weights.max(1));
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} weights, eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let interrupted = AtomicBool::new(false);
-    let results: Vec<Result<(PackedEntry, Option<TensorReport>)>> = jobs
-        .par_iter()
-        .map(|&(fi, ti, compress)| {
-            let file = &parsed[fi];
-            let t = &file.header.tensors[ti];
-            let raw = file.tensor_bytes(t);
-            if !compress {
-                return Ok((
-                    PackedEntry::Raw {
-                        name: t.name.clone(),
-                        tensor: OwnedTensor {
-                            dtype: t.dtype,
-                            shape: t.shape.clone(),
-                            data: raw.to_vec(),
-                        },
-                    },
-                    None,
-                ));
-            }
-            let (n_out, n_in) = t.matrix_shape().unwrap_or((0, 0));
-            let w = st::to_f32(t, raw)?;
-            let h = hessian_for(&t.name, n_in, calib.as_ref(), opts.damping)?;
-            let mut observer = |e: &Event| {
-                if let Event::Phase { tensor, .. } = e {
-                    bar.set_message(tensor.to_string());
-                }
-                if interrupted.load(Ordering::Relaxed) {
-                    Control::Cancel
-                } else {
-                    Control::Continue
-                }
-            };
-            let (p, rep) = compress_matrix(
-                &t.name,
-                t.dtype,
-                &t.shape,
-                &w,
-                n_out,
-                n_in,
-                &h,
-                &opts,
-                &mut observer,
-            )?;
-            bar.inc(t.num_elements() as u64);
-            Ok((PackedEntry::Packed(p), Some(rep)))
-        })
-        .collect();
-    bar.finish_and_clear();
-    let mut entries = Vec::new();
-    let mut reports = Vec::new();
-    for r in results {
-        let (e, rep) = r?;
-        entries.push(e);
-        reports.extend(rep);
-    }
-    let metadata = parsed
+    jobs.sort_by(|x, y| x.entry.name.cmp(&y.entry.name));
+    let mut metadata = parsed
         .first()
         .map(|f| f.header.metadata.clone())
         .unwrap_or_default();
-    let packed = PackedFile { entries, metadata };
-    let bytes = packed.to_bytes()?;
-    write_atomic(&a.output, &bytes)?;
-    let (bits, weights) = packed.packed_bits_and_weights();
-    for rep in &reports {
+
+    // Bits per tensor under a size budget.
+    let target = match (&a.target_size, a.target_bpw) {
+        (Some(s), _) => Some(parse_size(s).map_err(anyhow::Error::msg)?),
+        (None, Some(bpw)) => {
+            if !(bpw.is_finite() && bpw > 0.0) {
+                bail!("--target-bpw must be a positive number, got {bpw}");
+            }
+            let weights: u64 = jobs.iter().map(|j| j.entry.num_elements() as u64).sum();
+            Some((bpw * weights as f64 / 8.0).floor() as u64)
+        }
+        (None, None) => None,
+    };
+    if let Some(target) = target {
+        allocate_bits(&mut jobs, &parsed, &maps, calib.as_ref(), &opts, &a, target)?;
+    }
+    if let Some(path) = &a.plan {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let plan: BTreeMap<String, u8> = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a JSON object of bits per tensor", path.display()))?;
+        for j in jobs.iter_mut().filter(|j| j.compress) {
+            if let Some(&b) = plan.get(&j.entry.name) {
+                jlcm::format::packed::check_params(b, opts.dim, opts.groups)
+                    .map_err(|e| anyhow::anyhow!("{}: `{}`: {e}", path.display(), j.entry.name))?;
+                j.bits = b;
+            }
+        }
+    }
+    if let Some(path) = &a.save_plan {
+        let plan: BTreeMap<&str, u8> = jobs
+            .iter()
+            .filter(|j| j.compress)
+            .map(|j| (j.entry.name.as_str(), j.bits))
+            .collect();
+        std::fs::write(path, serde_json::to_string_pretty(&plan)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let specs: Vec<EntrySpec> = jobs.iter().map(|j| j.spec(&opts)).collect();
+    let (full_header, _) = plan_header(&specs, &metadata)?;
+    let full_len = full_header.len() as u64 + specs.iter().map(|s| s.data_bytes()).sum::<u64>();
+
+    // This run's share.
+    if let Some((i, n)) = shard {
+        let part = shard_of(&jobs, n);
+        let total = jobs.len();
+        jobs = jobs
+            .into_iter()
+            .zip(part)
+            .filter(|(_, p)| *p == i)
+            .map(|(j, _)| j)
+            .collect();
+        metadata.insert(
+            PART_KEY.to_string(),
+            serde_json::json!({"index": i, "count": n, "entries": total}).to_string(),
+        );
+        eprintln!(
+            "shard {i}/{n}: {} of {total} tensors ({} to compress)",
+            jobs.len(),
+            jobs.iter().filter(|j| j.compress).count()
+        );
+    }
+    let specs: Vec<EntrySpec> = jobs.iter().map(|j| j.spec(&opts)).collect();
+    eprintln!(
+        "planned output: {full_len} bytes ({:.3} GiB) for the whole model{}",
+        full_len as f64 / (1u64 << 30) as f64,
+        match target {
+            Some(t) => format!(", target {t} bytes"),
+            None => String::new(),
+        }
+    );
+    if a.plan_only {
+        return Ok(());
+    }
+
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    let mut out = TempOutput::create(&a.output)?;
+    let file = out.take();
+    let mut writer = StreamWriter::new(file, &specs, &metadata)?;
+    let reports = stream_compress(
+        &jobs,
+        &parsed,
+        &maps,
+        calib.as_ref(),
+        &opts,
+        memory_budget,
+        &mut writer,
+    )?;
+    let planned = writer.planned_len();
+    let file = writer.finish()?;
+    let out_len = file.metadata().map(|m| m.len()).unwrap_or(planned);
+    out.commit(file)?;
+
+    let (mut bits, mut weights) = (0u64, 0u64);
+    let (mut wall_sum, mut cpu_sum) = (0f64, 0f64);
+    for (rep, wall, cpu) in &reports {
+        wall_sum += wall;
+        cpu_sum += cpu.unwrap_or(0.0);
+        bits += (rep.bpw * (rep.n_out * rep.n_in) as f64).round() as u64;
+        weights += (rep.n_out * rep.n_in) as u64;
         if a.json {
-            println!("{}", serde_json::to_string(rep)?);
+            super::print_stdout(&format!("{}\n", serde_json::to_string(rep)?))?;
         } else {
             let first = rep.losses.first().map_or(0.0, |p| p.loss);
             let last = rep.losses.last().map_or(0.0, |p| p.loss);
             eprintln!(
-                "{:<60} {:>5}x{:<5} bpw {:.3}  weight err {:.4}  output err {:.4}  loss {:.4e} -> {:.4e}",
+                "{:<60} {:>5}x{:<5} bpw {:.3}  weight err {:.4}  output err {:.4}  loss {:.4e} -> {:.4e}  {wall:.1} s",
                 rep.name, rep.n_out, rep.n_in, rep.bpw, rep.rel_weight_error, rep.rel_output_error, first, last
             );
         }
+    }
+    if !reports.is_empty() {
+        eprintln!(
+            "compression time summed over tensors: {wall_sum:.1} s wall, {cpu_sum:.1} s CPU ({:.0} weights per CPU second)",
+            weights as f64 / cpu_sum.max(1e-9)
+        );
     }
     eprintln!(
         "{} tensors compressed, {:.3} bpw over {} weights; file {} -> {} bytes (ratio {:.2})",
@@ -194,8 +392,381 @@ pub fn run(a: CompressArgs) -> Result<()> {
         bits as f64 / weights.max(1) as f64,
         weights,
         in_bytes,
-        bytes.len(),
-        in_bytes as f64 / bytes.len().max(1) as f64
+        out_len,
+        in_bytes as f64 / out_len.max(1) as f64
     );
     Ok(())
+}
+
+/// Estimate loss against bits for every compressed tensor, allocate bits to
+/// meet `target` bytes for the whole file, set `jobs[..].bits` and print the
+/// allocation.
+fn allocate_bits(
+    jobs: &mut [Job],
+    parsed: &[SafetensorsFile],
+    maps: &[Mmap],
+    calib: Option<&Calibration>,
+    opts: &CompressOptions,
+    a: &CompressArgs,
+    target: u64,
+) -> Result<()> {
+    for b in [a.min_bits, a.max_bits, a.head_bits] {
+        jlcm::format::packed::check_params(b, opts.dim, opts.groups).map_err(anyhow::Error::msg)?;
+    }
+    if a.min_bits > a.max_bits {
+        bail!(
+            "--min-bits {} is above --max-bits {}",
+            a.min_bits,
+            a.max_bits
+        );
+    }
+    let bits_of = |j: &Job| -> Vec<u8> {
+        if is_head(&j.entry.name) {
+            (a.head_bits..=a.max_bits.max(a.head_bits)).collect()
+        } else {
+            (a.min_bits..=a.max_bits).collect()
+        }
+    };
+    let todo: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].compress).collect();
+    let bar = ProgressBar::new(todo.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] estimating loss per bit width {wide_bar} {pos}/{len} tensors, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let estimates: Vec<Result<Vec<f64>>> = todo
+        .par_iter()
+        .map(|&i| {
+            if INTERRUPTED.load(Ordering::Relaxed) {
+                bail!("interrupted");
+            }
+            let j = &jobs[i];
+            let (n_out, n_in) = j.n_out_in();
+            let file = &parsed[j.file];
+            let raw = file.tensor_bytes(&j.entry);
+            let size = j.entry.dtype.bitsize() / 8;
+            let mut rows = Vec::new();
+            for r in budget::sample_rows(n_out) {
+                let probe = TensorEntry {
+                    name: j.entry.name.clone(),
+                    dtype: j.entry.dtype,
+                    shape: vec![n_in],
+                    start: 0,
+                    end: (n_in * size) as u64,
+                };
+                rows.extend(st::to_f32(
+                    &probe,
+                    &raw[r * n_in * size..(r + 1) * n_in * size],
+                )?);
+            }
+            let (s, e) = file.header.file_range(&j.entry);
+            release(&maps[j.file], s, e);
+            let h = hessian_for(&j.entry.name, n_in, calib, opts.damping)?;
+            let losses =
+                budget::estimate_losses(&j.entry.name, &rows, n_out, n_in, &h, opts, &bits_of(j))
+                    .with_context(|| format!("estimating `{}`", j.entry.name))?;
+            bar.inc(1);
+            Ok(losses)
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut choices = Vec::new();
+    for (&i, est) in todo.iter().zip(estimates) {
+        let est = est?;
+        let j = &jobs[i];
+        let candidates = bits_of(j)
+            .into_iter()
+            .zip(est)
+            .map(|(bits, loss)| {
+                let spec = Job {
+                    bits,
+                    ..clone_job(j)
+                }
+                .spec(opts);
+                Candidate {
+                    bits,
+                    bytes: spec.data_bytes(),
+                    loss,
+                }
+            })
+            .collect();
+        choices.push(TensorChoices {
+            name: j.entry.name.clone(),
+            candidates,
+        });
+    }
+    // Fixed bytes: copied tensors, and the header with every tensor at its
+    // most bits (an upper bound: more bits never shortens the header).
+    for (k, &i) in todo.iter().enumerate() {
+        jobs[i].bits = choices[k].candidates.last().map_or(opts.bits, |c| c.bits);
+    }
+    let specs: Vec<EntrySpec> = jobs.iter().map(|j| j.spec(opts)).collect();
+    let metadata = parsed
+        .first()
+        .map(|f| f.header.metadata.clone())
+        .unwrap_or_default();
+    let (header, _) = plan_header(&specs, &metadata)?;
+    let fixed: u64 = header.len() as u64
+        + specs
+            .iter()
+            .zip(jobs.iter())
+            .filter(|(_, j)| !j.compress)
+            .map(|(s, _)| s.data_bytes())
+            .sum::<u64>();
+    if fixed >= target {
+        bail!(
+            "target of {target} bytes is below the copied tensors and header alone ({fixed} bytes)"
+        );
+    }
+    let alloc = budget::allocate(&choices, target - fixed)?;
+    for (k, &i) in todo.iter().enumerate() {
+        jobs[i].bits = alloc.bits(&choices, k);
+    }
+    // The table.
+    eprintln!(
+        "{:<56} {:>13} {:>4} {:>7} {:>12} {:>11}",
+        "tensor", "shape", "bits", "bpw", "bytes", "est. loss"
+    );
+    let mut hist: BTreeMap<u8, (usize, u64)> = BTreeMap::new();
+    for (k, &i) in todo.iter().enumerate() {
+        let c = choices[k].candidates[alloc.choice[k]];
+        let (n_out, n_in) = jobs[i].n_out_in();
+        eprintln!(
+            "{:<56} {:>13} {:>4} {:>7.3} {:>12} {:>11.4e}",
+            jobs[i].entry.name,
+            format!("{n_out}x{n_in}"),
+            c.bits,
+            c.bytes as f64 * 8.0 / (n_out * n_in) as f64,
+            c.bytes,
+            c.loss
+        );
+        let h = hist.entry(c.bits).or_default();
+        h.0 += 1;
+        h.1 += (n_out * n_in) as u64;
+    }
+    let total_w: u64 = jobs.iter().map(|j| j.entry.num_elements() as u64).sum();
+    let hist_text: Vec<String> = hist
+        .iter()
+        .map(|(b, (n, w))| {
+            format!(
+                "{b} bits: {n} tensors ({:.1}% of weights)",
+                100.0 * *w as f64 / total_w.max(1) as f64
+            )
+        })
+        .collect();
+    eprintln!(
+        "allocation: {}; compressed data {} + copied tensors and header {} = {} of {target} bytes; {:.3} bpw over all {total_w} weights; est. total loss {:.4e}",
+        hist_text.join(", "),
+        alloc.bytes,
+        fixed,
+        alloc.bytes + fixed,
+        (alloc.bytes + fixed) as f64 * 8.0 / total_w.max(1) as f64,
+        alloc.loss
+    );
+    Ok(())
+}
+
+fn clone_job(j: &Job) -> Job {
+    Job {
+        file: j.file,
+        entry: j.entry.clone(),
+        compress: j.compress,
+        bits: j.bits,
+    }
+}
+
+/// What a worker hands to the writer.
+enum Done {
+    /// The tensor, its report, wall and CPU seconds spent on it.
+    Packed(PackedTensor, Box<TensorReport>, f64, Option<f64>),
+    Raw,
+}
+
+struct State {
+    next: usize,
+    written: usize,
+    in_use: u64,
+    done: BTreeMap<usize, Result<Done>>,
+    stop: bool,
+}
+
+/// Compress `jobs` (in output order) on one worker per core and write them
+/// through `writer` in order.
+fn stream_compress(
+    jobs: &[Job],
+    parsed: &[SafetensorsFile],
+    maps: &[Mmap],
+    calib: Option<&Calibration>,
+    opts: &CompressOptions,
+    memory_budget: u64,
+    writer: &mut StreamWriter<std::fs::File>,
+) -> Result<Vec<(TensorReport, f64, Option<f64>)>> {
+    let n = jobs.len();
+    let threads = rayon::current_num_threads().max(1);
+    let window = 2 * threads;
+    let total_bytes: u64 = jobs.iter().map(|j| j.entry.byte_len()).sum();
+    let n_compress = jobs.iter().filter(|j| j.compress).count();
+    let bar = ProgressBar::new(total_bytes.max(1));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}, eta {eta}, {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("0/{n_compress} tensors"));
+    let tensors_done = std::sync::atomic::AtomicUsize::new(0);
+    let state = Mutex::new(State {
+        next: 0,
+        written: 0,
+        in_use: 0,
+        done: BTreeMap::new(),
+        stop: false,
+    });
+    let cv = Condvar::new();
+    let stopping = |st: &State| st.stop || INTERRUPTED.load(Ordering::Relaxed);
+    let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
+    let tick = Duration::from_millis(200);
+
+    let process = |i: usize| -> Result<Done> {
+        let j = &jobs[i];
+        if !j.compress {
+            return Ok(Done::Raw);
+        }
+        let file = &parsed[j.file];
+        let t = &j.entry;
+        let (n_out, n_in) = j.n_out_in();
+        let w = st::to_f32(t, file.tensor_bytes(t))?;
+        let (s, e) = file.header.file_range(t);
+        release(&maps[j.file], s, e);
+        let started = (std::time::Instant::now(), thread_cpu_seconds());
+        let h = hessian_for(&t.name, n_in, calib, opts.damping)?;
+        let o = CompressOptions {
+            bits: j.bits,
+            ..opts.clone()
+        };
+        let mut observer = |_: &Event| {
+            if INTERRUPTED.load(Ordering::Relaxed) || lock().stop {
+                Control::Cancel
+            } else {
+                Control::Continue
+            }
+        };
+        let (p, rep) = compress_matrix(
+            &t.name,
+            t.dtype,
+            &t.shape,
+            &w,
+            n_out,
+            n_in,
+            &h,
+            &o,
+            &mut observer,
+        )
+        .with_context(|| format!("tensor `{}`", t.name))?;
+        let wall = started.0.elapsed().as_secs_f64();
+        let cpu = thread_cpu_seconds().zip(started.1).map(|(b, a)| b - a);
+        if bar.is_hidden() {
+            // No terminal (a log, a batch job): one line per tensor instead of the bar.
+            let k = tensors_done.load(Ordering::Relaxed) + 1;
+            eprintln!(
+                "[{k}/{n_compress}] {} {}x{} {} bits: {wall:.1} s wall, {} s CPU",
+                t.name,
+                n_out,
+                n_in,
+                j.bits,
+                cpu.map_or("?".into(), |c| format!("{c:.1}"))
+            );
+        }
+        Ok(Done::Packed(p, Box::new(rep), wall, cpu))
+    };
+
+    let worker = || loop {
+        let i = {
+            let mut st = lock();
+            loop {
+                if stopping(&st) || st.next >= n {
+                    return;
+                }
+                let i = st.next;
+                let need = jobs[i].memory();
+                if i < st.written + window && (st.in_use == 0 || st.in_use + need <= memory_budget)
+                {
+                    st.next += 1;
+                    st.in_use += need;
+                    break i;
+                }
+                st = cv
+                    .wait_timeout(st, tick)
+                    .map(|r| r.0)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+        };
+        let r = process(i);
+        if jobs[i].compress && r.is_ok() {
+            let k = tensors_done.fetch_add(1, Ordering::Relaxed) + 1;
+            bar.set_message(format!("{k}/{n_compress} tensors"));
+        }
+        bar.inc(jobs[i].entry.byte_len());
+        let mut st = lock();
+        st.done.insert(i, r);
+        cv.notify_all();
+    };
+
+    let mut reports = Vec::new();
+    let mut write_all = || -> Result<()> {
+        for i in 0..n {
+            let done = {
+                let mut st = lock();
+                loop {
+                    if let Some(d) = st.done.remove(&i) {
+                        break d;
+                    }
+                    if INTERRUPTED.load(Ordering::Relaxed) {
+                        bail!("interrupted; no output written");
+                    }
+                    st = cv
+                        .wait_timeout(st, tick)
+                        .map(|r| r.0)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+            };
+            let j = &jobs[i];
+            match done? {
+                Done::Raw => {
+                    let file = &parsed[j.file];
+                    let spec = j.spec(opts);
+                    writer.write_parts(spec, &[file.tensor_bytes(&j.entry)])?;
+                    let (s, e) = file.header.file_range(&j.entry);
+                    release(&maps[j.file], s, e);
+                }
+                Done::Packed(p, rep, wall, cpu) => {
+                    writer.write_entry(&PackedEntry::Packed(p))?;
+                    reports.push((*rep, wall, cpu));
+                }
+            }
+            let mut st = lock();
+            st.written = i + 1;
+            st.in_use -= j.memory();
+            cv.notify_all();
+        }
+        Ok(())
+    };
+
+    let mut result = Ok(());
+    rayon::in_place_scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|_| worker());
+        }
+        result = write_all();
+        let mut st = lock();
+        st.stop = true;
+        cv.notify_all();
+    });
+    bar.finish_and_clear();
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        bail!("interrupted; no output written");
+    }
+    result?;
+    Ok(reports)
 }

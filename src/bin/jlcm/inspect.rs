@@ -113,17 +113,18 @@ pub fn run(a: InspectArgs) -> Result<()> {
         tensors: rows,
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
         return Ok(());
     }
-    println!(
+    let mut text = format!(
         "{:<60} {:>16} {:>5} {:>4} {:>2} {:>4} {:>8} {:>7} {:>12}",
         "tensor", "shape", "dtype", "bits", "d", "G", "mode", "bpw", "bytes"
     );
+    text.push('\n');
     for r in &summary.tensors {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-        println!(
-            "{:<60} {:>16} {:>5} {:>4} {:>2} {:>4} {:>8} {:>7.3} {:>12}",
+        text += &format!(
+            "{:<60} {:>16} {:>5} {:>4} {:>2} {:>4} {:>8} {:>7.3} {:>12}\n",
             r.name,
             format!("{:?}", r.shape).replace(' ', ""),
             r.dtype,
@@ -135,11 +136,11 @@ pub fn run(a: InspectArgs) -> Result<()> {
             r.bytes
         );
     }
-    println!(
-        "file: {} bytes, {:.3} bpw over all {} weights, compressed tensors {:.3} bpw; original {} bytes, ratio {:.2}",
+    text += &format!(
+        "file: {} bytes, {:.3} bpw over all {} weights, compressed tensors {:.3} bpw; dense equivalent {} bytes, ratio {:.2}\n",
         summary.file_bytes, summary.bpw, weights, summary.packed_bpw, summary.original_bytes, summary.ratio
     );
-    Ok(())
+    super::print_stdout(&text)
 }
 
 fn raw_row(name: &str, shape: &[usize], dtype: String, bytes: u64) -> TensorRow {

@@ -1,0 +1,234 @@
+//! Matvec throughput of the packed kernels against the dense f32 SIMD matvec
+//! and the scalar reference, measured in the same run, printed as a table.
+//!
+//! Native: `cargo bench --bench kernels` (add `-- --quick` for 1024x1024 only).
+//! wasm (Node 20 and headless Chromium): `bash scripts/bench-kernels-wasm.sh`,
+//! which builds this file for wasm32 and calls [`run_kernel_bench`].
+//!
+//! Each figure is the best of repeated single-vector products (batch 1,
+//! single thread) after one warm-up call. Weights/s counts `n_out * n_in`
+//! per product; GB/s counts the bytes the kernel reads for its weights
+//! (packed: indices + F16 codebooks + group ids + scales; dense: 4 bytes a
+//! weight).
+
+use jlcm::format::packed::Mode;
+use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};
+use jlcm::kernels::{reference, DenseMatrix, Isa, PackedMatrix};
+
+/// Matrices `(n_out, n_in)`.
+const MATRICES: [(usize, usize); 3] = [(1024, 1024), (4096, 4096), (4096, 11008)];
+/// Packed layouts `(bits, dim)`: 2, 3 and 4-bit scalar codebooks and a
+/// 2-bit-per-weight vector codebook (d = 4, 256 codewords).
+const LAYOUTS: [(u8, u8); 4] = [(2, 1), (3, 1), (4, 1), (8, 4)];
+/// Row groups (codebook mode): 16, as the engine's default grouping.
+const GROUPS: u16 = 16;
+/// Minimum time spent on each measurement, in milliseconds.
+const MIN_MEASURE_MS: f64 = 1000.0;
+/// Minimum time of one timed round of calls, in milliseconds.
+const MIN_ROUND_MS: f64 = 10.0;
+
+#[cfg(not(target_arch = "wasm32"))]
+fn now_ms() -> f64 {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1e3
+}
+
+#[cfg(target_arch = "wasm32")]
+mod js {
+    use wasm_bindgen::prelude::*;
+    #[wasm_bindgen]
+    extern "C" {
+        #[wasm_bindgen(js_namespace = performance, js_name = now)]
+        pub fn performance_now() -> f64;
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn now_ms() -> f64 {
+    js::performance_now()
+}
+
+/// The system load average at the end of the run, when readable (native only).
+fn load_average() -> String {
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Ok(s) = std::fs::read_to_string("/proc/loadavg") {
+        return format!(
+            "; load average {}",
+            s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        );
+    }
+    String::new()
+}
+
+/// One kernel to time, owning its matrix and buffers.
+struct Candidate {
+    layout: String,
+    kernel: String,
+    bytes: f64,
+    call: Box<dyn FnMut()>,
+}
+
+/// Best milliseconds per call of every candidate. Candidates are timed in
+/// turns (so that load from other processes hits them alike), each turn a
+/// round of calls lasting at least [`MIN_ROUND_MS`] (browsers coarsen
+/// `performance.now()` to 0.1 ms); the best round's mean is kept. One
+/// warm-up call each first.
+fn best_ms_interleaved(candidates: &mut [Candidate]) -> Vec<f64> {
+    let calls_per_round: Vec<usize> = candidates
+        .iter_mut()
+        .map(|c| {
+            (c.call)();
+            let t = now_ms();
+            (c.call)();
+            let one = (now_ms() - t).max(1e-3);
+            ((MIN_ROUND_MS / one).ceil() as usize).max(1)
+        })
+        .collect();
+    let mut best = vec![f64::INFINITY; candidates.len()];
+    let start = now_ms();
+    let mut rounds = 0;
+    while rounds < 3 || now_ms() - start < MIN_MEASURE_MS * candidates.len() as f64 {
+        for ((c, n), b) in candidates
+            .iter_mut()
+            .zip(&calls_per_round)
+            .zip(best.iter_mut())
+        {
+            let t = now_ms();
+            for _ in 0..*n {
+                (c.call)();
+            }
+            *b = b.min((now_ms() - t) / *n as f64);
+        }
+        rounds += 1;
+    }
+    best
+}
+
+struct Row {
+    matrix: String,
+    layout: String,
+    kernel: String,
+    ms: f64,
+    weights: f64,
+    bytes: f64,
+}
+
+fn run(quick: bool) -> String {
+    let matrices: &[(usize, usize)] = if quick { &MATRICES[..1] } else { &MATRICES };
+    let best = Isa::best();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut out = String::new();
+    for &(n_out, n_in) in matrices {
+        let matrix = format!("{n_out}x{n_in}");
+        let weights = (n_out * n_in) as f64;
+        let x = random_inputs(n_in, 1);
+        let mut candidates = Vec::new();
+        let dense =
+            DenseMatrix::new(random_inputs(n_out * n_in, 2), n_out, n_in, best).expect("shape");
+        let (xc, mut y) = (x.clone(), vec![0f32; n_out]);
+        candidates.push(Candidate {
+            layout: "f32".into(),
+            kernel: format!("dense {}", best.name()),
+            bytes: 4.0 * weights,
+            call: Box::new(move || dense.matmul(&xc, 1, &mut y).expect("shape")),
+        });
+        for &(bits, dim) in &LAYOUTS {
+            let spec = PackedSpec {
+                n_out,
+                n_in,
+                bits,
+                dim,
+                groups: GROUPS,
+                mode: Mode::Codebook,
+            };
+            let tensor = random_packed(spec, 3);
+            let layout = format!("b{bits} d{dim} ({:.2} bpw)", tensor.bpw());
+            let packed_bytes = PackedMatrix::new(tensor.clone())
+                .expect("valid")
+                .packed_bytes() as f64;
+            for isa in Isa::available() {
+                let m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid");
+                let kernel = format!("{} {}", m.layout().plan_name(), isa.name());
+                let (xc, mut y) = (x.clone(), vec![0f32; n_out]);
+                let call = Box::new(move || m.matmul(&xc, 1, &mut y).expect("shape"));
+                candidates.push(Candidate {
+                    layout: layout.clone(),
+                    kernel,
+                    bytes: packed_bytes,
+                    call,
+                });
+            }
+            let (xc, mut y) = (x.clone(), vec![0f32; n_out]);
+            candidates.push(Candidate {
+                layout,
+                kernel: "reference".into(),
+                bytes: packed_bytes,
+                call: Box::new(move || reference::matmul(&tensor, &xc, 1, &mut y)),
+            });
+        }
+        let ms = best_ms_interleaved(&mut candidates);
+        for (c, ms) in candidates.into_iter().zip(ms) {
+            rows.push(Row {
+                matrix: matrix.clone(),
+                layout: c.layout,
+                kernel: c.kernel,
+                ms,
+                weights,
+                bytes: c.bytes,
+            });
+        }
+    }
+    out.push_str(&format!(
+        "kernels matvec, batch 1, single thread; best ISA: {}; simd128 build: {}; groups {GROUPS} (codebook mode){}\n\n",
+        best.name(),
+        cfg!(target_feature = "simd128"),
+        load_average()
+    ));
+    out.push_str("| matrix | layout | kernel | ms/call | Gweights/s | GB/s read | x dense SIMD | x reference |\n");
+    out.push_str("|---|---|---|---:|---:|---:|---:|---:|\n");
+    for r in &rows {
+        let dense = rows
+            .iter()
+            .find(|d| d.matrix == r.matrix && d.layout == "f32")
+            .map_or(f64::NAN, |d| d.ms);
+        let reference = rows
+            .iter()
+            .find(|d| d.matrix == r.matrix && d.layout == r.layout && d.kernel == "reference")
+            .map_or(f64::NAN, |d| d.ms);
+        let vs_reference = if r.layout == "f32" {
+            "".to_string()
+        } else {
+            format!("{:.2}", reference / r.ms)
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.3} | {:.2} | {:.2} | {:.2} | {} |\n",
+            r.matrix,
+            r.layout,
+            r.kernel,
+            r.ms,
+            r.weights / r.ms / 1e6,
+            r.bytes / r.ms / 1e6,
+            dense / r.ms,
+            vs_reference
+        ));
+    }
+    out
+}
+
+/// wasm entry point: run the benchmark and return the table (`quick`: the
+/// 1024x1024 matrix only).
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn run_kernel_bench(quick: bool) -> String {
+    run(quick)
+}
+
+fn main() {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let quick = std::env::args().any(|a| a == "--quick");
+        print!("{}", run(quick));
+    }
+}

@@ -1,0 +1,158 @@
+//! MiniLM sentence embeddings per second: dense f32 vs packed 2-bit weights,
+//! batches of 1 and 32 sentences, natively, single thread.
+//!
+//! Run: `cargo bench --bench runtime` (needs `bash scripts/fetch-model.sh`).
+//! The packed model is made here (all 36 Linear weights, 2 bits, G = 16,
+//! `JLCM_BENCH_ITERS` sweeps, default 2: speed does not depend on quality),
+//! or read from `JLCM_BENCH_PACKED=path.safetensors`.
+//! `JLCM_BENCH_SECONDS` (default 3) is the time spent per measurement.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use jlcm::engine::{compress_file, CompressOptions, Control};
+use jlcm::runtime::{BertModel, Linear, SentenceEncoder};
+
+fn model_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("JLCM_MODEL_DIR") {
+        return d.into();
+    }
+    let cache = std::env::var("JLCM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/jlcm")
+        });
+    cache.join("models/all-MiniLM-L6-v2")
+}
+
+/// Calls of `f` per second, running it for about `budget`.
+fn rate(budget: Duration, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up
+    let start = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed() < budget || n < 3 {
+        f();
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let dir = model_dir();
+    let read = |f: &str| {
+        std::fs::read(dir.join(f)).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run scripts/fetch-model.sh)",
+                dir.join(f).display()
+            )
+        })
+    };
+    let config = String::from_utf8(read("config.json")).unwrap();
+    let tokenizer = read("tokenizer.json");
+    let weights = read("model.safetensors");
+    let seconds: f64 = std::env::var("JLCM_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let budget = Duration::from_secs_f64(seconds);
+
+    let encoder = SentenceEncoder::from_bytes(&config, &tokenizer, &weights).unwrap();
+    let texts: Vec<String> = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/st_sentences.txt"),
+    )
+    .unwrap()
+    .lines()
+    .filter(|l| !l.is_empty() && l.len() < 200)
+    .map(String::from)
+    .collect();
+    let ids = encoder.tokenizer.encode_all(&texts).unwrap();
+    let batch32: Vec<Vec<u32>> = ids.iter().cycle().take(32).cloned().collect();
+    let mean_tokens = batch32.iter().map(Vec::len).sum::<usize>() as f64 / 32.0;
+
+    let packed_bytes = match std::env::var("JLCM_BENCH_PACKED") {
+        Ok(p) => std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}")),
+        Err(_) => {
+            let iters = std::env::var("JLCM_BENCH_ITERS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(2);
+            let opts = CompressOptions {
+                bits: 2,
+                groups: 16,
+                iters,
+                ..Default::default()
+            };
+            let filter = regex::Regex::new(r"^encoder\.layer\.\d+\.").unwrap();
+            let t = Instant::now();
+            let (packed, _) = compress_file(&weights, None, &opts, Some(&filter), &mut |_| {
+                Control::Continue
+            })
+            .unwrap();
+            eprintln!(
+                "compressed the 36 Linear weights (2 bits, G=16, iters={iters}) in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            packed.to_bytes().unwrap()
+        }
+    };
+    let dense = BertModel::from_safetensors(&config, &weights).unwrap();
+    let packed = BertModel::from_safetensors(&config, &packed_bytes).unwrap();
+    let linear_bytes = |m: &BertModel| m.linears().map(Linear::weight_bytes).sum::<usize>();
+
+    println!("MiniLM-L6 (all-MiniLM-L6-v2) embeddings, single thread, {:.1} tokens per sentence on average", mean_tokens);
+    println!(
+        "| weights | Linear weight bytes | model bytes | batch | sentences/s | ms per batch |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (label, model) in [("dense f32", &dense), ("packed 2-bit", &packed)] {
+        let (np, nl) = model.packed_linear_count();
+        for (b, batch) in [(1usize, &batch32[..1]), (32, &batch32[..])] {
+            let per_s = rate(budget, || {
+                std::hint::black_box(model.embed(batch).unwrap());
+            });
+            println!(
+                "| {label} ({np}/{nl} packed) | {:.2} MB | {:.2} MB | {b} | {:.1} | {:.2} |",
+                linear_bytes(model) as f64 / 1e6,
+                model.weight_bytes() as f64 / 1e6,
+                per_s * b as f64,
+                1e3 / per_s
+            );
+        }
+    }
+
+    println!();
+    println!("Linear layers alone (one 16-token sentence = 16 rows; 32 sentences = 512 rows):");
+    println!(
+        "| layer | n_out x n_in | rows | dense GFLOP/s | packed 2-bit GFLOP/s | packed / dense |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
+    let pairs: Vec<(&Linear, &Linear)> = dense.linears().zip(packed.linears()).take(6).collect();
+    for (d, p) in pairs.iter().filter(|(d, _)| {
+        d.name.contains("query")
+            || d.name.contains("intermediate")
+            || d.name.ends_with("layer.0.output.dense.weight")
+    }) {
+        for rows in [16usize, 512] {
+            let x: Vec<f32> = (0..rows * d.n_in)
+                .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+                .collect();
+            let mut y = vec![0f32; rows * d.n_out];
+            let flop = 2.0 * (rows * d.n_in * d.n_out) as f64;
+            let rd = rate(budget / 3, || d.forward(&x, rows, &mut y).unwrap());
+            let rp = rate(budget / 3, || p.forward(&x, rows, &mut y).unwrap());
+            let short = d
+                .name
+                .trim_start_matches("encoder.layer.0.")
+                .trim_end_matches(".weight");
+            println!(
+                "| {short} | {} x {} | {rows} | {:.2} | {:.2} | {:.2} |",
+                d.n_out,
+                d.n_in,
+                rd * flop / 1e9,
+                rp * flop / 1e9,
+                rp / rd
+            );
+        }
+    }
+}

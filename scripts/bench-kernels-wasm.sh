@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Kernel matvec benchmark (benches/kernels.rs) compiled to wasm32 + SIMD128,
+# run under Node and in headless Chromium (a module worker, driven through
+# chromedriver's WebDriver API). Offline: needs wasm-bindgen (= the pinned
+# crate version), node, chromium and chromedriver on PATH.
+#   bash scripts/bench-kernels-wasm.sh [--quick] [node|chromium|both]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+QUICK=false
+WHERE=both
+for a in "$@"; do
+  case "$a" in
+    --quick) QUICK=true ;;
+    node|chromium|both) WHERE=$a ;;
+    *) echo "usage: $0 [--quick] [node|chromium|both]" >&2; exit 2 ;;
+  esac
+done
+case "${RUSTFLAGS:-}" in
+  ""|*simd128*) ;;
+  *) echo "RUSTFLAGS is set without +simd128: it would replace .cargo/config.toml and drop SIMD" >&2; exit 1 ;;
+esac
+
+OUT=target/bench-wasm
+WASM=$(cargo build --release --bench kernels --target wasm32-unknown-unknown --message-format=json 2>/dev/null \
+  | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const l of s.split("\n")){if(!l)continue;const m=JSON.parse(l);if(m.reason==="compiler-artifact"&&m.target.name==="kernels"&&m.target.kind.includes("bench")){for(const f of m.filenames)if(f.endsWith(".wasm"))console.log(f)}}})')
+[ -n "$WASM" ] || { echo "build failed: run cargo build --release --bench kernels --target wasm32-unknown-unknown" >&2; exit 1; }
+echo "wasm: $WASM ($(wasm-objdump -d "$WASM" 2>/dev/null | grep -c i8x16.swizzle || echo '?') i8x16.swizzle)" >&2
+wasm-bindgen --target nodejs --out-dir "$OUT/node" --out-name kernels "$WASM"
+wasm-bindgen --target web --out-dir "$OUT/web" --out-name kernels "$WASM"
+cp scripts/bench-kernels-web/index.html scripts/bench-kernels-web/worker.js "$OUT/web/"
+
+if [ "$WHERE" != chromium ]; then
+  echo "## Node $(node --version)"
+  node -e "process.stdout.write(require('./$OUT/node/kernels.js').run_kernel_bench($QUICK))"
+  echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+fi
+if [ "$WHERE" != node ]; then
+  echo "## $(chromium --version 2>/dev/null | head -1) (headless)"
+  node scripts/bench-kernels-web/drive-chromium.mjs "$OUT/web" "$QUICK"
+  echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+fi

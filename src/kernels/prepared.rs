@@ -1,0 +1,430 @@
+//! The prepared layout of a packed matrix, and the portable kernels over it.
+//!
+//! [`PreparedLayout::new`] reads a validated [`PackedTensor`] once and picks a
+//! [`Plan`]:
+//!
+//! - [`Plan::NibbleLut`] (`d = 1`, `b <= 4`): inputs are cut into *slots* of
+//!   `g = 4 / b` consecutive inputs (`g = 1` for `b = 3`), so that the `g`
+//!   indices of one row in one slot form a 4-bit *slot index*
+//!   `m = Σ_i idx[t*g + i] << (b*i)`. Rows are sorted by codebook and cut
+//!   into blocks of 16 (the last block of a codebook padded with dummy rows).
+//!   For each block and each pair of slots `(2p, 2p+1)`, 16 bytes hold the
+//!   slot indices of the 16 rows: low nibble slot `2p`, high nibble `2p+1`.
+//!   This is exactly as many bits as the packed indices (`b = 3`: 4/3 as
+//!   many). Per input vector and codebook, a table holds for every slot the
+//!   16 partial sums `T[t][m] = Σ_i c[(m >> b*i) & (K-1)] x[t*g + i]` as f32,
+//!   split into four byte planes so that one 16-byte shuffle per plane looks
+//!   up the partial sums of 16 rows at once; tables are built a chunk of
+//!   [`LUT_CHUNK_PAIRS`] slot pairs at a time, which every block of the
+//!   codebook then reads from L1 (see [`lut_table_offset`]; the
+//!   portable kernels keep whole f32s instead, [`portable_table_offset`]).
+//! - [`Plan::Decode`] (everything else): per row, unpack a chunk of indices
+//!   and add `codeword · input slice`, `d` values at a time, straight from
+//!   the packed bytes.
+
+use crate::format::packed::{read_index, PackedTensor};
+
+use super::{simd128, x86, Isa};
+
+/// Rows per block of the nibble-lookup plan (one byte shuffle covers 16 rows).
+pub const BLOCK_ROWS: usize = 16;
+/// Row id of a padding lane in a block.
+pub const PAD_ROW: u32 = u32::MAX;
+/// Bytes of the table of one slot pair: 4 byte planes x 2 slots x 16 entries.
+pub const LUT_PAIR_BYTES: usize = 128;
+/// Minimum average rows per codebook for the nibble-lookup plan: below it,
+/// building a table per codebook and input (about 1.5 lookups of a 16-row
+/// block) costs more than decoding the few rows directly.
+pub const LUT_MIN_ROWS_PER_CODEBOOK: usize = 16;
+/// Slot pairs per table chunk: 128 pairs are 16 KiB of table, which stays in
+/// L1 while every block of the codebook runs over it.
+pub const LUT_CHUNK_PAIRS: usize = 128;
+/// Indices unpacked at a time by the decode plan.
+pub const DECODE_CHUNK: usize = 64;
+
+/// Byte offset, inside the table of one codebook, of byte plane `plane`
+/// (0 = least significant byte of the f32) of slot `t`: 16 bytes, entry `m`
+/// at `+ m`. Per slot pair `p = t / 2`, 128 bytes ordered plane-major then
+/// slot (`[plane][t % 2][16]`), so that one 32-byte load holds one plane of
+/// both slots.
+#[inline]
+pub fn lut_table_offset(t: usize, plane: usize) -> usize {
+    (t / 2) * LUT_PAIR_BYTES + plane * 32 + (t % 2) * 16
+}
+
+/// One block of 16 rows sharing a codebook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LutBlock {
+    /// Codebook of every row of the block.
+    pub codebook: u32,
+    /// Original row of each lane, [`PAD_ROW`] for padding.
+    pub rows: [u32; BLOCK_ROWS],
+}
+
+/// The nibble-lookup plan (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NibbleLut {
+    /// Bits per index (1..=4).
+    pub bits: u8,
+    /// Inputs per slot, `g`.
+    pub inputs_per_slot: usize,
+    /// Slot pairs per row, `ceil(ceil(n_in / g) / 2)`.
+    pub n_pairs: usize,
+    /// Blocks, sorted by codebook.
+    pub blocks: Vec<LutBlock>,
+    /// Slot indices: block-major, then pair, then 16 lanes.
+    pub nibbles: Vec<u8>,
+}
+
+impl NibbleLut {
+    /// Inputs covered by the table (`n_in` rounded up to whole slot pairs).
+    pub fn padded_inputs(&self) -> usize {
+        self.n_pairs * 2 * self.inputs_per_slot
+    }
+    /// The slot indices of block `b`: `n_pairs * 16` bytes.
+    pub fn block_nibbles(&self, b: usize) -> &[u8] {
+        let len = self.n_pairs * BLOCK_ROWS;
+        &self.nibbles[b * len..(b + 1) * len]
+    }
+}
+
+/// How products are computed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Lookup of partial sums of 16 rows at once.
+    NibbleLut(NibbleLut),
+    /// Per row, codewords times input slices.
+    Decode,
+}
+
+/// A packed matrix prepared for products: codebooks as f32, row scales and
+/// the plan's own index layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedLayout {
+    n_out: usize,
+    n_in: usize,
+    bits: u8,
+    dim: usize,
+    /// Codebooks as f32, `[C, K, d]`.
+    codebooks: Vec<f32>,
+    /// Codebook of each row.
+    row_codebook: Vec<u32>,
+    /// Scale of each row (1 in codebook mode).
+    row_scale: Vec<f32>,
+    /// The plan.
+    pub plan: Plan,
+}
+
+impl PreparedLayout {
+    /// Prepare a validated packed tensor.
+    pub fn new(p: &PackedTensor) -> Self {
+        let codebooks: Vec<f32> = p.codebooks.iter().map(|v| v.to_f32()).collect();
+        let row_group = |r: usize| p.group_ids[r] as usize;
+        let row_codebook: Vec<u32> = (0..p.n_out)
+            .map(|r| p.codebook_of_group(row_group(r)) as u32)
+            .collect();
+        let row_scale: Vec<f32> = (0..p.n_out).map(|r| p.scale(row_group(r))).collect();
+        let n_cb = p.n_codebooks();
+        let lut_fits = p.dim == 1 && p.bits <= 4 && p.n_out >= LUT_MIN_ROWS_PER_CODEBOOK * n_cb;
+        let plan = if lut_fits {
+            Plan::NibbleLut(build_nibble_lut(p, &row_codebook))
+        } else {
+            Plan::Decode
+        };
+        Self {
+            n_out: p.n_out,
+            n_in: p.n_in,
+            bits: p.bits,
+            dim: p.dim as usize,
+            codebooks,
+            row_codebook,
+            row_scale,
+            plan,
+        }
+    }
+
+    /// Heap bytes held by this layout.
+    pub fn heap_bytes(&self) -> usize {
+        let lut = match &self.plan {
+            Plan::NibbleLut(l) => {
+                l.nibbles.len() + l.blocks.len() * std::mem::size_of::<LutBlock>()
+            }
+            Plan::Decode => 0,
+        };
+        4 * (self.codebooks.len() + self.row_codebook.len() + self.row_scale.len()) + lut
+    }
+
+    /// A short name of the plan (`nibble-lut`, `decode`).
+    pub fn plan_name(&self) -> &'static str {
+        match self.plan {
+            Plan::NibbleLut(_) => "nibble-lut",
+            Plan::Decode => "decode",
+        }
+    }
+
+    fn codebook(&self, c: usize) -> &[f32] {
+        let len = (1usize << self.bits) * self.dim;
+        &self.codebooks[c * len..(c + 1) * len]
+    }
+
+    /// `y[b] = Ŵ x[b]`; shapes were checked by the caller; `p` is the tensor
+    /// this layout was prepared from.
+    pub fn matmul(&self, p: &PackedTensor, isa: Isa, x: &[f32], batch: usize, y: &mut [f32]) {
+        match &self.plan {
+            Plan::NibbleLut(lut) => self.matmul_nibble_lut(lut, isa, x, batch, y),
+            Plan::Decode => self.matmul_decode(p, isa, x, batch, y),
+        }
+    }
+
+    fn matmul_nibble_lut(&self, lut: &NibbleLut, isa: Isa, x: &[f32], batch: usize, y: &mut [f32]) {
+        let g2 = 2 * lut.inputs_per_slot;
+        let mut x_pad = vec![0f32; lut.padded_inputs()];
+        let mut table = vec![0u8; LUT_CHUNK_PAIRS.min(lut.n_pairs) * LUT_PAIR_BYTES];
+        let mut acc = vec![0f32; lut.blocks.len() * BLOCK_ROWS];
+        for b in 0..batch {
+            x_pad[..self.n_in].copy_from_slice(&x[b * self.n_in..(b + 1) * self.n_in]);
+            acc.fill(0.0);
+            // Blocks of one codebook are contiguous; for each chunk of slots,
+            // build that part of the codebook's table, then run every block
+            // over it while it sits in L1.
+            let mut first = 0;
+            while first < lut.blocks.len() {
+                let codebook = lut.blocks[first].codebook;
+                let end = lut.blocks[first..]
+                    .iter()
+                    .position(|blk| blk.codebook != codebook)
+                    .map_or(lut.blocks.len(), |n| first + n);
+                let cb = self.codebook(codebook as usize);
+                for p0 in (0..lut.n_pairs).step_by(LUT_CHUNK_PAIRS) {
+                    let p1 = (p0 + LUT_CHUNK_PAIRS).min(lut.n_pairs);
+                    let table = &mut table[..(p1 - p0) * LUT_PAIR_BYTES];
+                    let xs = &x_pad[p0 * g2..p1 * g2];
+                    match isa {
+                        Isa::Portable => build_lut_table(lut, cb, xs, table),
+                        Isa::Simd128 => simd128::build_lut_table(lut, cb, xs, table),
+                        // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
+                        Isa::Avx2 => unsafe { x86::build_lut_table(lut, cb, xs, table) },
+                    }
+                    for bi in first..end {
+                        let nib = &lut.block_nibbles(bi)[p0 * BLOCK_ROWS..p1 * BLOCK_ROWS];
+                        let sums = match isa {
+                            Isa::Portable => lut_block_sums(nib, table),
+                            Isa::Simd128 => simd128::lut_block_sums(nib, table),
+                            // SAFETY: as above.
+                            Isa::Avx2 => unsafe { x86::lut_block_sums(nib, table) },
+                        };
+                        for (a, s) in acc[bi * BLOCK_ROWS..(bi + 1) * BLOCK_ROWS]
+                            .iter_mut()
+                            .zip(sums)
+                        {
+                            *a += s;
+                        }
+                    }
+                }
+                first = end;
+            }
+            let yb = &mut y[b * self.n_out..(b + 1) * self.n_out];
+            for (block, sums) in lut.blocks.iter().zip(acc.chunks_exact(BLOCK_ROWS)) {
+                for (&row, &s) in block.rows.iter().zip(sums) {
+                    if row != PAD_ROW {
+                        yb[row as usize] = self.row_scale[row as usize] * s;
+                    }
+                }
+            }
+        }
+    }
+
+    fn matmul_decode(&self, p: &PackedTensor, isa: Isa, x: &[f32], batch: usize, y: &mut [f32]) {
+        let d = self.dim;
+        let n_sub = self.n_in.div_ceil(d);
+        let padded = n_sub * d;
+        // Inputs padded to whole sub-vectors, one column after another.
+        let mut x_pad = vec![0f32; batch * padded];
+        for b in 0..batch {
+            x_pad[b * padded..b * padded + self.n_in]
+                .copy_from_slice(&x[b * self.n_in..(b + 1) * self.n_in]);
+        }
+        let mut acc = vec![0f32; batch];
+        let mut idx = [0u8; DECODE_CHUNK];
+        for r in 0..self.n_out {
+            let cb = self.codebook(self.row_codebook[r] as usize);
+            let row = p.row_indices(r);
+            acc.fill(0.0);
+            for s0 in (0..n_sub).step_by(DECODE_CHUNK) {
+                let n = DECODE_CHUNK.min(n_sub - s0);
+                unpack_indices(row, s0, self.bits, &mut idx[..n]);
+                for (b, a) in acc.iter_mut().enumerate() {
+                    let xs = &x_pad[b * padded + s0 * d..b * padded + (s0 + n) * d];
+                    *a += match isa {
+                        Isa::Portable => decode_dot(cb, d, &idx[..n], xs),
+                        Isa::Simd128 => simd128::decode_dot(cb, d, &idx[..n], xs),
+                        // SAFETY: as above.
+                        Isa::Avx2 => unsafe { x86::decode_dot(cb, d, &idx[..n], xs) },
+                    };
+                }
+            }
+            for (b, a) in acc.iter().enumerate() {
+                y[b * self.n_out + r] = self.row_scale[r] * a;
+            }
+        }
+    }
+}
+
+/// Sort rows by codebook into blocks of 16 and repack their indices into
+/// slot-index nibbles.
+fn build_nibble_lut(p: &PackedTensor, row_codebook: &[u32]) -> NibbleLut {
+    let bits = p.bits;
+    let g = if bits == 3 { 1 } else { 4 / bits as usize };
+    let n_sub = p.n_sub();
+    let n_slots = n_sub.div_ceil(g);
+    let n_pairs = n_slots.div_ceil(2);
+    let mut blocks = Vec::new();
+    for c in 0..p.n_codebooks() as u32 {
+        let rows: Vec<u32> = (0..p.n_out as u32)
+            .filter(|&r| row_codebook[r as usize] == c)
+            .collect();
+        for chunk in rows.chunks(BLOCK_ROWS) {
+            let mut lanes = [PAD_ROW; BLOCK_ROWS];
+            lanes[..chunk.len()].copy_from_slice(chunk);
+            blocks.push(LutBlock {
+                codebook: c,
+                rows: lanes,
+            });
+        }
+    }
+    let mut nibbles = vec![0u8; blocks.len() * n_pairs * BLOCK_ROWS];
+    let mut slot_idx = vec![0u8; n_pairs * 2];
+    for (bi, block) in blocks.iter().enumerate() {
+        for (lane, &row) in block.rows.iter().enumerate() {
+            if row == PAD_ROW {
+                continue;
+            }
+            let packed = p.row_indices(row as usize);
+            slot_idx.fill(0);
+            for s in 0..n_sub {
+                slot_idx[s / g] |= read_index(packed, s, bits) << (bits as usize * (s % g));
+            }
+            for pair in 0..n_pairs {
+                nibbles[(bi * n_pairs + pair) * BLOCK_ROWS + lane] =
+                    slot_idx[2 * pair] | (slot_idx[2 * pair + 1] << 4);
+            }
+        }
+    }
+    NibbleLut {
+        bits,
+        inputs_per_slot: g,
+        n_pairs,
+        blocks,
+        nibbles,
+    }
+}
+
+/// Byte offset of entry `m` of slot `t` in the portable table layout: the
+/// same size as the byte-plane layout ([`lut_table_offset`]), but entry-major
+/// (64 bytes a slot, 4 an entry), since plain Rust reads whole f32s. Tables
+/// are always built and read by the same instruction set.
+#[inline]
+pub fn portable_table_offset(t: usize, m: usize) -> usize {
+    t * 64 + m * 4
+}
+
+/// Fill a chunk of the table of one codebook (`[K]` f32): the 16 partial
+/// sums of each of the `table.len() / 64` slots it holds, whose inputs start
+/// at `x_pad[0]` (portable layout, see [`portable_table_offset`]; the SIMD
+/// variants write byte planes, [`lut_table_offset`]).
+pub fn build_lut_table(lut: &NibbleLut, codebook: &[f32], x_pad: &[f32], table: &mut [u8]) {
+    let g = lut.inputs_per_slot;
+    let bits = lut.bits as usize;
+    let mask = (1usize << bits) - 1;
+    for t in 0..table.len() / (LUT_PAIR_BYTES / 2) {
+        let xs = &x_pad[t * g..(t + 1) * g];
+        for m in 0..16 {
+            let mut v = 0f32;
+            for (i, &xi) in xs.iter().enumerate() {
+                v += codebook[(m >> (bits * i)) & mask] * xi;
+            }
+            let at = portable_table_offset(t, m);
+            table[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// Partial sums of the 16 rows of one block over all slots: lane `i` is
+/// `Σ_t T[t][slot index of row i in slot t]`, added slot after slot.
+pub fn lut_block_sums(nibbles: &[u8], table: &[u8]) -> [f32; BLOCK_ROWS] {
+    let mut acc = [0f32; BLOCK_ROWS];
+    for (pair, lanes) in nibbles.chunks_exact(BLOCK_ROWS).enumerate() {
+        let slots = &table[pair * LUT_PAIR_BYTES..(pair + 1) * LUT_PAIR_BYTES];
+        let (even, odd) = slots.split_at(64);
+        for (&nib, a) in lanes.iter().zip(acc.iter_mut()) {
+            let entry = |slot: &[u8], m: u8| {
+                let at = 4 * m as usize;
+                f32::from_le_bytes([slot[at], slot[at + 1], slot[at + 2], slot[at + 3]])
+            };
+            *a += entry(even, nib & 15);
+            *a += entry(odd, nib >> 4);
+        }
+    }
+    acc
+}
+
+/// Unpack indices `s0 .. s0 + out.len()` of a packed row.
+#[inline]
+pub fn unpack_indices(row: &[u8], s0: usize, bits: u8, out: &mut [u8]) {
+    match bits {
+        8 => out.copy_from_slice(&row[s0..s0 + out.len()]),
+        4 => {
+            for (i, o) in out.iter_mut().enumerate() {
+                let s = s0 + i;
+                *o = (row[s / 2] >> (4 * (s % 2))) & 15;
+            }
+        }
+        _ => {
+            let b = bits as usize;
+            let mask = (1u64 << b) - 1;
+            for (i, o) in out.iter_mut().enumerate() {
+                let bit = (s0 + i) * b;
+                let byte = bit / 8;
+                *o = match row.get(byte..byte + 8) {
+                    Some(w) => {
+                        let w =
+                            u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                        ((w >> (bit % 8)) & mask) as u8
+                    }
+                    None => read_index(row, s0 + i, bits),
+                };
+            }
+        }
+    }
+}
+
+/// `Σ_s codeword[idx[s]] · x[s*d .. s*d + d]` (`x.len() == idx.len() * d`).
+pub fn decode_dot(codebook: &[f32], d: usize, idx: &[u8], x: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    for (&k, xs) in idx.iter().zip(x.chunks_exact(d)) {
+        let c = &codebook[k as usize * d..k as usize * d + d];
+        for (ci, xi) in c.iter().zip(xs) {
+            acc += ci * xi;
+        }
+    }
+    acc
+}
+
+/// Dense `y = W x` for a row-major `W` of `y.len()` rows and `n_in` columns.
+pub fn dense_matvec(w: &[f32], n_in: usize, x: &[f32], y: &mut [f32]) {
+    for (row, yr) in w.chunks_exact(n_in).zip(y.iter_mut()) {
+        let mut acc = [0f32; 8];
+        let mut chunks = row.chunks_exact(8);
+        let mut xc = x.chunks_exact(8);
+        for (wc, xv) in (&mut chunks).zip(&mut xc) {
+            for i in 0..8 {
+                acc[i] += wc[i] * xv[i];
+            }
+        }
+        let mut s: f32 = acc.iter().sum();
+        for (a, b) in chunks.remainder().iter().zip(xc.remainder()) {
+            s += a * b;
+        }
+        *yr = s;
+    }
+}

@@ -1,0 +1,258 @@
+//! wasm32 SIMD128 kernels: the same functions as the portable ones in
+//! [`super::prepared`], built only with `-C target-feature=+simd128`
+//! (there is no run-time detection in wasm). Elsewhere a stub with the same
+//! API forwards to the portable code, so callers and tests build everywhere.
+
+/// Whether this build has the SIMD128 kernels.
+pub fn is_available() -> bool {
+    cfg!(all(target_arch = "wasm32", target_feature = "simd128"))
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub use simd::*;
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+pub use super::prepared::{build_lut_table, decode_dot, dense_matvec, lut_block_sums};
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd {
+    use core::arch::wasm32::*;
+
+    use crate::kernels::prepared::{lut_table_offset, NibbleLut, BLOCK_ROWS, LUT_PAIR_BYTES};
+
+    #[inline(always)]
+    fn load_f32(v: &[f32], at: usize) -> v128 {
+        let s = &v[at..at + 4];
+        // SAFETY: `s` is 4 floats long.
+        unsafe { v128_load(s.as_ptr() as *const v128) }
+    }
+
+    #[inline(always)]
+    fn store(bytes: &mut [u8], at: usize, v: v128) {
+        let s = &mut bytes[at..at + 16];
+        // SAFETY: `s` is 16 bytes long.
+        unsafe { v128_store(s.as_mut_ptr() as *mut v128, v) }
+    }
+
+    #[inline(always)]
+    fn horizontal_sum(v: v128) -> f32 {
+        let pairs = f32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
+        let one = f32x4_add(pairs, i32x4_shuffle::<1, 0, 3, 2>(pairs, pairs));
+        f32x4_extract_lane::<0>(one)
+    }
+
+    /// See [`crate::kernels::prepared::build_lut_table`].
+    pub fn build_lut_table(lut: &NibbleLut, codebook: &[f32], x_pad: &[f32], table: &mut [u8]) {
+        let g = lut.inputs_per_slot;
+        let bits = lut.bits as usize;
+        let mask = (1usize << bits) - 1;
+        // coefficient[q][i] lane l = codebook entry input i takes in entry 4q + l.
+        let mut coefficient = [[f32x4_splat(0.0); 4]; 4];
+        for (q, per_input) in coefficient.iter_mut().enumerate() {
+            for (i, c) in per_input.iter_mut().enumerate().take(g) {
+                let e = |l: usize| codebook[((4 * q + l) >> (bits * i)) & mask];
+                *c = f32x4(e(0), e(1), e(2), e(3));
+            }
+        }
+        for t in 0..table.len() / (LUT_PAIR_BYTES / 2) {
+            let xs = &x_pad[t * g..(t + 1) * g];
+            let mut entries = [f32x4_splat(0.0); 4];
+            for (q, e) in entries.iter_mut().enumerate() {
+                let mut v = f32x4_mul(coefficient[q][0], f32x4_splat(xs[0]));
+                for (i, &xi) in xs.iter().enumerate().skip(1) {
+                    v = f32x4_add(v, f32x4_mul(coefficient[q][i], f32x4_splat(xi)));
+                }
+                *e = v;
+            }
+            let [v0, v1, v2, v3] = entries;
+            // Bytes 0 and 1 (then 2 and 3) of entries 0..8 and 8..16.
+            let p01_lo =
+                i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29>(v0, v1);
+            let p23_lo =
+                i8x16_shuffle::<2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31>(v0, v1);
+            let p01_hi =
+                i8x16_shuffle::<0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29>(v2, v3);
+            let p23_hi =
+                i8x16_shuffle::<2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31>(v2, v3);
+            store(
+                table,
+                lut_table_offset(t, 0),
+                i64x2_shuffle::<0, 2>(p01_lo, p01_hi),
+            );
+            store(
+                table,
+                lut_table_offset(t, 1),
+                i64x2_shuffle::<1, 3>(p01_lo, p01_hi),
+            );
+            store(
+                table,
+                lut_table_offset(t, 2),
+                i64x2_shuffle::<0, 2>(p23_lo, p23_hi),
+            );
+            store(
+                table,
+                lut_table_offset(t, 3),
+                i64x2_shuffle::<1, 3>(p23_lo, p23_hi),
+            );
+        }
+    }
+
+    /// Look up one slot for 16 rows (`idx` = their slot indices) and add
+    /// the f32 partial sums to the four accumulators (rows 0-3, 4-7, ...).
+    ///
+    /// # Safety
+    /// `planes` points to the slot's byte plane 0; planes 1-3 follow at
+    /// 32-byte steps (see [`lut_table_offset`]), 16 readable bytes each.
+    #[inline(always)]
+    unsafe fn add_slot(acc: &mut [v128; 4], planes: *const u8, idx: v128) {
+        let b0 = i8x16_swizzle(v128_load(planes as *const v128), idx);
+        let b1 = i8x16_swizzle(v128_load(planes.add(32) as *const v128), idx);
+        let b2 = i8x16_swizzle(v128_load(planes.add(64) as *const v128), idx);
+        let b3 = i8x16_swizzle(v128_load(planes.add(96) as *const v128), idx);
+        let lo01 = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(b0, b1);
+        let hi01 =
+            i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(b0, b1);
+        let lo23 = i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(b2, b3);
+        let hi23 =
+            i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(b2, b3);
+        acc[0] = f32x4_add(
+            acc[0],
+            i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(lo01, lo23),
+        );
+        acc[1] = f32x4_add(
+            acc[1],
+            i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(lo01, lo23),
+        );
+        acc[2] = f32x4_add(
+            acc[2],
+            i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(hi01, hi23),
+        );
+        acc[3] = f32x4_add(
+            acc[3],
+            i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(hi01, hi23),
+        );
+    }
+
+    /// See [`crate::kernels::prepared::lut_block_sums`].
+    pub fn lut_block_sums(nibbles: &[u8], table: &[u8]) -> [f32; BLOCK_ROWS] {
+        let n_pairs = nibbles.len() / BLOCK_ROWS;
+        // One check for the whole loop: every load below stays inside these.
+        let table = &table[..n_pairs * LUT_PAIR_BYTES];
+        let nibbles = &nibbles[..n_pairs * BLOCK_ROWS];
+        let low_nibble = u8x16_splat(15);
+        let mut acc = [f32x4_splat(0.0); 4];
+        let (mut nib, mut planes) = (nibbles.as_ptr(), table.as_ptr());
+        for _ in 0..n_pairs {
+            // SAFETY: pair `p` reads nibbles `16p .. 16p+16` and table bytes
+            // `128p .. 128p+128`, inside the slices checked above.
+            unsafe {
+                let v = v128_load(nib as *const v128);
+                add_slot(&mut acc, planes, v128_and(v, low_nibble));
+                add_slot(
+                    &mut acc,
+                    planes.add(16),
+                    v128_and(u16x8_shr(v, 4), low_nibble),
+                );
+                nib = nib.add(BLOCK_ROWS);
+                planes = planes.add(LUT_PAIR_BYTES);
+            }
+        }
+        let mut out = [0f32; BLOCK_ROWS];
+        for (q, a) in acc.iter().enumerate() {
+            let s = &mut out[4 * q..4 * q + 4];
+            // SAFETY: `s` is 4 floats long.
+            unsafe { v128_store(s.as_mut_ptr() as *mut v128, *a) }
+        }
+        out
+    }
+
+    /// See [`crate::kernels::prepared::decode_dot`].
+    pub fn decode_dot(codebook: &[f32], d: usize, idx: &[u8], x: &[f32]) -> f32 {
+        let mut acc = [f32x4_splat(0.0); 2];
+        match d {
+            8 => {
+                for (s, &k) in idx.iter().enumerate() {
+                    let c = k as usize * 8;
+                    acc[0] =
+                        f32x4_add(acc[0], f32x4_mul(load_f32(codebook, c), load_f32(x, 8 * s)));
+                    acc[1] = f32x4_add(
+                        acc[1],
+                        f32x4_mul(load_f32(codebook, c + 4), load_f32(x, 8 * s + 4)),
+                    );
+                }
+            }
+            4 => {
+                for (s, &k) in idx.iter().enumerate() {
+                    let c = load_f32(codebook, k as usize * 4);
+                    acc[s % 2] = f32x4_add(acc[s % 2], f32x4_mul(c, load_f32(x, 4 * s)));
+                }
+            }
+            2 => {
+                let mut pairs = idx.chunks_exact(2);
+                for (s, ks) in (&mut pairs).enumerate() {
+                    let (c0, c1) = (ks[0] as usize * 2, ks[1] as usize * 2);
+                    let c = f32x4(
+                        codebook[c0],
+                        codebook[c0 + 1],
+                        codebook[c1],
+                        codebook[c1 + 1],
+                    );
+                    acc[s % 2] = f32x4_add(acc[s % 2], f32x4_mul(c, load_f32(x, 4 * s)));
+                }
+                let done = idx.len() - pairs.remainder().len();
+                for (i, &k) in pairs.remainder().iter().enumerate() {
+                    let s = done + i;
+                    let c = f32x4(
+                        codebook[k as usize * 2],
+                        codebook[k as usize * 2 + 1],
+                        0.0,
+                        0.0,
+                    );
+                    let xv = f32x4(x[2 * s], x[2 * s + 1], 0.0, 0.0);
+                    acc[0] = f32x4_add(acc[0], f32x4_mul(c, xv));
+                }
+            }
+            _ => {
+                let mut quads = idx.chunks_exact(4);
+                for (s, ks) in (&mut quads).enumerate() {
+                    let c = f32x4(
+                        codebook[ks[0] as usize],
+                        codebook[ks[1] as usize],
+                        codebook[ks[2] as usize],
+                        codebook[ks[3] as usize],
+                    );
+                    acc[s % 2] = f32x4_add(acc[s % 2], f32x4_mul(c, load_f32(x, 4 * s)));
+                }
+                let done = idx.len() - quads.remainder().len();
+                let mut tail = 0f32;
+                for (i, &k) in quads.remainder().iter().enumerate() {
+                    tail += codebook[k as usize] * x[done + i];
+                }
+                return horizontal_sum(f32x4_add(acc[0], acc[1])) + tail;
+            }
+        }
+        horizontal_sum(f32x4_add(acc[0], acc[1]))
+    }
+
+    /// Dense `y = W x` for a row-major `W` of `y.len()` rows and `n_in` columns.
+    pub fn dense_matvec(w: &[f32], n_in: usize, x: &[f32], y: &mut [f32]) {
+        let body = n_in / 16 * 16;
+        for (row, yr) in w.chunks_exact(n_in).zip(y.iter_mut()) {
+            let mut acc = [f32x4_splat(0.0); 4];
+            for j in (0..body).step_by(16) {
+                for (q, a) in acc.iter_mut().enumerate() {
+                    *a = f32x4_add(
+                        *a,
+                        f32x4_mul(load_f32(row, j + 4 * q), load_f32(x, j + 4 * q)),
+                    );
+                }
+            }
+            let sum = f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]));
+            let mut s = horizontal_sum(sum);
+            for j in body..n_in {
+                s += row[j] * x[j];
+            }
+            *yr = s;
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! x86-64 AVX2 + FMA kernels: the same functions as the portable ones in
+//! [`super::prepared`], chosen at run time when the CPU has both features.
+//! On other targets a stub with the same API forwards to the portable code.
+//!
+//! Every function here is `unsafe`: the caller must have checked
+//! [`is_available`] (the [`super::Isa`] choice does that once).
+
+/// Whether this CPU runs the AVX2 + FMA kernels.
+pub fn is_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub use avx2::*;
+
+#[cfg(not(target_arch = "x86_64"))]
+pub use stub::*;
+
+#[cfg(not(target_arch = "x86_64"))]
+mod stub {
+    use crate::kernels::prepared::{self, NibbleLut, BLOCK_ROWS};
+
+    /// Stub: the portable kernel.
+    ///
+    /// # Safety
+    /// Always safe; `unsafe` only to match the x86-64 signature.
+    pub unsafe fn build_lut_table(
+        lut: &NibbleLut,
+        codebook: &[f32],
+        x_pad: &[f32],
+        table: &mut [u8],
+    ) {
+        prepared::build_lut_table(lut, codebook, x_pad, table)
+    }
+    /// Stub: the portable kernel.
+    ///
+    /// # Safety
+    /// Always safe; `unsafe` only to match the x86-64 signature.
+    pub unsafe fn lut_block_sums(nibbles: &[u8], table: &[u8]) -> [f32; BLOCK_ROWS] {
+        prepared::lut_block_sums(nibbles, table)
+    }
+    /// Stub: the portable kernel.
+    ///
+    /// # Safety
+    /// Always safe; `unsafe` only to match the x86-64 signature.
+    pub unsafe fn decode_dot(codebook: &[f32], d: usize, idx: &[u8], x: &[f32]) -> f32 {
+        prepared::decode_dot(codebook, d, idx, x)
+    }
+    /// Stub: the portable kernel.
+    ///
+    /// # Safety
+    /// Always safe; `unsafe` only to match the x86-64 signature.
+    pub unsafe fn dense_matvec(w: &[f32], n_in: usize, x: &[f32], y: &mut [f32]) {
+        prepared::dense_matvec(w, n_in, x, y)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use crate::kernels::prepared::{lut_table_offset, NibbleLut, BLOCK_ROWS, LUT_PAIR_BYTES};
+
+    #[inline(always)]
+    unsafe fn load_f32x8(v: &[f32], at: usize) -> __m256 {
+        let s = &v[at..at + 8];
+        _mm256_loadu_ps(s.as_ptr())
+    }
+
+    #[inline(always)]
+    unsafe fn load_f32x4(v: &[f32], at: usize) -> __m128 {
+        let s = &v[at..at + 4];
+        _mm_loadu_ps(s.as_ptr())
+    }
+
+    #[inline(always)]
+    unsafe fn horizontal_sum(v: __m256) -> f32 {
+        let q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let pairs = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        let one = _mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1));
+        _mm_cvtss_f32(one)
+    }
+
+    /// See [`crate::kernels::prepared::build_lut_table`].
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn build_lut_table(
+        lut: &NibbleLut,
+        codebook: &[f32],
+        x_pad: &[f32],
+        table: &mut [u8],
+    ) {
+        let g = lut.inputs_per_slot;
+        let bits = lut.bits as usize;
+        let mask = (1usize << bits) - 1;
+        // coefficient[q][i] lane l = codebook entry input i takes in entry 4q + l.
+        let mut coefficient = [[_mm_setzero_ps(); 4]; 4];
+        for (q, per_input) in coefficient.iter_mut().enumerate() {
+            for (i, c) in per_input.iter_mut().enumerate().take(g) {
+                let e = |l: usize| codebook[((4 * q + l) >> (bits * i)) & mask];
+                *c = _mm_setr_ps(e(0), e(1), e(2), e(3));
+            }
+        }
+        // Bytes of each f32 grouped by plane: dword p of the result = byte p of the 4 entries.
+        let by_plane = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        for t in 0..table.len() / (LUT_PAIR_BYTES / 2) {
+            let xs = &x_pad[t * g..(t + 1) * g];
+            let mut v = [_mm_setzero_si128(); 4];
+            for (q, out) in v.iter_mut().enumerate() {
+                let mut e = _mm_mul_ps(coefficient[q][0], _mm_set1_ps(xs[0]));
+                for (i, &xi) in xs.iter().enumerate().skip(1) {
+                    e = _mm_add_ps(e, _mm_mul_ps(coefficient[q][i], _mm_set1_ps(xi)));
+                }
+                *out = _mm_shuffle_epi8(_mm_castps_si128(e), by_plane);
+            }
+            // 4x4 transpose of dwords: row q = entries 4q..4q+4, column p = plane p.
+            let t01_lo = _mm_unpacklo_epi32(v[0], v[1]);
+            let t01_hi = _mm_unpackhi_epi32(v[0], v[1]);
+            let t23_lo = _mm_unpacklo_epi32(v[2], v[3]);
+            let t23_hi = _mm_unpackhi_epi32(v[2], v[3]);
+            let planes = [
+                _mm_unpacklo_epi64(t01_lo, t23_lo),
+                _mm_unpackhi_epi64(t01_lo, t23_lo),
+                _mm_unpacklo_epi64(t01_hi, t23_hi),
+                _mm_unpackhi_epi64(t01_hi, t23_hi),
+            ];
+            for (p, plane) in planes.iter().enumerate() {
+                let at = lut_table_offset(t, p);
+                let s = &mut table[at..at + 16];
+                _mm_storeu_si128(s.as_mut_ptr() as *mut __m128i, *plane);
+            }
+        }
+    }
+
+    /// See [`crate::kernels::prepared::lut_block_sums`]. Both slots of a pair
+    /// are looked up at once, one per 128-bit lane.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn lut_block_sums(nibbles: &[u8], table: &[u8]) -> [f32; BLOCK_ROWS] {
+        let n_pairs = nibbles.len() / BLOCK_ROWS;
+        // One check for the whole loop: every load below stays inside these.
+        let table = &table[..n_pairs * LUT_PAIR_BYTES];
+        let nibbles = &nibbles[..n_pairs * BLOCK_ROWS];
+        let low_nibble = _mm_set1_epi8(15);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let (mut nib, mut planes) = (nibbles.as_ptr(), table.as_ptr());
+        for _ in 0..n_pairs {
+            // Pair `p` reads nibbles `16p .. 16p+16` and table bytes
+            // `128p .. 128p+128`, inside the slices checked above.
+            let v = _mm_loadu_si128(nib as *const __m128i);
+            let lo = _mm_and_si128(v, low_nibble);
+            let hi = _mm_and_si128(_mm_srli_epi16(v, 4), low_nibble);
+            let idx = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+            let plane = |i: usize| _mm256_loadu_si256(planes.add(32 * i) as *const __m256i);
+            let b0 = _mm256_shuffle_epi8(plane(0), idx);
+            let b1 = _mm256_shuffle_epi8(plane(1), idx);
+            let b2 = _mm256_shuffle_epi8(plane(2), idx);
+            let b3 = _mm256_shuffle_epi8(plane(3), idx);
+            let lo01 = _mm256_unpacklo_epi8(b0, b1);
+            let hi01 = _mm256_unpackhi_epi8(b0, b1);
+            let lo23 = _mm256_unpacklo_epi8(b2, b3);
+            let hi23 = _mm256_unpackhi_epi8(b2, b3);
+            acc[0] = _mm256_add_ps(
+                acc[0],
+                _mm256_castsi256_ps(_mm256_unpacklo_epi16(lo01, lo23)),
+            );
+            acc[1] = _mm256_add_ps(
+                acc[1],
+                _mm256_castsi256_ps(_mm256_unpackhi_epi16(lo01, lo23)),
+            );
+            acc[2] = _mm256_add_ps(
+                acc[2],
+                _mm256_castsi256_ps(_mm256_unpacklo_epi16(hi01, hi23)),
+            );
+            acc[3] = _mm256_add_ps(
+                acc[3],
+                _mm256_castsi256_ps(_mm256_unpackhi_epi16(hi01, hi23)),
+            );
+            nib = nib.add(BLOCK_ROWS);
+            planes = planes.add(LUT_PAIR_BYTES);
+        }
+        let mut out = [0f32; BLOCK_ROWS];
+        for (q, a) in acc.iter().enumerate() {
+            // Low lane: even slots, high lane: odd slots, of the same 4 rows.
+            let rows = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps(*a, 1));
+            _mm_storeu_ps(out[4 * q..4 * q + 4].as_mut_ptr(), rows);
+        }
+        out
+    }
+
+    /// See [`crate::kernels::prepared::decode_dot`].
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn decode_dot(codebook: &[f32], d: usize, idx: &[u8], x: &[f32]) -> f32 {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        match d {
+            8 => {
+                for (s, &k) in idx.iter().enumerate() {
+                    let c = load_f32x8(codebook, k as usize * 8);
+                    acc[s % 2] = _mm256_fmadd_ps(c, load_f32x8(x, 8 * s), acc[s % 2]);
+                }
+            }
+            4 => {
+                let mut pairs = idx.chunks_exact(2);
+                for (s, ks) in (&mut pairs).enumerate() {
+                    let c = _mm256_set_m128(
+                        load_f32x4(codebook, ks[1] as usize * 4),
+                        load_f32x4(codebook, ks[0] as usize * 4),
+                    );
+                    acc[s % 2] = _mm256_fmadd_ps(c, load_f32x8(x, 8 * s), acc[s % 2]);
+                }
+                if let [k] = pairs.remainder() {
+                    let s = idx.len() - 1;
+                    let mut tail = 0f32;
+                    for a in 0..4 {
+                        tail += codebook[*k as usize * 4 + a] * x[4 * s + a];
+                    }
+                    return horizontal_sum(_mm256_add_ps(acc[0], acc[1])) + tail;
+                }
+            }
+            _ => {
+                // d = 1 or 2: gather 8 floats (4 codewords of 2, or 8 of 1).
+                let per = 8 / d;
+                let lane_offsets = if d == 2 {
+                    _mm256_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1)
+                } else {
+                    _mm256_setzero_si256()
+                };
+                let k_max = (codebook.len() / d) as i32;
+                let mut groups = idx.chunks_exact(per);
+                for (s, ks) in (&mut groups).enumerate() {
+                    let mut lanes = [0i32; 8];
+                    for (l, lane) in lanes.iter_mut().enumerate() {
+                        // Indices are < K by construction; clamp anyway so the gather stays in bounds.
+                        *lane = (ks[l / d] as i32).min(k_max - 1) * d as i32;
+                    }
+                    let offs = _mm256_add_epi32(
+                        _mm256_loadu_si256(lanes.as_ptr() as *const __m256i),
+                        lane_offsets,
+                    );
+                    let c = _mm256_i32gather_ps::<4>(codebook.as_ptr(), offs);
+                    acc[s % 2] = _mm256_fmadd_ps(c, load_f32x8(x, 8 * s), acc[s % 2]);
+                }
+                let done = idx.len() - groups.remainder().len();
+                let mut tail = 0f32;
+                for (i, &k) in groups.remainder().iter().enumerate() {
+                    let s = done + i;
+                    for a in 0..d {
+                        tail += codebook[k as usize * d + a] * x[s * d + a];
+                    }
+                }
+                return horizontal_sum(_mm256_add_ps(acc[0], acc[1])) + tail;
+            }
+        }
+        horizontal_sum(_mm256_add_ps(acc[0], acc[1]))
+    }
+
+    /// Dense `y = W x` for a row-major `W` of `y.len()` rows and `n_in` columns.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dense_matvec(w: &[f32], n_in: usize, x: &[f32], y: &mut [f32]) {
+        let body = n_in / 32 * 32;
+        for (row, yr) in w.chunks_exact(n_in).zip(y.iter_mut()) {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for j in (0..body).step_by(32) {
+                for (q, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(load_f32x8(row, j + 8 * q), load_f32x8(x, j + 8 * q), *a);
+                }
+            }
+            let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+            let mut s = horizontal_sum(sum);
+            for j in body..n_in {
+                s += row[j] * x[j];
+            }
+            *yr = s;
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! The BERT encoder with mean pooling and L2 normalisation (the
+//! sentence-transformers all-MiniLM-L6-v2 pipeline).
+//!
+//! A batch is a list of token-id sequences. Their tokens are laid end to end
+//! (`T = Σ len` rows): every Linear layer runs once on all `T` rows, and
+//! attention stays inside each sentence. This computes exactly what a padded
+//! batch with an attention mask computes, without spending work on padding.
+
+use super::config::BertConfig;
+use super::error::{Result, RuntimeError};
+use super::linear::Linear;
+use super::ops::{self, Activation};
+use super::weights::{Table, WeightSource};
+use crate::format::packed::PackedFile;
+
+/// Receives the input of each Linear layer during a forward pass (the
+/// calibration hook). Layers that share an input (query, key, value) are
+/// reported once, with all their weight names.
+pub trait LinearInputObserver {
+    /// `x` is `rows x n_in` (row-major), one row per real (non-padding) token.
+    fn observe(&mut self, weight_names: &[&str], x: &[f32], rows: usize);
+}
+
+/// LayerNorm parameters.
+#[derive(Debug, Clone)]
+struct LayerNorm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+impl LayerNorm {
+    fn load(src: &mut WeightSource, prefix: &str, width: usize) -> Result<Self> {
+        Ok(Self {
+            gamma: src.dense(&format!("{prefix}.weight"), &[width])?,
+            beta: src.dense(&format!("{prefix}.bias"), &[width])?,
+        })
+    }
+    fn apply(&self, x: &mut [f32], eps: f32) {
+        ops::layer_norm(x, self.gamma.len(), &self.gamma, &self.beta, eps);
+    }
+}
+
+/// One encoder layer.
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+/// A BERT-family encoder producing normalised mean-pooled sentence embeddings.
+#[derive(Debug, Clone)]
+pub struct BertModel {
+    config: BertConfig,
+    activation: Activation,
+    word_embeddings: Table,
+    position_embeddings: Table,
+    token_type_embeddings: Table,
+    embedding_norm: LayerNorm,
+    layers: Vec<EncoderLayer>,
+}
+
+impl BertModel {
+    /// Load from `config.json` text and safetensors bytes: a dense file (the
+    /// original `model.safetensors` or a decoded one) or a jlcm packed file,
+    /// detected from its metadata. Packed Linear weights stay packed.
+    pub fn from_safetensors(config_json: &str, weights: &[u8]) -> Result<Self> {
+        let config = BertConfig::from_json(config_json)?;
+        Self::from_source(config, WeightSource::from_bytes(weights)?)
+    }
+
+    /// Load from an already parsed packed file (its tensors are moved, not copied).
+    pub fn from_packed(config_json: &str, file: PackedFile) -> Result<Self> {
+        let config = BertConfig::from_json(config_json)?;
+        Self::from_source(config, WeightSource::from_packed(file))
+    }
+
+    /// Build from a config and a weight source.
+    pub fn from_source(config: BertConfig, mut src: WeightSource) -> Result<Self> {
+        config.validate()?;
+        // Checkpoints saved from `BertForX` prefix every name with `bert.`.
+        let p = if src.contains("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            ""
+        };
+        let (h, inter) = (config.hidden_size, config.intermediate_size);
+        let word_embeddings = src.table(
+            &format!("{p}embeddings.word_embeddings.weight"),
+            config.vocab_size,
+            h,
+        )?;
+        let position_embeddings = src.table(
+            &format!("{p}embeddings.position_embeddings.weight"),
+            config.max_position_embeddings,
+            h,
+        )?;
+        let token_type_embeddings = src.table(
+            &format!("{p}embeddings.token_type_embeddings.weight"),
+            config.type_vocab_size,
+            h,
+        )?;
+        let embedding_norm = LayerNorm::load(&mut src, &format!("{p}embeddings.LayerNorm"), h)?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for l in 0..config.num_hidden_layers {
+            let base = format!("{p}encoder.layer.{l}");
+            layers.push(EncoderLayer {
+                query: src.linear(&format!("{base}.attention.self.query"), h, h)?,
+                key: src.linear(&format!("{base}.attention.self.key"), h, h)?,
+                value: src.linear(&format!("{base}.attention.self.value"), h, h)?,
+                attention_output: src.linear(&format!("{base}.attention.output.dense"), h, h)?,
+                attention_norm: LayerNorm::load(
+                    &mut src,
+                    &format!("{base}.attention.output.LayerNorm"),
+                    h,
+                )?,
+                intermediate: src.linear(&format!("{base}.intermediate.dense"), inter, h)?,
+                output: src.linear(&format!("{base}.output.dense"), h, inter)?,
+                output_norm: LayerNorm::load(&mut src, &format!("{base}.output.LayerNorm"), h)?,
+            });
+        }
+        let activation = Activation::from_name(&config.hidden_act);
+        Ok(Self {
+            config,
+            activation,
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            embedding_norm,
+            layers,
+        })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    /// Width of an embedding.
+    pub fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    /// All Linear layers, in forward order.
+    pub fn linears(&self) -> impl Iterator<Item = &Linear> {
+        self.layers.iter().flat_map(|l| {
+            [
+                &l.query,
+                &l.key,
+                &l.value,
+                &l.attention_output,
+                &l.intermediate,
+                &l.output,
+            ]
+        })
+    }
+
+    /// How many Linear layers run on packed weights, of how many.
+    pub fn packed_linear_count(&self) -> (usize, usize) {
+        (
+            self.linears().filter(|l| l.is_packed()).count(),
+            self.linears().count(),
+        )
+    }
+
+    /// Bytes held by all weights (packed parts counted as stored).
+    pub fn weight_bytes(&self) -> usize {
+        let norms = (2 + 4 * self.layers.len()) * self.config.hidden_size * 4;
+        let biases: usize = self.linears().map(|l| 4 * l.bias.len()).sum();
+        self.linears().map(Linear::weight_bytes).sum::<usize>()
+            + self.word_embeddings.bytes()
+            + self.position_embeddings.bytes()
+            + self.token_type_embeddings.bytes()
+            + norms
+            + biases
+    }
+
+    /// Embeddings of a batch of token-id sequences (each with its `[CLS]`
+    /// and `[SEP]`): `sentences.len() x hidden` values, row-major, each row
+    /// mean-pooled over its tokens and L2-normalised.
+    pub fn embed(&self, sentences: &[Vec<u32>]) -> Result<Vec<f32>> {
+        self.embed_observed(sentences, None)
+    }
+
+    /// A padded batch: `input_ids` and `attention_mask` are `batch x seq`
+    /// (right padding: each mask row is ones then zeros).
+    pub fn embed_padded(
+        &self,
+        input_ids: &[u32],
+        attention_mask: &[u32],
+        batch: usize,
+        seq: usize,
+    ) -> Result<Vec<f32>> {
+        if input_ids.len() != batch * seq || attention_mask.len() != batch * seq {
+            return Err(RuntimeError::Input(format!(
+                "input_ids has {} and attention_mask {} values, expected {batch} x {seq}",
+                input_ids.len(),
+                attention_mask.len()
+            )));
+        }
+        let mut sentences = Vec::with_capacity(batch);
+        for b in 0..batch {
+            let mask = &attention_mask[b * seq..(b + 1) * seq];
+            let len = mask.iter().take_while(|&&m| m != 0).count();
+            if mask[len..].iter().any(|&m| m != 0) {
+                return Err(RuntimeError::Input(format!(
+                    "attention_mask row {b} is not right-padded (ones, then zeros)"
+                )));
+            }
+            sentences.push(input_ids[b * seq..b * seq + len].to_vec());
+        }
+        self.embed(&sentences)
+    }
+
+    /// [`Self::embed`], reporting every Linear layer's input to `observer`.
+    pub fn embed_observed(
+        &self,
+        sentences: &[Vec<u32>],
+        mut observer: Option<&mut (dyn LinearInputObserver + '_)>,
+    ) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let h = c.hidden_size;
+        for (i, s) in sentences.iter().enumerate() {
+            if s.is_empty() {
+                return Err(RuntimeError::Input(format!("sentence {i} has no tokens")));
+            }
+            if s.len() > c.max_position_embeddings {
+                return Err(RuntimeError::Input(format!(
+                    "sentence {i} has {} tokens, the model takes at most {}",
+                    s.len(),
+                    c.max_position_embeddings
+                )));
+            }
+            if let Some(&id) = s.iter().find(|&&id| id as usize >= c.vocab_size) {
+                return Err(RuntimeError::Input(format!(
+                    "sentence {i}: token id {id} is outside the vocabulary ({})",
+                    c.vocab_size
+                )));
+            }
+        }
+        let lens: Vec<usize> = sentences.iter().map(Vec::len).collect();
+        let t: usize = lens.iter().sum();
+        let eps = c.layer_norm_eps as f32;
+
+        // Embeddings: word + position + token type 0, then LayerNorm.
+        let mut hidden = vec![0f32; t * h];
+        let mut scratch = vec![0f32; h];
+        let mut row = 0;
+        for s in sentences {
+            for (pos, &id) in s.iter().enumerate() {
+                let out = &mut hidden[row * h..(row + 1) * h];
+                self.word_embeddings.add_row(id as usize, out, &mut scratch);
+                self.position_embeddings.add_row(pos, out, &mut scratch);
+                self.token_type_embeddings.add_row(0, out, &mut scratch);
+                row += 1;
+            }
+        }
+        self.embedding_norm.apply(&mut hidden, eps);
+
+        let mut q = vec![0f32; t * h];
+        let mut k = vec![0f32; t * h];
+        let mut v = vec![0f32; t * h];
+        let mut context = vec![0f32; t * h];
+        let mut attn = vec![0f32; t * h];
+        let mut inter = vec![0f32; t * c.intermediate_size];
+        let max_len = lens.iter().copied().max().unwrap_or(0);
+        let mut scores = vec![0f32; max_len];
+        for layer in &self.layers {
+            if let Some(o) = observer.as_deref_mut() {
+                o.observe(
+                    &[&layer.query.name, &layer.key.name, &layer.value.name],
+                    &hidden,
+                    t,
+                );
+            }
+            layer.query.forward(&hidden, t, &mut q)?;
+            layer.key.forward(&hidden, t, &mut k)?;
+            layer.value.forward(&hidden, t, &mut v)?;
+            self_attention(
+                &q,
+                &k,
+                &v,
+                &lens,
+                h,
+                c.num_attention_heads,
+                &mut scores,
+                &mut context,
+            );
+            if let Some(o) = observer.as_deref_mut() {
+                o.observe(&[&layer.attention_output.name], &context, t);
+            }
+            layer.attention_output.forward(&context, t, &mut attn)?;
+            ops::add_in_place(&mut attn, &hidden);
+            layer.attention_norm.apply(&mut attn, eps);
+            if let Some(o) = observer.as_deref_mut() {
+                o.observe(&[&layer.intermediate.name], &attn, t);
+            }
+            layer.intermediate.forward(&attn, t, &mut inter)?;
+            self.activation.apply(&mut inter);
+            if let Some(o) = observer.as_deref_mut() {
+                o.observe(&[&layer.output.name], &inter, t);
+            }
+            layer.output.forward(&inter, t, &mut hidden)?;
+            ops::add_in_place(&mut hidden, &attn);
+            layer.output_norm.apply(&mut hidden, eps);
+        }
+
+        let mut out = vec![0f32; sentences.len() * h];
+        let mut start = 0;
+        for (i, &len) in lens.iter().enumerate() {
+            ops::mean_pool_normalize(
+                &hidden[start * h..(start + len) * h],
+                len,
+                h,
+                &mut out[i * h..(i + 1) * h],
+            );
+            start += len;
+        }
+        Ok(out)
+    }
+}
+
+/// Multi-head self-attention within each sentence: `context = softmax(q kᵀ / √d) v`
+/// per head, for sentences of `lens` tokens laid end to end.
+#[allow(clippy::too_many_arguments)]
+fn self_attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    lens: &[usize],
+    h: usize,
+    heads: usize,
+    scores: &mut [f32],
+    context: &mut [f32],
+) {
+    let dh = h / heads;
+    let scale = 1.0 / (dh as f32).sqrt();
+    context.fill(0.0);
+    let mut start = 0;
+    for &len in lens {
+        for head in 0..heads {
+            let off = head * dh;
+            for i in 0..len {
+                let qi = &q[(start + i) * h + off..(start + i) * h + off + dh];
+                let sc = &mut scores[..len];
+                for (j, s) in sc.iter_mut().enumerate() {
+                    let kj = &k[(start + j) * h + off..(start + j) * h + off + dh];
+                    *s = dot(qi, kj) * scale;
+                }
+                ops::softmax(sc);
+                let ci = &mut context[(start + i) * h + off..(start + i) * h + off + dh];
+                for (j, &p) in sc.iter().enumerate() {
+                    let vj = &v[(start + j) * h + off..(start + j) * h + off + dh];
+                    for (c, &x) in ci.iter_mut().zip(vj) {
+                        *c += p * x;
+                    }
+                }
+            }
+        }
+        start += len;
+    }
+}
+
+/// Dot product with eight partial sums (vectorises without reassociation).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}

@@ -1,0 +1,371 @@
+// The page in a real browser: open the demo, browse, compress to the end,
+// cancel, download and decode natively, open dropped files, bad files and a
+// worker crash; no request leaves the origin; long tasks measured.
+// Run: node --test tests/e2e/   (after scripts/build-web.sh)
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { openBrowser, shot, nativeCli, modelDir, rendererCpuMs, timedRun, ARTIFACTS } from './harness.mjs';
+import { parseBytes, toF32 } from '../../www/safetensors.js';
+import { writeSafetensors, randomMatrix } from './synthetic.mjs';
+
+/** The 36 Linear weights of all-MiniLM-L6-v2 (6 layers × q, k, v, o, up, down). */
+const LINEAR_FILTER = 'encoder.*weight';
+const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'jlcm-e2e-'));
+const PAGE_PACKED = path.join(TMP, 'demo.jlcm.safetensors');
+/** Figures this file measures, written to artifacts/page-figures.json. */
+const figures = {};
+
+/** @type {Awaited<ReturnType<typeof openBrowser>>} */
+let b;
+before(async () => {
+  b = await openBrowser();
+  await b.page.addInitScript(() => {
+    /** @type {any} */ (window).__longTasks = [];
+    new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__longTasks.push(e.duration); }).observe({ type: 'longtask', buffered: true });
+  });
+});
+after(async () => {
+  fs.writeFileSync(path.join(ARTIFACTS, 'page-figures.json'), JSON.stringify(figures, null, 2));
+  console.log('page figures', figures);
+  await b?.close();
+  fs.rmSync(TMP, { recursive: true, force: true });
+});
+
+const page = () => b.page;
+/** The table shows `want` as the tensor's status (it redraws a few times a second). */
+async function expectStatus(name, want) {
+  await page().waitForFunction(([n, w]) => document.querySelector(`#tensor-table tr[data-name="${n}"] td.status`)?.textContent.trim() === w, [name, want], { timeout: 5000 });
+}
+async function view(v) {
+  await page().click(`.tabs button[data-view="${v}"]`);
+}
+async function waitRunEnd(timeout = 600_000) {
+  await page().waitForFunction(() => window.jlcm.state.run === null, null, { timeout, polling: 100 });
+}
+async function search(q) {
+  await page().fill('#tensor-search', q);
+}
+
+test('opens the demo and shows the tensor table and a tensor', async () => {
+  await page().goto(`${b.url}?demo`);
+  await page().waitForSelector('#tensor-table tbody tr');
+  await page().waitForFunction(() => window.jlcm.engine?.features.includes('compressTensor'));
+  const engine = await page().evaluate(() => window.jlcm.engine);
+  assert.equal(engine.simd, true, 'the page runs the SIMD128 build');
+  assert.match(await page().textContent('#model-summary'), /104 tensors \(40 compressible\)/);
+  await search(LINEAR_FILTER);
+  assert.match(await page().textContent('#tensor-count'), /of 104 tensors/);
+  const linear = await page().evaluate(() => window.jlcm.state.model.tensors.filter((t) => t.compressible && /encoder.*weight/i.test(t.name)).length);
+  assert.equal(linear, 36);
+  await page().click('#tensor-table th[data-key="size"]');
+  await page().click('#tensor-table tr[data-name="encoder.layer.0.intermediate.dense.weight"]');
+  await page().waitForSelector('#value-histogram .uplot');
+  await page().waitForSelector('#row-stats .uplot');
+  await shot(page(), 'table-and-tensor');
+});
+
+test('compresses one tensor to the end and draws groups, codebooks and error', async () => {
+  const name = 'encoder.layer.0.intermediate.dense.weight';
+  await page().click(`#tensor-table tr[data-name="${name}"]`);
+  await page().click('#compress-one');
+  await waitRunEnd();
+  await expectStatus(name, 'done');
+  const r = await page().evaluate((n) => {
+    const x = window.jlcm.state.results.get(n);
+    return { bpw: x.report.bpw, err: x.report.relOutputError, losses: x.report.losses.map((p) => p.loss), groups: x.report.groupSizes.length };
+  }, name);
+  assert.ok(r.bpw > 2 && r.bpw < 2.2, `bpw ${r.bpw}`);
+  assert.equal(r.groups, 16);
+  for (let i = 1; i < r.losses.length; i++) assert.ok(r.losses[i] <= r.losses[i - 1] * (1 + 1e-6), 'loss never increases');
+  await view('groups');
+  await page().waitForSelector('#group-multiples .multiple .uplot');
+  assert.equal(await page().locator('#group-multiples .multiple').count(), 16);
+  await shot(page(), 'groups-and-codebooks');
+  await view('error');
+  await page().waitForSelector('#row-error .uplot');
+  await shot(page(), 'error');
+  await view('loss');
+  await page().waitForSelector('#loss-chart .uplot');
+  await shot(page(), 'loss-one');
+});
+
+test('cancel stops a run within a second and the workers keep working', async () => {
+  await search(LINEAR_FILTER);
+  await page().click('#compress-all');
+  await page().waitForFunction(() => document.querySelectorAll('#tensor-table tr.running').length > 0, null, { polling: 50 });
+  await page().waitForTimeout(300);
+  const t0 = Date.now();
+  await page().click('#cancel');
+  await waitRunEnd(5000);
+  const ms = Date.now() - t0;
+  figures.cancelMs = ms; // target: < 1000 ms (reported, not asserted: tests never assert wall-clock time)
+  const last = await page().evaluate(() => window.jlcm.state.lastRun);
+  assert.ok(last.cancelled > 0, 'some tensors were cancelled');
+  assert.equal(last.failed.length, 0);
+  await shot(page(), 'cancelled');
+});
+
+test('compresses the 36 Linear weights at 2 bits; main thread never blocks long', async () => {
+  await search(LINEAR_FILTER);
+  await view('loss');
+  await page().evaluate(() => { window.__longTasks.length = 0; window.jlcm.slow.length = 0; });
+  const cpu0 = rendererCpuMs();
+  await page().click('#compress-all');
+  await page().waitForTimeout(4000);
+  await shot(page(), 'loss-live');
+  await waitRunEnd();
+  const cpu1 = rendererCpuMs();
+  const last = await page().evaluate(() => window.jlcm.state.lastRun);
+  assert.equal(last.tensors, 36);
+  assert.equal(last.failed.length, 0);
+  assert.equal(last.cancelled, 0);
+  const longTasks = await page().evaluate(() => [...window.__longTasks]);
+  figures.pageCompress36Ms = Math.round(last.ms);
+  figures.workers = await page().evaluate(() => window.jlcm.pool.size);
+  figures.longTasks = longTasks.length;
+  figures.maxLongTaskMs = Math.round(Math.max(0, ...longTasks));
+  figures.pageCompress36CpuMs = cpu0 == null ? null : cpu1 - cpu0;
+  figures.loadAverage = os.loadavg().map((x) => +x.toFixed(1));
+  figures.slowPageJs = await page().evaluate(() => window.jlcm.slow.slice(0, 20));
+  await shot(page(), 'loss-all');
+  await view('tensor');
+  await shot(page(), 'table-done');
+});
+
+test('control: long tasks of an idle page while two workers only burn CPU', async () => {
+  await page().evaluate(() => { window.__longTasks.length = 0; });
+  const ms = Math.min(15000, figures.pageCompress36Ms ?? 10000);
+  await page().evaluate((ms) => Promise.all([0, 1].map(() => new Promise((res) => {
+    const w = new Worker('/tests/e2e/busy-worker.js');
+    w.onmessage = () => { w.terminate(); res(); };
+    w.postMessage({ ms });
+  }))), ms);
+  const longTasks = await page().evaluate(() => [...window.__longTasks]);
+  figures.controlIdlePageMs = ms;
+  figures.controlLongTasks = longTasks.length;
+  figures.controlMaxLongTaskMs = Math.round(Math.max(0, ...longTasks));
+});
+
+test('the downloaded packed file decodes natively to the expected tensors', async () => {
+  const [download] = await Promise.all([page().waitForEvent('download'), page().click('#download-packed')]);
+  const packedPath = PAGE_PACKED;
+  await download.saveAs(packedPath);
+  const [denseDl] = await Promise.all([page().waitForEvent('download'), page().click('#download-dense')]);
+  const pageDensePath = path.join(TMP, 'demo.page-decoded.safetensors');
+  await denseDl.saveAs(pageDensePath);
+  const original = parseBytes(new Uint8Array(fs.readFileSync(path.join(modelDir(), 'model.safetensors'))), 'original');
+  const reports = await page().evaluate(() => Object.fromEntries([...window.jlcm.state.results].map(([k, v]) => [k, v.report.relWeightError])));
+  assert.equal(Object.keys(reports).length, 36);
+  const cli = nativeCli();
+  let dense;
+  if (cli) {
+    const out = path.join(TMP, 'demo.native-decoded.safetensors');
+    execFileSync(cli, ['decode', packedPath, '-o', out]);
+    dense = parseBytes(new Uint8Array(fs.readFileSync(out)), 'native decode');
+    assert.ok(fs.readFileSync(out).equals(fs.readFileSync(pageDensePath)), 'the page\'s decoded dense file is the CLI\'s, byte for byte');
+    figures.decodedWith = 'native CLI';
+  } else {
+    const glue = await import('../../www/pkg/jlcm.js');
+    glue.initSync({ module: fs.readFileSync(new URL('../../www/pkg/jlcm_bg.wasm', import.meta.url)) });
+    dense = parseBytes(glue.decodePackedFile(new Uint8Array(fs.readFileSync(packedPath))), 'wasm decode');
+    figures.decodedWith = 'wasm decodePackedFile in node';
+  }
+  const pageDense = parseBytes(new Uint8Array(fs.readFileSync(pageDensePath)), 'page decode');
+  figures.packedBytes = fs.statSync(packedPath).size;
+  figures.originalBytes = fs.statSync(path.join(modelDir(), 'model.safetensors')).size;
+  assert.deepEqual(dense.tensors.map((t) => t.name).sort(), original.tensors.map((t) => t.name).sort());
+  const byName = (f) => new Map(f.tensors.map((t) => [t.name, t]));
+  const d = byName(dense);
+  const pd = byName(pageDense);
+  for (const o of original.tensors) {
+    const x = d.get(o.name);
+    assert.equal(x.dtype, o.dtype, o.name);
+    assert.deepEqual(x.shape, o.shape, o.name);
+    assert.deepEqual(Buffer.from(pd.get(o.name).data), Buffer.from(x.data), `page decode = native decode for ${o.name}`);
+    if (!(o.name in reports)) {
+      assert.deepEqual(Buffer.from(x.data), Buffer.from(o.data), `${o.name} copied through`);
+      continue;
+    }
+    const w = toF32(o.dtype, o.data.slice().buffer);
+    const wh = toF32(x.dtype, x.data.slice().buffer);
+    let e2 = 0;
+    let n2 = 0;
+    for (let i = 0; i < w.length; i++) { e2 += (w[i] - wh[i]) ** 2; n2 += w[i] ** 2; }
+    const rel = Math.sqrt(e2 / n2);
+    assert.ok(Math.abs(rel - reports[o.name]) < 0.02 * reports[o.name] + 1e-4, `${o.name}: decoded error ${rel} vs reported ${reports[o.name]}`);
+  }
+});
+
+/** Rows of a float32 .npy file (as `jlcm embed` writes). */
+function readNpy(file) {
+  const b = fs.readFileSync(file);
+  const v = b[6];
+  const hlen = v === 1 ? b.readUInt16LE(8) : b.readUInt32LE(8);
+  const start = (v === 1 ? 10 : 12) + hlen;
+  return new Float32Array(b.buffer.slice(b.byteOffset + start, b.byteOffset + b.length));
+}
+
+/** Whether the native CLI has `jlcm embed`. */
+function cliHasEmbed() {
+  try { execFileSync(nativeCli(), ['embed', '--help'], { stdio: 'ignore' }); return true; } catch { return false; }
+}
+
+test('runs the model in the page: original and packed embeddings, as jlcm embed', async (t) => {
+  const features = await page().evaluate(() => window.jlcm.engine.features);
+  if (!features.includes('SentenceEncoder')) { t.skip('the wasm package has no SentenceEncoder export yet'); return; }
+  await view('model');
+  await page().waitForSelector('#embed');
+  await page().click('#embed');
+  await page().waitForSelector('#embed-out table.similarity', { timeout: 120_000 });
+  await shot(page(), 'model');
+  const e = await page().evaluate(() => window.jlcm.lastEmbedding);
+  const n = e.sentences.length;
+  assert.equal(e.original.length, n * e.dim);
+  assert.ok(e.packed, 'packed embeddings too');
+  const cos = (a, b) => a.reduce((s, x, i) => s + x * b[i], 0) / Math.sqrt(a.reduce((s, x) => s + x * x, 0) * b.reduce((s, x) => s + x * x, 0));
+  const row = (v, i) => v.slice(i * e.dim, (i + 1) * e.dim);
+  figures.embedOriginalVsPackedCosine = +(Array.from({ length: n }, (_, i) => cos(row(e.original, i), row(e.packed, i))).reduce((a, b) => a + b, 0) / n).toFixed(4);
+  figures.embedRates = await page().evaluate(() => [...document.querySelectorAll('#embed-out .model-grid p')].map((p) => p.textContent));
+  const cli = nativeCli();
+  if (cli && cliHasEmbed()) {
+    const text = path.join(TMP, 'sentences.txt');
+    fs.writeFileSync(text, e.sentences.join('\n') + '\n');
+    for (const [which, weights] of [['original', null], ['packed', PAGE_PACKED]]) {
+      const out = path.join(TMP, `${which}.npy`);
+      execFileSync(cli, ['embed', modelDir(), '--text', text, '-o', out, ...(weights ? ['--weights', weights] : [])], { stdio: 'ignore' });
+      const native = readNpy(out);
+      const page = e[which];
+      let worst = 0;
+      for (let i = 0; i < native.length; i++) worst = Math.max(worst, Math.abs(native[i] - page[i]));
+      figures[`embed${which}MaxAbsDiffVsCli`] = worst;
+      assert.ok(worst < 1e-4, `${which}: page and jlcm embed differ by ${worst}`);
+    }
+  }
+});
+
+test('opens dropped files (F16 and BF16 shards), compresses a BF16 tensor', async () => {
+  const dir = path.join(TMP, 'dropped');
+  fs.mkdirSync(dir);
+  writeSafetensors(path.join(dir, 'model-00001-of-00002.safetensors'), [
+    { name: 'a.weight', dtype: 'F16', shape: [64, 96], values: randomMatrix(64, 96, 1) },
+    { name: 'a.bias', dtype: 'F32', shape: [64], values: randomMatrix(1, 64, 2) },
+  ]);
+  writeSafetensors(path.join(dir, 'model-00002-of-00002.safetensors'), [
+    { name: 'b.weight', dtype: 'BF16', shape: [128, 64], values: randomMatrix(128, 64, 3) },
+  ]);
+  fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: {
+    'a.weight': 'model-00001-of-00002.safetensors', 'a.bias': 'model-00001-of-00002.safetensors', 'b.weight': 'model-00002-of-00002.safetensors' } }));
+  await page().setInputFiles('#pick-files', fs.readdirSync(dir).map((f) => path.join(dir, f)));
+  await page().waitForFunction(() => window.jlcm.state.model?.tensors.length === 3);
+  assert.match(await page().textContent('#model-summary'), /3 tensors \(2 compressible\).*2 file/);
+  await search('');
+  await view('tensor');
+  await page().click('#tensor-table tr[data-name="b.weight"]');
+  await page().waitForSelector('#value-histogram .uplot');
+  await page().click('#compress-one');
+  await waitRunEnd();
+  await expectStatus('b.weight', 'done');
+  await shot(page(), 'dropped-shards');
+  // Calibration from an H file: H = X^T X / n of random inputs X (n_in = 64).
+  const nIn = 64;
+  const x = randomMatrix(256, nIn, 9);
+  const h = new Float32Array(nIn * nIn);
+  for (let r = 0; r < 256; r++) for (let i = 0; i < nIn; i++) for (let j = 0; j < nIn; j++) h[i * nIn + j] += (x[r * nIn + i] * x[r * nIn + j]) / 256;
+  const hFile = path.join(TMP, 'calib.safetensors');
+  writeSafetensors(hFile, [{ name: 'b.weight', dtype: 'F32', shape: [nIn, nIn], values: h }]);
+  const plainErr = await page().evaluate(() => window.jlcm.state.results.get('b.weight').report.relOutputError);
+  await page().selectOption('#settings select[name="calibration"]', 'file');
+  await page().setInputFiles('#pick-hessian', hFile);
+  await page().waitForFunction(() => /1 H matrices/.test(document.querySelector('#hessian-name').textContent));
+  await page().click('#compress-one');
+  await waitRunEnd();
+  await expectStatus('b.weight', 'done');
+  const calibErr = await page().evaluate(() => window.jlcm.state.results.get('b.weight').report.relOutputError);
+  assert.notEqual(calibErr, plainErr, 'the H file changed the metric');
+  await page().selectOption('#settings select[name="calibration"]', 'none');
+});
+
+test('a file dropped on the page opens', async () => {
+  const bytes = fs.readFileSync(path.join(TMP, 'dropped', 'model-00002-of-00002.safetensors'));
+  const dt = await page().evaluateHandle((data) => {
+    const t = new DataTransfer();
+    t.items.add(new File([new Uint8Array(data)], 'dropped.safetensors'));
+    return t;
+  }, [...bytes]);
+  await page().dispatchEvent('body', 'drop', { dataTransfer: dt });
+  await page().waitForFunction(() => window.jlcm.state.model?.title === 'dropped.safetensors');
+  assert.match(await page().textContent('#model-summary'), /1 tensors \(1 compressible\)/);
+});
+
+test('a folder picked with the folder picker opens through its index', async () => {
+  await page().setInputFiles('#pick-folder', path.join(TMP, 'dropped'));
+  await page().waitForFunction(() => window.jlcm.state.model?.tensors.length === 3);
+  await search('');
+  await shot(page(), 'folder');
+});
+
+test('a bad file gives a readable message and the page keeps working', async () => {
+  const bad = path.join(TMP, 'broken.safetensors');
+  const header = Buffer.from('{"x":{"dtype":"F32","shape":[4,4],"data_offsets":[0,64]}}');
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(header.length));
+  fs.writeFileSync(bad, Buffer.concat([prefix, header, Buffer.alloc(10)]));
+  await page().setInputFiles('#pick-files', bad);
+  const n = page().locator('.notice.error').last();
+  await n.waitFor();
+  assert.match(await n.textContent(), /broken\.safetensors: .*data section ends at byte/);
+  const garbage = path.join(TMP, 'garbage.safetensors');
+  fs.writeFileSync(garbage, Buffer.from('this is not a safetensors file at all'));
+  await page().setInputFiles('#pick-files', garbage);
+  await page().waitForFunction(() => [...document.querySelectorAll('.notice.error')].some((e) => /garbage\.safetensors: header of \d+ bytes/.test(e.textContent)));
+  await shot(page(), 'bad-file');
+  // Still working: the previous model is still there.
+  assert.equal(await page().evaluate(() => window.jlcm.state.model.tensors.length), 3);
+});
+
+test('a crashed worker is restarted and the user told which tensor failed', async () => {
+  // Simulate a crash (as an out-of-memory abort would look) right after the
+  // next compress job reaches a worker; the replacement workers are unpatched.
+  await page().evaluate(() => {
+    for (const slot of window.jlcm.pool.slots) {
+      const send = slot.worker.postMessage.bind(slot.worker);
+      slot.worker.postMessage = (m, t) => {
+        send(m, t);
+        if (m.type === 'compress') setTimeout(() => slot.worker.onerror(new ErrorEvent('error', { message: 'simulated crash' })), 0);
+      };
+    }
+  });
+  await page().click('#tensor-table tr[data-name="a.weight"]');
+  await page().click('#compress-one');
+  await waitRunEnd(5000);
+  await page().waitForFunction(() => [...document.querySelectorAll('.notice.error')].some((e) => /a\.weight: the worker crashed \(simulated crash\)/.test(e.textContent)));
+  await expectStatus('a.weight', 'failed');
+  await shot(page(), 'worker-restarted');
+  await page().click('#compress-one');
+  await waitRunEnd();
+  await expectStatus('a.weight', 'done');
+});
+
+test('native CLI on the same 36 weights, for comparison', { skip: !nativeCli() && 'no target/release/jlcm' }, () => {
+  const out = path.join(TMP, 'native.jlcm.safetensors');
+  const r = timedRun(nativeCli(), ['compress', path.join(modelDir(), 'model.safetensors'), '-o', out, '--bits', '2', '--tensors', '^encoder\\..*\\.weight$']);
+  figures.nativeCompress36Ms = r.wallMs;
+  figures.nativeCompress36CpuMs = r.cpuMs;
+  figures.nativeCommand = `jlcm compress model.safetensors -o out --bits 2 --tensors '^encoder\\..*\\.weight$'`;
+  const info = JSON.parse(execFileSync(nativeCli(), ['inspect', '--json', out], { encoding: 'utf8' }));
+  figures.nativeInspect = { packedBpw: info.packed_bpw, ratio: info.ratio };
+  // Same engine, same options, same seed: the page writes the CLI's bytes.
+  assert.ok(fs.readFileSync(PAGE_PACKED).equals(fs.readFileSync(out)), 'the page\'s packed file is the CLI\'s, byte for byte');
+});
+
+test('no request left the origin and the page logged no errors', async () => {
+  assert.deepEqual(b.foreignRequests(), []);
+  figures.requests = b.requests.length;
+  const errs = b.errors.filter((e) => !/Failed to load resource/.test(e) || !/favicon/.test(e));
+  assert.deepEqual(errs, []);
+});

@@ -1,0 +1,238 @@
+//! Every kernel variant against the scalar reference, on random packed
+//! tensors of every layout (ragged shapes included), within the named
+//! budget [`jlcm::kernels::error_budget`]. The same tests run natively and
+//! in wasm (SIMD128 build):
+//!
+//! ```text
+//! cargo test --test kernels
+//! wasm-pack test --node -- --test kernels
+//! WASM_BINDGEN_USE_BROWSER=1 wasm-pack test --headless --chrome -- --test kernels
+//! ```
+//!
+//! The suite is not configured `run_in_browser`, so that one build serves
+//! both; `WASM_BINDGEN_USE_BROWSER=1` makes the test runner pick Chromium
+//! (without it the `--chrome` run skips the suite as "node only").
+
+use jlcm::format::packed::Mode;
+use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};
+use jlcm::kernels::{error_budget, reference, DenseMatrix, Isa, KernelError, PackedMatrix};
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test_in_wasm;
+
+/// `(n_out, n_in)`: ragged inputs (not a multiple of 16, 8, 4, 2), a row
+/// count that is not a multiple of 16, tiny and odd matrices.
+const SHAPES: [(usize, usize); 6] = [(64, 37), (100, 129), (49, 16), (7, 5), (130, 301), (96, 1)];
+
+/// Compare every available kernel variant with the reference on one layout;
+/// returns the plan names used (for coverage checks).
+fn check_layout(spec: PackedSpec, batch: usize, seed: u64) -> Vec<&'static str> {
+    let tensor = random_packed(spec, seed);
+    let x = random_inputs(batch * spec.n_in, seed ^ 0x5eed);
+    let mut want = vec![0f32; batch * spec.n_out];
+    reference::matmul(&tensor, &x, batch, &mut want);
+    let scale = reference::sum_abs_products(&tensor, &x, batch);
+    let mut plans = Vec::new();
+    for isa in Isa::available() {
+        let m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid tensor");
+        plans.push(m.layout().plan_name());
+        let mut got = vec![f32::NAN; batch * spec.n_out];
+        m.matmul(&x, batch, &mut got).expect("shapes match");
+        for (i, ((g, w), s)) in got.iter().zip(&want).zip(&scale).enumerate() {
+            let budget = error_budget(spec.n_in, *s);
+            assert!(
+                (g - w).abs() <= budget,
+                "{spec:?} batch {batch} isa {isa:?} plan {}: output {i} is {g}, reference {w}, budget {budget}",
+                m.layout().plan_name()
+            );
+        }
+    }
+    plans
+}
+
+fn spec(n_out: usize, n_in: usize, bits: u8, dim: u8, groups: u16, mode: Mode) -> PackedSpec {
+    PackedSpec {
+        n_out,
+        n_in,
+        bits,
+        dim,
+        groups,
+        mode,
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn scalar_codebooks_every_bit_width_shape_and_mode() {
+    let mut seed = 1;
+    for bits in 1..=8 {
+        for (n_out, n_in) in SHAPES {
+            for (groups, mode) in [(1, Mode::Codebook), (2, Mode::Codebook), (3, Mode::Scale)] {
+                for batch in [1, 3] {
+                    seed += 1;
+                    check_layout(spec(n_out, n_in, bits, 1, groups, mode), batch, seed);
+                }
+            }
+        }
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn vector_codebooks_every_dim_bit_width_shape_and_mode() {
+    let mut seed = 1000;
+    for dim in [2, 4, 8] {
+        for bits in [1, 2, 3, 4, 5, 8] {
+            for (n_out, n_in) in SHAPES {
+                for (groups, mode) in [(1, Mode::Codebook), (4, Mode::Codebook), (2, Mode::Scale)] {
+                    for batch in [1, 2] {
+                        seed += 1;
+                        check_layout(spec(n_out, n_in, bits, dim, groups, mode), batch, seed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn nibble_lookup_plan_is_used_for_low_bits_and_checked() {
+    for bits in 1..=4 {
+        for mode in [Mode::Codebook, Mode::Scale] {
+            // 2 groups of ~80 rows: enough rows per codebook for the lookup plan.
+            let plans = check_layout(spec(161, 77, bits, 1, 2, mode), 2, 77 + bits as u64);
+            assert!(
+                plans.iter().all(|p| *p == "nibble-lut"),
+                "bits {bits} {mode:?}: plans {plans:?}"
+            );
+        }
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn nibble_lookup_over_several_table_chunks() {
+    // 1100 inputs: 275 (b = 1) to 550 (b = 3, 4) slot pairs, more than one
+    // chunk of `LUT_CHUNK_PAIRS`, with a ragged last chunk.
+    for bits in 1..=4 {
+        let plans = check_layout(
+            spec(40, 1100, bits, 1, 2, Mode::Scale),
+            2,
+            300 + bits as u64,
+        );
+        assert!(
+            plans.iter().all(|p| *p == "nibble-lut"),
+            "bits {bits}: plans {plans:?}"
+        );
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn many_small_groups_use_the_decode_plan_and_agree() {
+    let plans = check_layout(spec(64, 45, 2, 1, 32, Mode::Codebook), 2, 9);
+    assert!(plans.iter().all(|p| *p == "decode"), "plans {plans:?}");
+    check_layout(spec(300, 70, 4, 1, 256, Mode::Codebook), 1, 10);
+}
+
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn wrong_buffer_lengths_are_errors_not_panics() {
+    let m = PackedMatrix::new(random_packed(spec(8, 10, 2, 1, 1, Mode::Codebook), 3)).unwrap();
+    let mut y = vec![0f32; 8];
+    assert!(matches!(
+        m.matmul(&[0.0; 9], 1, &mut y),
+        Err(KernelError::Shape { .. })
+    ));
+    assert!(matches!(
+        m.matmul(&[0.0; 10], 2, &mut y),
+        Err(KernelError::Shape { .. })
+    ));
+    assert!(matches!(
+        m.matmul(&[0.0; 10], usize::MAX, &mut y),
+        Err(KernelError::Shape { .. })
+    ));
+    assert!(m.matmul(&[0.0; 10], 1, &mut y).is_ok());
+}
+
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn invalid_tensors_and_missing_instruction_sets_are_errors() {
+    let mut t = random_packed(spec(8, 10, 2, 1, 1, Mode::Codebook), 3);
+    t.indices.pop();
+    assert!(matches!(PackedMatrix::new(t), Err(KernelError::Format(_))));
+    let missing = [Isa::Simd128, Isa::Avx2]
+        .into_iter()
+        .find(|i| !i.is_available())
+        .expect("one ISA is absent");
+    let t = random_packed(spec(8, 10, 2, 1, 1, Mode::Codebook), 3);
+    assert_eq!(
+        PackedMatrix::with_isa(t, missing).unwrap_err(),
+        KernelError::Unavailable(missing)
+    );
+}
+
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn dense_matvec_matches_a_naive_loop() {
+    for (n_out, n_in) in SHAPES.into_iter().chain([(33, 1000)]) {
+        let w = random_inputs(n_out * n_in, n_in as u64);
+        let x = random_inputs(2 * n_in, 7);
+        for isa in Isa::available() {
+            let m = DenseMatrix::new(w.clone(), n_out, n_in, isa).unwrap();
+            let mut y = vec![0f32; 2 * n_out];
+            m.matmul(&x, 2, &mut y).unwrap();
+            for b in 0..2 {
+                for r in 0..n_out {
+                    let row = &w[r * n_in..(r + 1) * n_in];
+                    let xb = &x[b * n_in..(b + 1) * n_in];
+                    let want: f32 = row.iter().zip(xb).map(|(a, c)| a * c).sum();
+                    let scale: f32 = row.iter().zip(xb).map(|(a, c)| (a * c).abs()).sum();
+                    let got = y[b * n_out + r];
+                    assert!(
+                        (got - want).abs() <= error_budget(n_in, scale),
+                        "{isa:?} {n_out}x{n_in}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The wasm build under test is the SIMD128 one (a `RUSTFLAGS` that drops
+/// `+simd128` would silently test the portable kernels only).
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn the_fastest_instruction_set_is_the_one_chosen() {
+    if cfg!(target_arch = "wasm32") {
+        assert_eq!(Isa::best(), Isa::Simd128, "wasm build without simd128");
+    }
+    let m = PackedMatrix::new(random_packed(spec(8, 10, 2, 1, 1, Mode::Codebook), 3)).unwrap();
+    assert_eq!(m.isa(), Isa::best());
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Any layout, shape and batch: every variant within budget.
+        #[test]
+        fn any_layout_agrees_with_the_reference(
+            n_out in 1usize..200,
+            n_in in 1usize..300,
+            bits in 1u8..=8,
+            dim in prop::sample::select(vec![1u8, 2, 4, 8]),
+            groups in 1u16..6,
+            scale_mode in any::<bool>(),
+            batch in 1usize..4,
+            seed in any::<u64>(),
+        ) {
+            let mode = if scale_mode { Mode::Scale } else { Mode::Codebook };
+            check_layout(spec(n_out, n_in, bits, dim, groups, mode), batch, seed);
+        }
+    }
+}

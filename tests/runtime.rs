@@ -1,0 +1,255 @@
+//! The runtime on the real all-MiniLM-L6-v2: against sentence-transformers,
+//! packed vs decoded-dense weights, and calibration matrices.
+//!
+//! The model comes from the cache that `scripts/fetch-model.sh` fills
+//! (`$JLCM_MODEL_DIR`, else `$JLCM_CACHE/models/all-MiniLM-L6-v2`, else
+//! `~/.cache/jlcm/models/all-MiniLM-L6-v2`). Without it these tests fail,
+//! unless `JLCM_SKIP_MODEL_TESTS=1` says to skip them.
+
+use std::path::PathBuf;
+
+use jlcm::engine::calib::{calibrate, calibration_to_safetensors};
+use jlcm::engine::{compress_file, CompressOptions, Control};
+use jlcm::format::packed::PackedFile;
+use jlcm::runtime::{npy, BertModel, SentenceEncoder};
+
+/// Max abs difference to sentence-transformers (f32 on both sides, different summation orders).
+const REFERENCE_BUDGET: f32 = 1e-4;
+/// Cosine of packed-kernel embeddings to decoded-dense embeddings.
+const PACKED_COSINE_BUDGET: f32 = 0.9999;
+/// Max abs difference of packed-kernel to decoded-dense embeddings.
+const PACKED_ABS_BUDGET: f32 = 1e-4;
+
+struct Model {
+    dir: PathBuf,
+    config: String,
+    tokenizer: Vec<u8>,
+    weights: Vec<u8>,
+}
+
+fn model_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("JLCM_MODEL_DIR") {
+        return d.into();
+    }
+    let cache = std::env::var("JLCM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/jlcm")
+        });
+    cache.join("models/all-MiniLM-L6-v2")
+}
+
+/// The cached model, `None` when absent and skipping is allowed; panics otherwise.
+fn load_model() -> Option<Model> {
+    let dir = model_dir();
+    if !dir.join("model.safetensors").is_file() {
+        if std::env::var("JLCM_SKIP_MODEL_TESTS").as_deref() == Ok("1") {
+            eprintln!(
+                "skipping: no model at {} (JLCM_SKIP_MODEL_TESTS=1)",
+                dir.display()
+            );
+            return None;
+        }
+        panic!(
+            "the real model is not at {}: run `bash scripts/fetch-model.sh` first, or set JLCM_SKIP_MODEL_TESTS=1 to skip",
+            dir.display()
+        );
+    }
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("reading {f}: {e}"));
+    Some(Model {
+        config: String::from_utf8(read("config.json")).unwrap(),
+        tokenizer: read("tokenizer.json"),
+        weights: read("model.safetensors"),
+        dir,
+    })
+}
+
+fn data(name: &str) -> Vec<u8> {
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn sentences() -> Vec<String> {
+    String::from_utf8(data("st_sentences.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn dense_embeddings_match_sentence_transformers() {
+    let Some(m) = load_model() else { return };
+    let encoder = SentenceEncoder::from_bytes(&m.config, &m.tokenizer, &m.weights).unwrap();
+    let texts = sentences();
+    let (shape, want) = npy::read_f32(&data("st_reference.npy")).unwrap();
+    assert_eq!(shape, vec![texts.len(), 384]);
+    // The last sentence is longer than 256 tokens: truncation is tested too.
+    assert_eq!(encoder.tokenizer.encode(&texts[15]).unwrap().len(), 256);
+    // One batch, and batches of 5 (other sentence groupings), agree with the reference.
+    let got = encoder.embed(&texts).unwrap();
+    let diff = max_abs_diff(&got, &want);
+    assert!(
+        diff <= REFERENCE_BUDGET,
+        "max abs diff to sentence-transformers {diff} > {REFERENCE_BUDGET} ({})",
+        m.dir.display()
+    );
+    let batched = encoder.embed_batched(&texts, 5, &mut |_| {}).unwrap();
+    assert!(max_abs_diff(&batched, &want) <= REFERENCE_BUDGET);
+    // A padded batch with an attention mask gives the same as the ragged one.
+    let ids = encoder.tokenizer.encode_all(&texts[..3]).unwrap();
+    let seq = ids.iter().map(Vec::len).max().unwrap();
+    let mut input_ids = vec![0u32; 3 * seq];
+    let mut mask = vec![0u32; 3 * seq];
+    for (b, s) in ids.iter().enumerate() {
+        input_ids[b * seq..b * seq + s.len()].copy_from_slice(s);
+        mask[b * seq..b * seq + s.len()].fill(1);
+    }
+    let padded = encoder
+        .model
+        .embed_padded(&input_ids, &mask, 3, seq)
+        .unwrap();
+    assert!(max_abs_diff(&padded, &want[..3 * 384]) <= REFERENCE_BUDGET);
+}
+
+#[test]
+fn packed_embeddings_match_decoded_dense() {
+    let Some(m) = load_model() else { return };
+    // All 36 Linear weights at 2 bits, initialisation plus one sweep (quality is not the point here).
+    let opts = CompressOptions {
+        bits: 2,
+        groups: 4,
+        iters: 1,
+        ..Default::default()
+    };
+    let filter = regex::Regex::new(r"^encoder\.layer\.\d+\..*dense\.weight$|^encoder\.layer\.\d+\.attention\.self\.(query|key|value)\.weight$").unwrap();
+    let (packed, reports) = compress_file(&m.weights, None, &opts, Some(&filter), &mut |_| {
+        Control::Continue
+    })
+    .unwrap();
+    assert_eq!(reports.len(), 36);
+    let packed_bytes = packed.to_bytes().unwrap();
+    let dense_bytes = PackedFile::from_bytes(&packed_bytes)
+        .unwrap()
+        .decode()
+        .unwrap();
+
+    let on_packed = BertModel::from_safetensors(&m.config, &packed_bytes).unwrap();
+    assert_eq!(on_packed.packed_linear_count(), (36, 36));
+    let on_dense = BertModel::from_safetensors(&m.config, &dense_bytes).unwrap();
+    assert_eq!(on_dense.packed_linear_count(), (0, 36));
+    // Packed Linear weights hold ~2.3 bits per weight, never a dense copy.
+    let linear_bytes = |m: &BertModel| m.linears().map(|l| l.weight_bytes()).sum::<usize>();
+    assert!(
+        linear_bytes(&on_packed) * 10 < linear_bytes(&on_dense),
+        "packed model holds a dense copy?"
+    );
+
+    let encoder = SentenceEncoder::from_bytes(&m.config, &m.tokenizer, &m.weights).unwrap();
+    let ids = encoder.tokenizer.encode_all(&sentences()).unwrap();
+    let a = on_packed.embed(&ids).unwrap();
+    let b = on_dense.embed(&ids).unwrap();
+    for (i, (x, y)) in a.chunks(384).zip(b.chunks(384)).enumerate() {
+        let c = cosine(x, y);
+        assert!(
+            c >= PACKED_COSINE_BUDGET,
+            "sentence {i}: cosine packed vs decoded {c}"
+        );
+    }
+    let diff = max_abs_diff(&a, &b);
+    assert!(
+        diff <= PACKED_ABS_BUDGET,
+        "max abs diff packed vs decoded {diff}"
+    );
+}
+
+#[test]
+fn calibration_matrices_are_symmetric_psd_with_the_right_shapes() {
+    let Some(m) = load_model() else { return };
+    let encoder = SentenceEncoder::from_bytes(&m.config, &m.tokenizer, &m.weights).unwrap();
+    let texts = &sentences()[..6];
+    let calib = calibrate(&encoder, texts, 4, &mut |_| {}).unwrap();
+    assert_eq!(calib.len(), 36);
+    for l in 0..6 {
+        for (w, n_in) in [
+            ("attention.self.query", 384),
+            ("attention.self.key", 384),
+            ("attention.self.value", 384),
+            ("attention.output.dense", 384),
+            ("intermediate.dense", 384),
+            ("output.dense", 1536),
+        ] {
+            let name = format!("encoder.layer.{l}.{w}.weight");
+            let (shape, h) = calib
+                .get(&name)
+                .unwrap_or_else(|| panic!("no matrix for {name}"));
+            assert_eq!(shape, &vec![n_in, n_in], "{name}");
+            for i in 0..n_in {
+                assert!(h[i * n_in + i] >= 0.0, "{name}: negative diagonal");
+                for j in 0..i {
+                    assert_eq!(
+                        h[i * n_in + j],
+                        h[j * n_in + i],
+                        "{name}: not symmetric at {i},{j}"
+                    );
+                }
+            }
+            assert_psd(&name, h, n_in);
+        }
+    }
+    // q, k and v read the same input.
+    assert_eq!(
+        calib["encoder.layer.0.attention.self.query.weight"],
+        calib["encoder.layer.0.attention.self.value.weight"]
+    );
+    // Round trip through the file the engine reads.
+    let bytes = calibration_to_safetensors(&calib).unwrap();
+    let back = jlcm::engine::compress::read_calibration(&bytes).unwrap();
+    assert_eq!(back, calib);
+}
+
+/// Positive semi-definite up to f32 rounding: Cholesky (in f64) of
+/// `H + n·ε_f32·trace(H)·I` succeeds. With a few sentences `H` is rank-deficient,
+/// and its zero eigenvalues come out as ± (rounding of order n·ε·‖H‖ ≤ n·ε·trace).
+fn assert_psd(name: &str, h: &[f32], n: usize) {
+    let trace = (0..n).map(|i| h[i * n + i] as f64).sum::<f64>();
+    let jitter = n as f64 * f32::EPSILON as f64 * trace.max(1e-30);
+    let mut l = vec![0f64; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let mut s = h[i * n + j] as f64 + if i == j { jitter } else { 0.0 };
+            for k in 0..j {
+                s -= l[i * n + k] * l[j * n + k];
+            }
+            if i == j {
+                assert!(
+                    s > 0.0,
+                    "{name}: not positive semi-definite (pivot {s} at {i})"
+                );
+                l[i * n + i] = s.sqrt();
+            } else {
+                l[i * n + j] = s / l[j * n + j];
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+// A compression worker: one wasm instance, one job at a time. Messages are
+// defined in protocol.js. Messages that arrive before `init` finishes wait in
+// a queue; an init failure is sent back as `failed` instead of dying silently.
+
+import { MSG } from './protocol.js';
+import { toF32 } from './safetensors.js';
+import { loadEngine, compressTensor, embedSentences } from './engine.js';
+import { splitPacked, groupIdsOf, decodeF32, fromF32 } from './packed.js';
+import { histogram, rowStats, range, centralRange } from './stats.js';
+
+/** @type {Promise<void>|null} */
+let ready = null;
+/** Values read to draw a tensor's histogram and row statistics, at most. */
+const MAX_ANALYSED_VALUES = 4 << 20;
+
+self.onmessage = async (/** @type {MessageEvent<import('./protocol.js').ToWorker>} */ e) => {
+  const msg = e.data;
+  if (msg.type === MSG.init) {
+    ready = init(msg);
+    return;
+  }
+  if (ready) await ready.catch(() => {});
+  const id = /** @type {any} */ (msg).id;
+  try {
+    switch (msg.type) {
+      case MSG.analyse: return await analyse(msg);
+      case MSG.compress: return await compress(msg);
+      case MSG.decode: return decode(msg);
+      case MSG.embed: return await embed(msg);
+      default: throw new Error(`unknown message type \`${msg.type}\``);
+    }
+  } catch (err) {
+    post({ type: MSG.error, id, message: err?.message ?? String(err), code: err?.code ?? err?.name ?? 'error' });
+  }
+};
+
+/** @param {import('./protocol.js').FromWorker} m @param {Transferable[]} [transfer] */
+function post(m, transfer = []) {
+  self.postMessage(m, transfer);
+}
+
+/** @param {import('./protocol.js').InitMsg} msg */
+async function init(msg) {
+  if (!msg.module) {
+    // No wasm package built: the JS-only jobs (analyse, decode) still run.
+    post({ type: MSG.ready, simd: false, version: 'none', features: [] });
+    return;
+  }
+  try {
+    const info = await loadEngine(msg.glueUrl, msg.module);
+    post({ type: MSG.ready, ...info });
+  } catch (err) {
+    post({ type: MSG.failed, message: `the wasm engine did not load: ${err?.message ?? err}` });
+    throw err;
+  }
+}
+
+/** @param {import('./protocol.js').TensorRef} t */
+function matrixOf(t) {
+  const nOut = t.shape[0];
+  const nIn = t.shape.slice(1).reduce((a, b) => a * b, 1);
+  return { nOut, nIn };
+}
+
+/**
+ * Values of a tensor, reading at most `maxRows` rows (evenly spread blocks
+ * of contiguous rows) so that a multi-GB embedding never lands in memory.
+ * @param {import('./protocol.js').TensorRef} t
+ * @param {number} maxRows
+ */
+async function readRows(t, maxRows) {
+  const { nOut, nIn } = matrixOf(t);
+  maxRows = Math.max(32, Math.min(maxRows, Math.floor(MAX_ANALYSED_VALUES / nIn)));
+  const elt = t.dtype === 'F32' ? 4 : 2;
+  const rowBytes = nIn * elt;
+  if (nOut <= maxRows) return { values: toF32(t.dtype, await t.file.slice(t.start, t.end).arrayBuffer()), rows: nOut };
+  const blocks = 32;
+  const perBlock = Math.max(1, Math.floor(maxRows / blocks));
+  const chunks = [];
+  for (let b = 0; b < blocks; b++) {
+    const r0 = Math.floor((b * (nOut - perBlock)) / (blocks - 1));
+    chunks.push(t.file.slice(t.start + r0 * rowBytes, t.start + (r0 + perBlock) * rowBytes).arrayBuffer());
+  }
+  const bufs = await Promise.all(chunks);
+  const all = new Uint8Array(bufs.reduce((a, b) => a + b.byteLength, 0));
+  let o = 0;
+  for (const b of bufs) { all.set(new Uint8Array(b), o); o += b.byteLength; }
+  return { values: toF32(t.dtype, all.buffer), rows: blocks * perBlock };
+}
+
+/** @param {import('./protocol.js').AnalyseMsg} msg */
+async function analyse(msg) {
+  const t0 = performance.now();
+  const { nOut, nIn } = matrixOf(msg.tensor);
+  const { values, rows } = await readRows(msg.tensor, msg.maxRows);
+  const [min, max] = range(values);
+  const [lo, hi] = centralRange(values);
+  const h = histogram(values, lo, hi, msg.bins);
+  const rs = rowStats(values, rows, values.length / rows);
+  post({ type: MSG.analysed, id: msg.id, histogram: h, min, max, rows: rs, rowsRead: rows, nOut, nIn, ms: performance.now() - t0 },
+    [rs.mean.buffer, rs.std.buffer, rs.absMax.buffer]);
+}
+
+/** @param {import('./protocol.js').CompressMsg} msg */
+async function compress(msg) {
+  const t0 = performance.now();
+  const t = msg.tensor;
+  const raw = new Uint8Array(await t.file.slice(t.start, t.end).arrayBuffer());
+  let hessian = null;
+  if (msg.hessian) hessian = new Float32Array(await msg.hessian.file.slice(msg.hessian.start, msg.hessian.end).arrayBuffer());
+  const { report, packed } = compressTensor(t, raw, msg.options, hessian, (event) => {
+    if (event.type === 'phase' || event.type === 'loss') post({ type: MSG.progress, id: msg.id, event });
+  });
+  const { parts, params } = splitPacked(packed, t.name);
+  // Each group's value distribution over its own central range (widened to
+  // show all its codewords), for the groups view.
+  const values = toF32(t.dtype, raw.buffer);
+  const { nIn } = matrixOf(t);
+  const groups = groupIdsOf(parts);
+  const groupHistograms = report.groupSizes.map((_, g) => {
+    const own = [];
+    for (let r = 0; r < groups.length; r++) if (groups[r] === g) own.push(values.subarray(r * nIn, (r + 1) * nIn));
+    const flat = new Float32Array(own.reduce((a, x) => a + x.length, 0));
+    let o = 0;
+    for (const x of own) { flat.set(x, o); o += x.length; }
+    const scale = params.mode === 'scale' ? report.scales[g] : 1;
+    const words = report.codebooks[params.mode === 'scale' ? 0 : g].map((c) => c * scale);
+    let [lo, hi] = centralRange(flat);
+    lo = Math.min(lo, ...words);
+    hi = Math.max(hi, ...words);
+    const pad = (hi - lo) * 0.03;
+    return histogram(flat, lo - pad, hi + pad, 80);
+  });
+  post({ type: MSG.compressed, id: msg.id, report, parts, params, groupHistograms, ms: performance.now() - t0 },
+    parts.map((p) => p.data.buffer));
+}
+
+/** @param {import('./protocol.js').DecodeMsg} msg */
+function decode(msg) {
+  const data = fromF32(msg.params.dtype, decodeF32(msg.parts, msg.params)).slice();
+  post({ type: MSG.decoded, id: msg.id, data }, [data.buffer]);
+}
+
+/** @param {import('./protocol.js').EmbedMsg} msg */
+async function embed(msg) {
+  const m = msg.model;
+  const bytes = async (b) => new Uint8Array(await b.arrayBuffer());
+  const original = await embedSentences(`${m.key}:original`, async () => ({ config: m.config, tokenizer: await bytes(m.tokenizer), weights: await bytes(m.weights) }), msg.sentences);
+  let packed = null;
+  if (m.packed) {
+    const p = m.packed;
+    packed = await embedSentences(`${m.key}:packed:${m.packedKey}`, async () => ({ config: m.config, tokenizer: await bytes(m.tokenizer), weights: await bytes(p) }), msg.sentences);
+  }
+  post({ type: MSG.embedded, id: msg.id, original: original.embeddings, packed: packed?.embeddings ?? null, dim: original.dim,
+    originalMs: original.ms, packedMs: packed?.ms ?? 0 });
+}
