@@ -312,3 +312,22 @@ fn to_f32_checks_lengths_and_dtypes() {
 }
 
 // ---- regressions from fuzzing (fuzz/artifacts/*) --------------------------
+
+/// options-1 (fuzz target `options`, 2026-11-28): a long decimal `tol`
+/// parses, validates, and survives a round trip through JSON to within
+/// 1 ulp (serde_json's default float parser is not always correctly
+/// rounded; the options stay valid and the difference is immaterial).
+#[test]
+fn regression_options_1_long_decimal_tol() {
+    let input = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fuzz-regressions/options-1-float-roundtrip.json"),
+    )
+    .expect("regression input");
+    let o = CompressOptions::from_json(&input).expect("valid options");
+    assert!(o.tol > 1e220 && o.tol.is_finite());
+    let back =
+        CompressOptions::from_json(&serde_json::to_string(&o).expect("json")).expect("round trip");
+    assert!((back.tol - o.tol).abs() <= 1e-15 * o.tol);
+    assert_eq!(back.bits, o.bits);
+}
