@@ -167,7 +167,13 @@ fn pick(scores: &[f64], u: f64) -> usize {
 /// k-means++ seeding, then Lloyd iterations on the sorted points using
 /// prefix sums, so an iteration costs `O(k log n)` instead of `O(n k)`.
 /// Returns the centroids in ascending order.
-pub fn weighted_kmeans_1d(points: &[f32], weights: &[f32], k: usize, iters: usize, rng: &mut EngineRng) -> Vec<f32> {
+pub fn weighted_kmeans_1d(
+    points: &[f32],
+    weights: &[f32],
+    k: usize,
+    iters: usize,
+    rng: &mut EngineRng,
+) -> Vec<f32> {
     let n = points.len();
     if n == 0 {
         return vec![0.0; k];
@@ -187,7 +193,11 @@ pub fn weighted_kmeans_1d(points: &[f32], weights: &[f32], k: usize, iters: usiz
     let mut d2: Vec<f64> = xs.iter().map(|x| (x - cs[0]) * (x - cs[0])).collect();
     while cs.len() < k {
         let scores: Vec<f64> = d2.iter().zip(&ws).map(|(d, w)| d * w).collect();
-        let c = if scores.iter().sum::<f64>() > 0.0 { xs[pick(&scores, unit(rng))] } else { cs[0] };
+        let c = if scores.iter().sum::<f64>() > 0.0 {
+            xs[pick(&scores, unit(rng))]
+        } else {
+            cs[0]
+        };
         for (d, x) in d2.iter_mut().zip(&xs) {
             let e = (x - c) * (x - c);
             if e < *d {
