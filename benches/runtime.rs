@@ -70,9 +70,10 @@ fn main() {
     let batch32: Vec<Vec<u32>> = ids.iter().cycle().take(32).cloned().collect();
     let mean_tokens = batch32.iter().map(Vec::len).sum::<usize>() as f64 / 32.0;
 
-    let packed_bytes = match std::env::var("JLCM_BENCH_PACKED") {
-        Ok(p) => std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}")),
-        Err(_) => {
+    let packed_path = std::env::var("JLCM_BENCH_PACKED").ok();
+    let packed_bytes = match packed_path.as_deref().map(std::fs::read) {
+        Some(Ok(b)) => b,
+        _ => {
             let iters = std::env::var("JLCM_BENCH_ITERS")
                 .ok()
                 .and_then(|s| s.parse().ok())
@@ -93,13 +94,39 @@ fn main() {
                 "compressed the 36 Linear weights (2 bits, G=16, iters={iters}) in {:.1} s",
                 t.elapsed().as_secs_f64()
             );
-            packed.to_bytes().unwrap()
+            let bytes = packed.to_bytes().unwrap();
+            if let Some(p) = &packed_path {
+                // A missing JLCM_BENCH_PACKED file is written, for later runs
+                // and for scripts/bench-runtime-wasm.sh.
+                std::fs::write(p, &bytes).unwrap_or_else(|e| panic!("{p}: {e}"));
+            }
+            bytes
         }
     };
     let dense = BertModel::from_safetensors(&config, &weights).unwrap();
     let packed = BertModel::from_safetensors(&config, &packed_bytes).unwrap();
     let linear_bytes = |m: &BertModel| m.linears().map(Linear::weight_bytes).sum::<usize>();
 
+    let prepared_bytes = packed
+        .linears()
+        .map(|l| match &l.weight {
+            jlcm::runtime::LinearWeight::Packed(m) => m.prepared_bytes(),
+            jlcm::runtime::LinearWeight::Dense { wt } => 4 * wt.len(),
+        })
+        .sum::<usize>();
+    println!(
+        "36 Linear weights: dense {:.2} MB, packed {:.2} MB ({:.1}x less), prepared layout besides the packed bytes {:.2} MB (no dense copy)",
+        linear_bytes(&dense) as f64 / 1e6,
+        linear_bytes(&packed) as f64 / 1e6,
+        linear_bytes(&dense) as f64 / linear_bytes(&packed) as f64,
+        prepared_bytes as f64 / 1e6
+    );
+    println!(
+        "load average: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     println!("MiniLM-L6 (all-MiniLM-L6-v2) embeddings, single thread, {:.1} tokens per sentence on average", mean_tokens);
     println!(
         "| weights | Linear weight bytes | model bytes | batch | sentences/s | ms per batch |"

@@ -258,16 +258,37 @@ impl PreparedLayout {
         let n_sub = self.n_in.div_ceil(d);
         let cb = self.codebook(self.row_codebook[r] as usize);
         let row = p.row_indices(r);
-        let mut idx = [0u8; DECODE_CHUNK];
-        for s0 in (0..n_sub).step_by(DECODE_CHUNK) {
-            let n = DECODE_CHUNK.min(n_sub - s0);
-            unpack_indices(row, s0, self.bits, &mut idx[..n]);
-            let dst = &mut out[s0 * d..(s0 + n) * d];
+        let bits = self.bits as usize;
+        if 8 % bits == 0 {
+            // Whole indices per byte: one byte read gives 8 / bits of them.
+            let per = 8 / bits;
+            let mask = (1u8 << bits).wrapping_sub(1);
+            let mask = if bits == 8 { 0xff } else { mask };
+            let full = n_sub / per;
             if d == 1 {
-                for (o, &k) in dst.iter_mut().zip(&idx[..n]) {
-                    *o = cb[k as usize];
+                for (o, &byte) in out[..full * per].chunks_exact_mut(per).zip(row) {
+                    for (k, v) in o.iter_mut().enumerate() {
+                        *v = cb[((byte as u32 >> (bits * k)) as u8 & mask) as usize];
+                    }
                 }
             } else {
+                for (o, &byte) in out[..full * per * d].chunks_exact_mut(per * d).zip(row) {
+                    for (k, v) in o.chunks_exact_mut(d).enumerate() {
+                        let i = ((byte as u32 >> (bits * k)) as u8 & mask) as usize;
+                        v.copy_from_slice(&cb[i * d..i * d + d]);
+                    }
+                }
+            }
+            for s in full * per..n_sub {
+                let i = read_index(row, s, self.bits) as usize;
+                out[s * d..s * d + d].copy_from_slice(&cb[i * d..i * d + d]);
+            }
+        } else {
+            let mut idx = [0u8; DECODE_CHUNK];
+            for s0 in (0..n_sub).step_by(DECODE_CHUNK) {
+                let n = DECODE_CHUNK.min(n_sub - s0);
+                unpack_indices(row, s0, self.bits, &mut idx[..n]);
+                let dst = &mut out[s0 * d..(s0 + n) * d];
                 for (o, &k) in dst.chunks_exact_mut(d).zip(&idx[..n]) {
                     o.copy_from_slice(&cb[k as usize * d..k as usize * d + d]);
                 }
