@@ -21,6 +21,7 @@ WASM=$(cargo build --release --bench kernels --target wasm32-unknown-unknown --m
   | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const l of s.split("\n")){if(!l)continue;const m=JSON.parse(l);if(m.reason==="compiler-artifact"&&m.target.name==="kernels"&&m.target.kind.includes("bench")){for(const f of m.filenames)if(f.endsWith(".wasm"))console.log(f)}}})')
 [ -n "$WASM" ] || { echo "build failed" >&2; exit 1; }
 wasm-bindgen --target nodejs --out-dir "$OUT/node" --out-name kernels "$WASM"
+echo '{"type":"commonjs"}' > "$OUT/node/package.json"
 wasm-bindgen --target web --out-dir "$OUT/web" --out-name kernels "$WASM"
 cp scripts/bench-runtime-web/index.html scripts/bench-runtime-web/worker.js "$OUT/web/"
 for f in config.json tokenizer.json model.safetensors; do ln -sf "$MODEL/$f" "$OUT/web/$f"; done

@@ -44,9 +44,12 @@ pub const DECODE_CHUNK: usize = 64;
 /// Batch from which a product decodes tiles of [`TILE_ROWS`] rows to f32 and
 /// runs a register-blocked micro-GEMM of each tile against every input,
 /// instead of the per-input plans (whose per-input tables or per-row decode
-/// cost grows with the batch). Chosen by measurement (`cargo bench --bench
-/// kernels`, batched rows): at batch 4 the tiled path already beats the
-/// nibble-lookup plan on MiniLM shapes.
+/// cost grows with the batch). The tiled path decodes each weight once per
+/// product and then streams f32 like a dense GEMM; at batch 16 (one MiniLM
+/// sentence) it already runs MiniLM faster than dense f32 in wasm
+/// (BENCHMARKS.md, `### MiniLM runtime`). Batches 2-15 were not swept: 4 is
+/// where the per-input table cost (a table per input and codebook) is
+/// expected to exceed one decode of the rows.
 pub const TILE_MIN_BATCH: usize = 4;
 /// Rows decoded at a time by the tiled path: `16 x n_in` f32 of scratch
 /// (24 KiB for `n_in = 384`, 96 KiB for 1536), never a whole layer.
