@@ -265,8 +265,7 @@ impl PreparedLayout {
         if 8 % bits == 0 {
             // Whole indices per byte: one byte read gives 8 / bits of them.
             let per = 8 / bits;
-            let mask = (1u8 << bits).wrapping_sub(1);
-            let mask = if bits == 8 { 0xff } else { mask };
+            let mask = ((1u32 << bits) - 1) as u8;
             let full = n_sub / per;
             if d == 1 {
                 for (o, &byte) in out[..full * per].chunks_exact_mut(per).zip(row) {
