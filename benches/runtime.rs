@@ -86,9 +86,10 @@ fn main() {
     let batch32: Vec<Vec<u32>> = ids.iter().cycle().take(32).cloned().collect();
     let mean_tokens = batch32.iter().map(Vec::len).sum::<usize>() as f64 / 32.0;
 
-    let packed_bytes = match std::env::var("JLCM_BENCH_PACKED") {
-        Ok(p) => std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}")),
-        Err(_) => {
+    let packed_path = std::env::var("JLCM_BENCH_PACKED").ok();
+    let packed_bytes = match packed_path.as_deref().map(std::fs::read) {
+        Some(Ok(b)) => b,
+        _ => {
             let iters = std::env::var("JLCM_BENCH_ITERS")
                 .ok()
                 .and_then(|s| s.parse().ok())
@@ -109,7 +110,13 @@ fn main() {
                 "compressed the 36 Linear weights (2 bits, G=16, iters={iters}) in {:.1} s",
                 t.elapsed().as_secs_f64()
             );
-            packed.to_bytes().unwrap()
+            let bytes = packed.to_bytes().unwrap();
+            if let Some(p) = &packed_path {
+                // A missing JLCM_BENCH_PACKED file is written, for later runs
+                // and for scripts/bench-runtime-wasm.sh.
+                std::fs::write(p, &bytes).unwrap_or_else(|e| panic!("{p}: {e}"));
+            }
+            bytes
         }
     };
     let dense = BertModel::from_safetensors(&config, &weights).unwrap();

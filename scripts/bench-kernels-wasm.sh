@@ -26,6 +26,7 @@ WASM=$(cargo build --release --bench kernels --target wasm32-unknown-unknown --m
 [ -n "$WASM" ] || { echo "build failed: run cargo build --release --bench kernels --target wasm32-unknown-unknown" >&2; exit 1; }
 echo "wasm: $WASM ($(wasm-objdump -d "$WASM" 2>/dev/null | grep -c i8x16.swizzle || echo '?') i8x16.swizzle)" >&2
 wasm-bindgen --target nodejs --out-dir "$OUT/node" --out-name kernels "$WASM"
+echo '{"type":"commonjs"}' > "$OUT/node/package.json"
 wasm-bindgen --target web --out-dir "$OUT/web" --out-name kernels "$WASM"
 cp scripts/bench-kernels-web/index.html scripts/bench-kernels-web/worker.js "$OUT/web/"
 

@@ -95,6 +95,40 @@ fn vector_codebooks_every_dim_bit_width_shape_and_mode() {
     }
 }
 
+/// The batched (tiled micro-GEMM) path and the per-input plans on both
+/// sides of [`jlcm::kernels::prepared::TILE_MIN_BATCH`]: batches 1..70 (odd,
+/// even, ragged against the 2-input micro-kernel), ragged shapes, every
+/// layout kind (scalar 1-8 bits, vector d = 2, 4, 8, both modes).
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn batched_products_every_layout_batch_1_to_70() {
+    let layouts: [(u8, u8); 10] = [
+        (1, 1),
+        (2, 1),
+        (3, 1),
+        (4, 1),
+        (8, 1),
+        (4, 2),
+        (8, 2),
+        (8, 4),
+        (3, 4),
+        (8, 8),
+    ];
+    let mut seed = 9000;
+    for batch in 1..=70 {
+        for (k, &(bits, dim)) in layouts.iter().enumerate() {
+            let (n_out, n_in) = [(37, 45), (130, 301), (64, 16), (21, 7)][(batch + k) % 4];
+            let (groups, mode) = if (batch + k) % 3 == 0 {
+                (3, Mode::Scale)
+            } else {
+                (2, Mode::Codebook)
+            };
+            seed += 1;
+            check_layout(spec(n_out, n_in, bits, dim, groups, mode), batch, seed);
+        }
+    }
+}
+
 #[cfg_attr(target_arch = "wasm32", test_in_wasm)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn nibble_lookup_plan_is_used_for_low_bits_and_checked() {
@@ -228,7 +262,7 @@ mod properties {
             dim in prop::sample::select(vec![1u8, 2, 4, 8]),
             groups in 1u16..6,
             scale_mode in any::<bool>(),
-            batch in 1usize..4,
+            batch in 1usize..12,
             seed in any::<u64>(),
         ) {
             let mode = if scale_mode { Mode::Scale } else { Mode::Codebook };

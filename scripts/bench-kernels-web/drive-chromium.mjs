@@ -7,7 +7,7 @@ import { spawn, execSync } from "node:child_process";
 import { join, extname } from "node:path";
 
 const [dir, quick = "false"] = process.argv.slice(2);
-const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
+const types = { ".json": "application/json", ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
 const server = createServer(async (req, res) => {
   try {
     const path = join(dir, new URL(req.url, "http://x").pathname.replace(/\/$/, "/index.html"));

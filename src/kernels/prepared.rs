@@ -41,6 +41,23 @@ pub const LUT_MIN_ROWS_PER_CODEBOOK: usize = 16;
 pub const LUT_CHUNK_PAIRS: usize = 128;
 /// Indices unpacked at a time by the decode plan.
 pub const DECODE_CHUNK: usize = 64;
+/// Batch from which a product decodes tiles of [`TILE_ROWS`] rows to f32 and
+/// runs a register-blocked micro-GEMM of each tile against every input,
+/// instead of the per-input plans (whose per-input tables or per-row decode
+/// cost grows with the batch). The tiled path decodes each weight once per
+/// product and then streams f32 like a dense GEMM; at batch 16 (one MiniLM
+/// sentence) it already runs MiniLM faster than dense f32 in wasm
+/// (BENCHMARKS.md, `### MiniLM runtime`). Batches 2-15 were not swept: 4 is
+/// where the per-input table cost (a table per input and codebook) is
+/// expected to exceed one decode of the rows.
+pub const TILE_MIN_BATCH: usize = 4;
+/// Rows decoded at a time by the tiled path: `16 x n_in` f32 of scratch
+/// (24 KiB for `n_in = 384`, 96 KiB for 1536), never a whole layer.
+pub const TILE_ROWS: usize = 16;
+/// Rows x inputs of one micro-GEMM call ([`gemm_4x2`]).
+pub const MICRO_ROWS: usize = 4;
+/// Inputs of one micro-GEMM call.
+pub const MICRO_INPUTS: usize = 2;
 
 /// Byte offset, inside the table of one codebook, of byte plane `plane`
 /// (0 = least significant byte of the f32) of slot `t`: 16 bytes, entry `m`
@@ -170,6 +187,9 @@ impl PreparedLayout {
     /// `y[b] = Ŵ x[b]`; shapes were checked by the caller; `p` is the tensor
     /// this layout was prepared from.
     pub fn matmul(&self, p: &PackedTensor, isa: Isa, x: &[f32], batch: usize, y: &mut [f32]) {
+        if batch >= TILE_MIN_BATCH {
+            return self.matmul_tiled(p, isa, x, batch, y);
+        }
         match &self.plan {
             Plan::NibbleLut(lut) => self.matmul_nibble_lut(lut, isa, x, batch, y),
             Plan::Decode => self.matmul_decode(p, isa, x, batch, y),
@@ -228,6 +248,96 @@ impl PreparedLayout {
                 for (&row, &s) in block.rows.iter().zip(sums) {
                     if row != PAD_ROW {
                         yb[row as usize] = self.row_scale[row as usize] * s;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decode row `r` (scale not applied) into `out` (`>= n_sub * d`
+    /// values); values past `n_in` are set to zero.
+    fn decode_row(&self, p: &PackedTensor, r: usize, out: &mut [f32]) {
+        let d = self.dim;
+        let n_sub = self.n_in.div_ceil(d);
+        let cb = self.codebook(self.row_codebook[r] as usize);
+        let row = p.row_indices(r);
+        let bits = self.bits as usize;
+        if 8 % bits == 0 {
+            // Whole indices per byte: one byte read gives 8 / bits of them.
+            let per = 8 / bits;
+            let mask = ((1u32 << bits) - 1) as u8;
+            let full = n_sub / per;
+            if d == 1 {
+                for (o, &byte) in out[..full * per].chunks_exact_mut(per).zip(row) {
+                    for (k, v) in o.iter_mut().enumerate() {
+                        *v = cb[((byte as u32 >> (bits * k)) as u8 & mask) as usize];
+                    }
+                }
+            } else {
+                for (o, &byte) in out[..full * per * d].chunks_exact_mut(per * d).zip(row) {
+                    for (k, v) in o.chunks_exact_mut(d).enumerate() {
+                        let i = ((byte as u32 >> (bits * k)) as u8 & mask) as usize;
+                        v.copy_from_slice(&cb[i * d..i * d + d]);
+                    }
+                }
+            }
+            for s in full * per..n_sub {
+                let i = read_index(row, s, self.bits) as usize;
+                out[s * d..s * d + d].copy_from_slice(&cb[i * d..i * d + d]);
+            }
+        } else {
+            let mut idx = [0u8; DECODE_CHUNK];
+            for s0 in (0..n_sub).step_by(DECODE_CHUNK) {
+                let n = DECODE_CHUNK.min(n_sub - s0);
+                unpack_indices(row, s0, self.bits, &mut idx[..n]);
+                let dst = &mut out[s0 * d..(s0 + n) * d];
+                for (o, &k) in dst.chunks_exact_mut(d).zip(&idx[..n]) {
+                    o.copy_from_slice(&cb[k as usize * d..k as usize * d + d]);
+                }
+            }
+        }
+        out[self.n_in..].fill(0.0);
+    }
+
+    /// The batched path: decode [`TILE_ROWS`] rows at a time into a small
+    /// f32 tile, then a [`MICRO_ROWS`] x [`MICRO_INPUTS`] register-blocked
+    /// micro-GEMM of the tile against every input.
+    fn matmul_tiled(&self, p: &PackedTensor, isa: Isa, x: &[f32], batch: usize, y: &mut [f32]) {
+        let (n_in, n_out) = (self.n_in, self.n_out);
+        // A multiple of 8 (one AVX2 vector), and room for a padded sub-vector.
+        let stride = (self.n_in.div_ceil(self.dim) * self.dim).div_ceil(8) * 8;
+        let padded_batch = batch.div_ceil(MICRO_INPUTS) * MICRO_INPUTS;
+        let mut xp = vec![0f32; padded_batch * stride];
+        for b in 0..batch {
+            xp[b * stride..b * stride + n_in].copy_from_slice(&x[b * n_in..(b + 1) * n_in]);
+        }
+        let mut tile = vec![0f32; TILE_ROWS * stride];
+        for r0 in (0..n_out).step_by(TILE_ROWS) {
+            let rows = TILE_ROWS.min(n_out - r0);
+            for i in 0..rows {
+                self.decode_row(p, r0 + i, &mut tile[i * stride..(i + 1) * stride]);
+            }
+            tile[rows * stride..].fill(0.0);
+            let quads = rows.div_ceil(MICRO_ROWS);
+            for b0 in (0..batch).step_by(MICRO_INPUTS) {
+                let xs = &xp[b0 * stride..(b0 + MICRO_INPUTS) * stride];
+                for q in 0..quads {
+                    let ws = &tile[q * MICRO_ROWS * stride..(q + 1) * MICRO_ROWS * stride];
+                    let sums = match isa {
+                        Isa::Portable => gemm_4x2(ws, xs, stride),
+                        Isa::Simd128 => simd128::gemm_4x2(ws, xs, stride),
+                        // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
+                        Isa::Avx2 => unsafe { x86::gemm_4x2(ws, xs, stride) },
+                    };
+                    for i in 0..MICRO_ROWS {
+                        let r = r0 + q * MICRO_ROWS + i;
+                        if r >= n_out {
+                            break;
+                        }
+                        for j in 0..MICRO_INPUTS.min(batch - b0) {
+                            y[(b0 + j) * n_out + r] =
+                                self.row_scale[r] * sums[i * MICRO_INPUTS + j];
+                        }
                     }
                 }
             }
@@ -408,6 +518,24 @@ pub fn decode_dot(codebook: &[f32], d: usize, idx: &[u8], x: &[f32]) -> f32 {
         }
     }
     acc
+}
+
+/// The micro-GEMM of the tiled path: `w` holds 4 rows and `x` 2 inputs,
+/// each `stride` values (a multiple of 8); returns the 8 dot products,
+/// row-major (`out[2 * row + input]`).
+pub fn gemm_4x2(w: &[f32], x: &[f32], stride: usize) -> [f32; MICRO_ROWS * MICRO_INPUTS] {
+    let mut acc = [[0f32; 4]; MICRO_ROWS * MICRO_INPUTS];
+    let (x0, x1) = x.split_at(stride);
+    for j in (0..stride).step_by(4) {
+        for i in 0..MICRO_ROWS {
+            let wr = &w[i * stride + j..i * stride + j + 4];
+            for l in 0..4 {
+                acc[2 * i][l] += wr[l] * x0[j + l];
+                acc[2 * i + 1][l] += wr[l] * x1[j + l];
+            }
+        }
+    }
+    acc.map(|a| (a[0] + a[1]) + (a[2] + a[3]))
 }
 
 /// Dense `y = W x` for a row-major `W` of `y.len()` rows and `n_in` columns.

@@ -12,7 +12,7 @@ pub fn is_available() -> bool {
 pub use simd::*;
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-pub use super::prepared::{build_lut_table, decode_dot, dense_matvec, lut_block_sums};
+pub use super::prepared::{build_lut_table, decode_dot, dense_matvec, gemm_4x2, lut_block_sums};
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
@@ -232,6 +232,30 @@ mod simd {
             }
         }
         horizontal_sum(f32x4_add(acc[0], acc[1]))
+    }
+
+    /// See [`crate::kernels::prepared::gemm_4x2`].
+    pub fn gemm_4x2(w: &[f32], x: &[f32], stride: usize) -> [f32; 8] {
+        // One check for the whole loop: every load below stays inside these.
+        let w = &w[..4 * stride];
+        let x = &x[..2 * stride];
+        let mut acc = [f32x4_splat(0.0); 8];
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        for j in (0..stride).step_by(4) {
+            // SAFETY: `j + 4 <= stride` (a multiple of 4), so row `i` reads
+            // `w[i * stride + j .. + 4]` and input `b` reads
+            // `x[b * stride + j .. + 4]`, inside the slices checked above.
+            unsafe {
+                let x0 = v128_load(xp.add(j) as *const v128);
+                let x1 = v128_load(xp.add(stride + j) as *const v128);
+                for i in 0..4 {
+                    let wi = v128_load(wp.add(i * stride + j) as *const v128);
+                    acc[2 * i] = f32x4_add(acc[2 * i], f32x4_mul(wi, x0));
+                    acc[2 * i + 1] = f32x4_add(acc[2 * i + 1], f32x4_mul(wi, x1));
+                }
+            }
+        }
+        acc.map(horizontal_sum)
     }
 
     /// Dense `y = W x` for a row-major `W` of `y.len()` rows and `n_in` columns.

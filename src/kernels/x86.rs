@@ -57,6 +57,13 @@ mod stub {
     ///
     /// # Safety
     /// Always safe; `unsafe` only to match the x86-64 signature.
+    pub unsafe fn gemm_4x2(w: &[f32], x: &[f32], stride: usize) -> [f32; 8] {
+        prepared::gemm_4x2(w, x, stride)
+    }
+    /// Stub: the portable kernel.
+    ///
+    /// # Safety
+    /// Always safe; `unsafe` only to match the x86-64 signature.
     pub unsafe fn dense_matvec(w: &[f32], n_in: usize, x: &[f32], y: &mut [f32]) {
         prepared::dense_matvec(w, n_in, x, y)
     }
@@ -266,6 +273,34 @@ mod avx2 {
             }
         }
         horizontal_sum(_mm256_add_ps(acc[0], acc[1]))
+    }
+
+    /// See [`crate::kernels::prepared::gemm_4x2`] (`stride` a multiple of 8).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gemm_4x2(w: &[f32], x: &[f32], stride: usize) -> [f32; 8] {
+        // One check for the whole loop: every load below stays inside these.
+        let w = &w[..4 * stride];
+        let x = &x[..2 * stride];
+        let mut acc = [_mm256_setzero_ps(); 8];
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
+        for j in (0..stride / 8 * 8).step_by(8) {
+            // `j + 8 <= stride`: every load is inside the slices above.
+            let x0 = _mm256_loadu_ps(xp.add(j));
+            let x1 = _mm256_loadu_ps(xp.add(stride + j));
+            for i in 0..4 {
+                let wi = _mm256_loadu_ps(wp.add(i * stride + j));
+                acc[2 * i] = _mm256_fmadd_ps(wi, x0, acc[2 * i]);
+                acc[2 * i + 1] = _mm256_fmadd_ps(wi, x1, acc[2 * i + 1]);
+            }
+        }
+        let mut out = [0f32; 8];
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = horizontal_sum(a);
+        }
+        out
     }
 
     /// Dense `y = W x` for a row-major `W` of `y.len()` rows and `n_in` columns.
