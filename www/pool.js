@@ -91,6 +91,12 @@ export class WorkerPool {
     if (m.type === MSG.progress) { job.onProgress(m); return; }
     slot.job = null;
     job.slot = null;
+    if (m.type === MSG.error && m.code === 'wasm_trap') {
+      // The engine aborted (panic or out of memory): its instance is spent.
+      this.replace(slot);
+      job.reject(Object.assign(new Error(`${job.label}: the engine stopped (${m.message}; out of memory?); its worker was restarted`), { code: m.code }));
+      return;
+    }
     if (m.type === MSG.error) job.reject(Object.assign(new Error(`${job.label}: ${m.message}`), { code: m.code }));
     else if (m.type === DONE_FOR[job.msg.type]) job.resolve(m);
     else job.reject(new Error(`${job.label}: unexpected answer \`${m.type}\``));
@@ -157,6 +163,15 @@ export class WorkerPool {
       this.replace(slot);
     }
     job.reject(new CancelledError(job.label));
+  }
+
+  /**
+   * Test hook (www/faults.js): make the worker in slot `index` fail its next
+   * compress job the way `kind` fails.
+   * @param {'trap'|'uncaught'} kind @param {number} [index]
+   */
+  armFault(kind, index = 0) {
+    this.slots[index].worker.postMessage({ type: MSG.fault, kind });
   }
 
   /** Jobs running or waiting. */

@@ -50,7 +50,8 @@
  * @typedef {{type: 'compress', id: number, tensor: TensorRef, options: CompressOptions, hessian: HessianRef|null}} CompressMsg
  * @typedef {{type: 'decode', id: number, parts: PackedPart[], params: PackedParams}} DecodeMsg
  * @typedef {{type: 'embed', id: number, model: {key: string, config: string, tokenizer: Blob, weights: Blob, packed: Blob|null, packedKey: string}, sentences: string[]}} EmbedMsg
- * @typedef {InitMsg|AnalyseMsg|CompressMsg|DecodeMsg|EmbedMsg} ToWorker
+ * @typedef {{type: 'fault', kind: 'trap'|'uncaught'}} FaultMsg  test hook (www/faults.js): fail the next compress job
+ * @typedef {InitMsg|AnalyseMsg|CompressMsg|DecodeMsg|EmbedMsg|FaultMsg} ToWorker
  */
 
 // ---- worker → page ------------------------------------------------------
@@ -112,7 +113,7 @@
 
 /** Message types, so a typo is a lookup error rather than a silent drop. */
 export const MSG = Object.freeze({
-  init: 'init', analyse: 'analyse', compress: 'compress', decode: 'decode', embed: 'embed',
+  init: 'init', analyse: 'analyse', compress: 'compress', decode: 'decode', embed: 'embed', fault: 'fault',
   ready: 'ready', failed: 'failed', progress: 'progress', analysed: 'analysed', compressed: 'compressed',
   decoded: 'decoded', embedded: 'embedded', error: 'error',
 });
