@@ -104,7 +104,7 @@
  * @typedef {{type: 'failed', message: string}} FailedMsg
  * @typedef {{type: 'progress', id: number, event: {type: 'phase', phase: string} | {type: 'loss', point: {sweep: number, kind: string, loss: number}}}} ProgressMsg
  * @typedef {{type: 'analysed', id: number, histogram: Histogram, min: number, max: number, rows: {mean: Float32Array, std: Float32Array, absMax: Float32Array}, rowsRead: number, nOut: number, nIn: number, ms: number}} AnalysedMsg
- * @typedef {{type: 'compressed', id: number, report: TensorReport, parts: PackedPart[], params: PackedParams, groupHistograms: Histogram[], ms: number}} CompressedMsg
+ * @typedef {{type: 'compressed', id: number, report: TensorReport, parts: PackedPart[], params: PackedParams, groupHistograms: Histogram[], ms: number, wasmBytes: number}} CompressedMsg
  * @typedef {{type: 'decoded', id: number, data: Uint8Array}} DecodedMsg
  * @typedef {{type: 'embedded', id: number, original: Float32Array, packed: Float32Array|null, dim: number, originalMs: number, packedMs: number}} EmbeddedMsg
  * @typedef {{type: 'error', id: number, message: string, code: string}} ErrorMsg

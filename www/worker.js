@@ -4,7 +4,7 @@
 
 import { MSG } from './protocol.js';
 import { toF32 } from './safetensors.js';
-import { loadEngine, compressTensor, embedSentences } from './engine.js';
+import { loadEngine, compressTensor, embedSentences, wasmMemoryBytes } from './engine.js';
 import { splitPacked, groupIdsOf, decodeF32, fromF32 } from './packed.js';
 import { histogram, rowStats, range, centralRange } from './stats.js';
 import { armFault, injectArmedFault } from './faults.js';
@@ -137,7 +137,7 @@ async function compress(msg) {
     const pad = (hi - lo) * 0.03;
     return histogram(flat, lo - pad, hi + pad, 80);
   });
-  post({ type: MSG.compressed, id: msg.id, report, parts, params, groupHistograms, ms: performance.now() - t0 },
+  post({ type: MSG.compressed, id: msg.id, report, parts, params, groupHistograms, ms: performance.now() - t0, wasmBytes: wasmMemoryBytes() },
     parts.map((p) => p.data.buffer));
 }
 
