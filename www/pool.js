@@ -25,6 +25,9 @@ import { timed } from './timing.js';
  * @property {number} index
  */
 
+/** A worker whose wasm memory grew past this is replaced after its job. */
+export const RECYCLE_WASM_BYTES = 256 << 20;
+
 export class CancelledError extends Error {
   constructor(label) {
     super(`${label}: cancelled`);
@@ -98,7 +101,12 @@ export class WorkerPool {
       return;
     }
     if (m.type === MSG.error) job.reject(Object.assign(new Error(`${job.label}: ${m.message}`), { code: m.code }));
-    else if (m.type === DONE_FOR[job.msg.type]) job.resolve(m);
+    else if (m.type === DONE_FOR[job.msg.type]) {
+      job.resolve(m);
+      // A wasm memory only grows: after a large tensor, start afresh so an
+      // idle pool gives the memory back (the module is compiled already).
+      if (/** @type {any} */ (m).wasmBytes > RECYCLE_WASM_BYTES) { this.replace(slot); return; }
+    }
     else job.reject(new Error(`${job.label}: unexpected answer \`${m.type}\``));
     this.pump();
   }

@@ -30,6 +30,18 @@ before(async () => {
   await b.page.addInitScript(() => {
     /** @type {any} */ (window).__longTasks = [];
     new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__longTasks.push(e.duration); }).observe({ type: 'longtask', buffered: true });
+    // Long animation frames, with what took the time (scripts vs rendering).
+    /** @type {any} */ (window).__longFrames = [];
+    try {
+      new PerformanceObserver((l) => {
+        for (const e of /** @type {any[]} */ (l.getEntries())) {
+          window.__longFrames.push({ ms: Math.round(e.duration), blockingMs: Math.round(e.blockingDuration),
+            renderMs: Math.round(e.renderStart ? e.startTime + e.duration - e.renderStart : 0),
+            layoutMs: Math.round(e.styleAndLayoutStart ? e.startTime + e.duration - e.styleAndLayoutStart : 0),
+            scripts: e.scripts.map((x) => `${x.invoker} ${Math.round(x.duration)}ms`) });
+        }
+      }).observe({ type: 'long-animation-frame', buffered: true });
+    } catch { /* not supported */ }
   });
 });
 after(async () => {
@@ -116,7 +128,7 @@ test('cancel stops a run within a second and the workers keep working', async ()
 test('compresses the 36 Linear weights at 2 bits; main thread never blocks long', async () => {
   await search(LINEAR_FILTER);
   await view('loss');
-  await page().evaluate(() => { window.__longTasks.length = 0; window.jlcm.slow.length = 0; });
+  await page().evaluate(() => { window.__longTasks.length = 0; window.__longFrames.length = 0; window.jlcm.slow.length = 0; });
   const cpu0 = rendererCpuMs();
   await page().click('#compress-all');
   await page().waitForTimeout(4000);
@@ -135,6 +147,7 @@ test('compresses the 36 Linear weights at 2 bits; main thread never blocks long'
   figures.pageCompress36CpuMs = cpu0 == null ? null : cpu1 - cpu0;
   figures.loadAverage = os.loadavg().map((x) => +x.toFixed(1));
   figures.slowPageJs = await page().evaluate(() => window.jlcm.slow.slice(0, 20));
+  figures.longFramesOver100 = await page().evaluate(() => window.__longFrames.filter((f) => f.ms > 100));
   await shot(page(), 'loss-all');
   await view('tensor');
   await shot(page(), 'table-done');
