@@ -191,8 +191,9 @@ function ref(t) {
 function showResult(name) {
   const r = state.results.get(name);
   if (r) {
-    renderGroupsView($('#view-groups'), r);
-    renderErrorView($('#view-error'), r);
+    // Only the view on screen is drawn (showView draws the other on switching).
+    if (state.view === 'groups') renderGroupsView($('#view-groups'), r);
+    if (state.view === 'error') renderErrorView($('#view-error'), r);
   } else {
     $('#view-groups').innerHTML = '<p class="muted">Compress the selected tensor to see its groups and codebooks.</p>';
     $('#view-error').innerHTML = '<p class="muted">Compress the selected tensor to see where its error sits.</p>';

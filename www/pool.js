@@ -65,7 +65,7 @@ export class WorkerPool {
     const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: `jlcm-${index}` });
     /** @type {Slot} */
     const slot = { worker, job: null, ready: false, index };
-    worker.onmessage = (e) => timed(`worker message ${e.data?.type}`, () => this.onMessage(slot, e.data));
+    worker.onmessage = (e) => timed(() => `worker message ${e.data?.type}`, () => this.onMessage(slot, e.data));
     worker.onerror = (e) => {
       e.preventDefault();
       this.crashed(slot, e.message || 'the worker stopped (out of memory?)');

@@ -98,7 +98,7 @@ test('compresses one tensor to the end and draws groups, codebooks and error', a
   assert.equal(r.groups, 16);
   for (let i = 1; i < r.losses.length; i++) assert.ok(r.losses[i] <= r.losses[i - 1] * (1 + 1e-6), 'loss never increases');
   await view('groups');
-  await page().waitForSelector('#group-multiples .multiple .uplot');
+  await page().waitForFunction(() => document.querySelectorAll('#group-multiples .multiple .uplot').length === 16);
   assert.equal(await page().locator('#group-multiples .multiple').count(), 16);
   await shot(page(), 'groups-and-codebooks');
   await view('error');
