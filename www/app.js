@@ -281,7 +281,7 @@ async function compress(tensors) {
   const bar = $('#progress');
   bar.hidden = false;
   const progress = () => {
-    /** @type {HTMLElement} */ ($('#progress-bar')).style.width = `${(100 * done) / tensors.length}%`;
+    /** @type {HTMLElement} */ ($('#progress-bar')).style.transform = `scaleX(${done / tensors.length})`;
     $('#progress-text').textContent = `${done} / ${tensors.length} tensors, ${((performance.now() - t0) / 1000).toFixed(1)} s`;
   };
   progress();
