@@ -162,6 +162,33 @@ fn nibble_lookup_over_several_table_chunks() {
     }
 }
 
+/// Vector codebooks (`d = 2, 4, 8`) with `b <= 4` take the lookup plan
+/// (a table of the dot products of each input slice with every codeword
+/// combination), in both modes, over several table chunks with a ragged last
+/// chunk and a ragged last group of 16 slot pairs; `b >= 5` takes the
+/// codeword-gather decode plan.
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn vector_codebooks_take_the_lookup_plan_up_to_4_bits() {
+    let mut seed = 500;
+    for dim in [2u8, 4, 8] {
+        for bits in 1..=4 {
+            for (mode, groups) in [(Mode::Codebook, 2), (Mode::Scale, 3)] {
+                for n_in in [77, 2 * 1100 + 5] {
+                    seed += 1;
+                    let plans = check_layout(spec(67, n_in, bits, dim, groups, mode), 2, seed);
+                    assert!(
+                        plans.iter().all(|p| *p == "nibble-lut"),
+                        "d {dim} b {bits} {mode:?}: plans {plans:?}"
+                    );
+                }
+            }
+        }
+        let plans = check_layout(spec(70, 203, 8, dim, 2, Mode::Codebook), 1, 600 + dim as u64);
+        assert!(plans.iter().all(|p| *p == "decode"), "d {dim} b 8: {plans:?}");
+    }
+}
+
 #[cfg_attr(target_arch = "wasm32", test_in_wasm)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn many_small_groups_use_the_decode_plan_and_agree() {
