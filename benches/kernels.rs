@@ -17,9 +17,10 @@ use jlcm::kernels::{reference, DenseMatrix, Isa, PackedMatrix};
 
 /// Matrices `(n_out, n_in)`.
 const MATRICES: [(usize, usize); 3] = [(1024, 1024), (4096, 4096), (4096, 11008)];
-/// Packed layouts `(bits, dim)`: 2, 3 and 4-bit scalar codebooks and a
-/// 2-bit-per-weight vector codebook (d = 4, 256 codewords).
-const LAYOUTS: [(u8, u8); 4] = [(2, 1), (3, 1), (4, 1), (8, 4)];
+/// Packed layouts `(bits, dim)`: 2, 3 and 4-bit scalar codebooks and two
+/// 2-bit-per-weight vector codebooks: `d = 2` with 16 codewords (lookup
+/// plan) and `d = 4` with 256 codewords (codeword-gather decode plan).
+const LAYOUTS: [(u8, u8); 5] = [(2, 1), (3, 1), (4, 1), (4, 2), (8, 4)];
 /// Row groups (codebook mode): 16, as the engine's default grouping.
 const GROUPS: u16 = 16;
 /// Minimum time spent on each measurement, in milliseconds.

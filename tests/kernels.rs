@@ -15,6 +15,7 @@
 
 use jlcm::format::packed::Mode;
 use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};
+use jlcm::kernels::prepared::ProductPath;
 use jlcm::kernels::{error_budget, reference, DenseMatrix, Isa, KernelError, PackedMatrix};
 
 #[cfg(target_arch = "wasm32")]
@@ -36,15 +37,19 @@ fn check_layout(spec: PackedSpec, batch: usize, seed: u64) -> Vec<&'static str> 
     for isa in Isa::available() {
         let m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid tensor");
         plans.push(m.layout().plan_name());
-        let mut got = vec![f32::NAN; batch * spec.n_out];
-        m.matmul(&x, batch, &mut got).expect("shapes match");
-        for (i, ((g, w), s)) in got.iter().zip(&want).zip(&scale).enumerate() {
-            let budget = error_budget(spec.n_in, *s);
-            assert!(
-                (g - w).abs() <= budget,
-                "{spec:?} batch {batch} isa {isa:?} plan {}: output {i} is {g}, reference {w}, budget {budget}",
-                m.layout().plan_name()
-            );
+        // Both paths at every batch: the plan's per-input kernels and the
+        // tiled micro-GEMM (`ProductPath::Auto` picks one of them).
+        for path in [ProductPath::PerInput, ProductPath::Tiled] {
+            let mut got = vec![f32::NAN; batch * spec.n_out];
+            m.matmul_with_path(path, &x, batch, &mut got).expect("shapes match");
+            for (i, ((g, w), s)) in got.iter().zip(&want).zip(&scale).enumerate() {
+                let budget = error_budget(spec.n_in, *s);
+                assert!(
+                    (g - w).abs() <= budget,
+                    "{spec:?} batch {batch} isa {isa:?} plan {} {path:?}: output {i} is {g}, reference {w}, budget {budget}",
+                    m.layout().plan_name()
+                );
+            }
         }
     }
     plans

@@ -29,7 +29,7 @@ pub mod synthetic;
 pub mod x86;
 
 use crate::format::packed::PackedTensor;
-use prepared::PreparedLayout;
+use prepared::{PreparedLayout, ProductPath};
 use thiserror::Error;
 
 /// Errors of the kernel boundary.
@@ -171,6 +171,17 @@ impl PackedMatrix {
     /// `y[b] = Ŵ x[b]` for `batch` inputs: `x` is `batch x n_in`, `y` is
     /// `batch x n_out`, both row-major.
     pub fn matmul(&self, x: &[f32], batch: usize, y: &mut [f32]) -> Result<(), KernelError> {
+        self.matmul_with_path(ProductPath::Auto, x, batch, y)
+    }
+
+    /// [`Self::matmul`] on a chosen path (for benchmarks and tests).
+    pub fn matmul_with_path(
+        &self,
+        path: ProductPath,
+        x: &[f32],
+        batch: usize,
+        y: &mut [f32],
+    ) -> Result<(), KernelError> {
         let (n_in, n_out) = (self.n_in(), self.n_out());
         let bad = |problem: String| KernelError::Shape {
             name: self.tensor.name.clone(),
@@ -189,7 +200,7 @@ impl PackedMatrix {
                 y.len()
             )));
         }
-        self.layout.matmul(&self.tensor, self.isa, x, batch, y);
+        self.layout.matmul(&self.tensor, self.isa, path, x, batch, y);
         Ok(())
     }
 }

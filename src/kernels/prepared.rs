@@ -132,6 +132,19 @@ impl NibbleLut {
     }
 }
 
+/// Which path a product takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProductPath {
+    /// The plan's per-input kernels below [`TILE_MIN_BATCH`] inputs, the
+    /// tiled path from there on.
+    #[default]
+    Auto,
+    /// Always the plan's per-input kernels.
+    PerInput,
+    /// Always the tiled path (decode 16 rows, micro-GEMM).
+    Tiled,
+}
+
 /// How products are computed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Plan {
@@ -216,8 +229,21 @@ impl PreparedLayout {
 
     /// `y[b] = Ŵ x[b]`; shapes were checked by the caller; `p` is the tensor
     /// this layout was prepared from.
-    pub fn matmul(&self, p: &PackedTensor, isa: Isa, x: &[f32], batch: usize, y: &mut [f32]) {
-        if batch >= TILE_MIN_BATCH {
+    pub fn matmul(
+        &self,
+        p: &PackedTensor,
+        isa: Isa,
+        path: ProductPath,
+        x: &[f32],
+        batch: usize,
+        y: &mut [f32],
+    ) {
+        let tiled = match path {
+            ProductPath::Auto => batch >= TILE_MIN_BATCH,
+            ProductPath::PerInput => false,
+            ProductPath::Tiled => true,
+        };
+        if tiled {
             return self.matmul_tiled(p, isa, x, batch, y);
         }
         match &self.plan {
@@ -309,7 +335,7 @@ impl PreparedLayout {
 
     /// Decode row `r` (scale not applied) into `out` (`>= n_sub * d`
     /// values); values past `n_in` are set to zero.
-    fn decode_row(&self, p: &PackedTensor, r: usize, out: &mut [f32]) {
+    fn decode_row(&self, p: &PackedTensor, isa: Isa, r: usize, out: &mut [f32]) {
         let d = self.dim;
         let n_sub = self.n_in.div_ceil(d);
         let cb = self.codebook(Self::row_codebook(p, r));
@@ -320,7 +346,15 @@ impl PreparedLayout {
             let per = 8 / bits;
             let mask = ((1u32 << bits) - 1) as u8;
             let full = n_sub / per;
-            if d == 1 {
+            if d == 1 && bits == 2 {
+                let (bytes, o) = (&row[..full], &mut out[..full * 4]);
+                match isa {
+                    Isa::Portable => decode_bytes_b2(cb, bytes, o),
+                    Isa::Simd128 => simd128::decode_bytes_b2(cb, bytes, o),
+                    // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
+                    Isa::Avx2 => unsafe { x86::decode_bytes_b2(cb, bytes, o) },
+                }
+            } else if d == 1 {
                 for (o, &byte) in out[..full * per].chunks_exact_mut(per).zip(row) {
                     for (k, v) in o.iter_mut().enumerate() {
                         *v = cb[((byte as u32 >> (bits * k)) as u8 & mask) as usize];
@@ -368,7 +402,7 @@ impl PreparedLayout {
         for r0 in (0..n_out).step_by(TILE_ROWS) {
             let rows = TILE_ROWS.min(n_out - r0);
             for i in 0..rows {
-                self.decode_row(p, r0 + i, &mut tile[i * stride..(i + 1) * stride]);
+                self.decode_row(p, isa, r0 + i, &mut tile[i * stride..(i + 1) * stride]);
             }
             tile[rows * stride..].fill(0.0);
             let quads = rows.div_ceil(MICRO_ROWS);
@@ -563,6 +597,41 @@ pub fn unpack_indices(row: &[u8], s0: usize, bits: u8, out: &mut [u8]) {
                     None => read_index(row, s0 + i, bits),
                 };
             }
+        }
+    }
+}
+
+/// For each byte of 2-bit indices, the 16-byte shuffle that turns a 4-entry
+/// f32 codebook (16 bytes) into the byte's 4 decoded weights: lane `4k + j`
+/// is byte `j` of codeword `(byte >> 2k) & 3`. 4 KiB, shared by every
+/// codebook (SIMD128 `i8x16.swizzle`, SSSE3 `pshufb`).
+pub static B2_SHUFFLES: [[u8; 16]; 256] = b2_shuffles();
+
+const fn b2_shuffles() -> [[u8; 16]; 256] {
+    let mut table = [[0u8; 16]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let mut k = 0;
+        while k < 4 {
+            let i = ((byte >> (2 * k)) & 3) as u8;
+            let mut j = 0;
+            while j < 4 {
+                table[byte][4 * k + j] = 4 * i + j as u8;
+                j += 1;
+            }
+            k += 1;
+        }
+        byte += 1;
+    }
+    table
+}
+
+/// Decode whole bytes of 2-bit indices (`d = 1`) with a 4-entry codebook:
+/// `out[4i + k] = codebook[(bytes[i] >> 2k) & 3]` (`out.len() == 4 * bytes.len()`).
+pub fn decode_bytes_b2(codebook: &[f32], bytes: &[u8], out: &mut [f32]) {
+    for (o, &byte) in out.chunks_exact_mut(4).zip(bytes) {
+        for (k, v) in o.iter_mut().enumerate() {
+            *v = codebook[((byte >> (2 * k)) & 3) as usize];
         }
     }
 }

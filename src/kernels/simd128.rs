@@ -12,14 +12,17 @@ pub fn is_available() -> bool {
 pub use simd::*;
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-pub use super::prepared::{build_lut_table, decode_dot, dense_matvec, gemm_4x2, lut_block_sums};
+pub use super::prepared::{
+    build_lut_table, decode_bytes_b2, decode_dot, dense_matvec, gemm_4x2, lut_block_sums,
+};
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
     use core::arch::wasm32::*;
 
     use crate::kernels::prepared::{
-        lut_table_offset, slot_coefficient, NibbleLut, BLOCK_ROWS, LUT_PAIR_BYTES, MAX_SLOT_INPUTS,
+        lut_table_offset, slot_coefficient, NibbleLut, B2_SHUFFLES, BLOCK_ROWS, LUT_PAIR_BYTES,
+        MAX_SLOT_INPUTS,
     };
 
     #[inline(always)]
@@ -224,6 +227,24 @@ mod simd {
             unsafe { v128_store(s.as_mut_ptr() as *mut v128, *a) }
         }
         out
+    }
+
+    /// See [`crate::kernels::prepared::decode_bytes_b2`]: one swizzle of the
+    /// codebook per byte.
+    pub fn decode_bytes_b2(codebook: &[f32], bytes: &[u8], out: &mut [f32]) {
+        let cb = load_f32(codebook, 0);
+        let out = &mut out[..4 * bytes.len()];
+        for (i, &byte) in bytes.iter().enumerate() {
+            // SAFETY: `B2_SHUFFLES[byte]` is 16 bytes; `out[4i .. 4i + 4]` is
+            // inside `out` (checked above).
+            unsafe {
+                let pattern = v128_load(B2_SHUFFLES[byte as usize].as_ptr() as *const v128);
+                v128_store(
+                    out.as_mut_ptr().add(4 * i) as *mut v128,
+                    i8x16_swizzle(cb, pattern),
+                );
+            }
+        }
     }
 
     /// See [`crate::kernels::prepared::decode_dot`].

@@ -50,6 +50,13 @@ mod stub {
     ///
     /// # Safety
     /// Always safe; `unsafe` only to match the x86-64 signature.
+    pub unsafe fn decode_bytes_b2(codebook: &[f32], bytes: &[u8], out: &mut [f32]) {
+        prepared::decode_bytes_b2(codebook, bytes, out)
+    }
+    /// Stub: the portable kernel.
+    ///
+    /// # Safety
+    /// Always safe; `unsafe` only to match the x86-64 signature.
     pub unsafe fn decode_dot(codebook: &[f32], d: usize, idx: &[u8], x: &[f32]) -> f32 {
         prepared::decode_dot(codebook, d, idx, x)
     }
@@ -74,7 +81,8 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use crate::kernels::prepared::{
-        lut_table_offset, slot_coefficient, NibbleLut, BLOCK_ROWS, LUT_PAIR_BYTES, MAX_SLOT_INPUTS,
+        lut_table_offset, slot_coefficient, NibbleLut, B2_SHUFFLES, BLOCK_ROWS, LUT_PAIR_BYTES,
+        MAX_SLOT_INPUTS,
     };
 
     #[inline(always)]
@@ -231,6 +239,25 @@ mod avx2 {
             _mm_storeu_ps(out[4 * q..4 * q + 4].as_mut_ptr(), rows);
         }
         out
+    }
+
+    /// See [`crate::kernels::prepared::decode_bytes_b2`]: one byte shuffle
+    /// of the codebook per byte.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn decode_bytes_b2(codebook: &[f32], bytes: &[u8], out: &mut [f32]) {
+        let cb = _mm_castps_si128(load_f32x4(codebook, 0));
+        let out = &mut out[..4 * bytes.len()];
+        for (i, &byte) in bytes.iter().enumerate() {
+            // `B2_SHUFFLES[byte]` is 16 bytes; `out[4i .. 4i + 4]` is inside `out`.
+            let pattern = _mm_loadu_si128(B2_SHUFFLES[byte as usize].as_ptr() as *const __m128i);
+            _mm_storeu_ps(
+                out.as_mut_ptr().add(4 * i),
+                _mm_castsi128_ps(_mm_shuffle_epi8(cb, pattern)),
+            );
+        }
     }
 
     /// See [`crate::kernels::prepared::decode_dot`].
