@@ -13,6 +13,7 @@
 
 use jlcm::format::packed::Mode;
 use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};
+use jlcm::kernels::prepared::{ProductPath, TILE_MIN_BATCH};
 use jlcm::kernels::{reference, DenseMatrix, Isa, PackedMatrix};
 
 /// Matrices `(n_out, n_in)`.
@@ -25,8 +26,12 @@ const LAYOUTS: [(u8, u8); 5] = [(2, 1), (3, 1), (4, 1), (4, 2), (8, 4)];
 const GROUPS: u16 = 16;
 /// Minimum time spent on each measurement, in milliseconds.
 const MIN_MEASURE_MS: f64 = 1000.0;
-/// Minimum time of one timed round of calls, in milliseconds.
-const MIN_ROUND_MS: f64 = 10.0;
+/// Minimum time spent on each measurement of the batch sweep, in milliseconds.
+const SWEEP_MEASURE_MS: f64 = 300.0;
+/// Minimum time of one timed round of calls, in milliseconds: short
+/// natively (a round should fit in one scheduler time slice on a loaded
+/// machine), 10 ms in wasm (browsers coarsen `performance.now()` to 0.1 ms).
+const MIN_ROUND_MS: f64 = if cfg!(target_arch = "wasm32") { 10.0 } else { 1.0 };
 
 #[cfg(not(target_arch = "wasm32"))]
 fn now_ms() -> f64 {
@@ -76,7 +81,7 @@ struct Candidate {
 /// round of calls lasting at least [`MIN_ROUND_MS`] (browsers coarsen
 /// `performance.now()` to 0.1 ms); the best round's mean is kept. One
 /// warm-up call each first.
-fn best_ms_interleaved(candidates: &mut [Candidate]) -> Vec<f64> {
+fn best_ms_interleaved(candidates: &mut [Candidate], measure_ms: f64) -> Vec<f64> {
     let calls_per_round: Vec<usize> = candidates
         .iter_mut()
         .map(|c| {
@@ -90,7 +95,7 @@ fn best_ms_interleaved(candidates: &mut [Candidate]) -> Vec<f64> {
     let mut best = vec![f64::INFINITY; candidates.len()];
     let start = now_ms();
     let mut rounds = 0;
-    while rounds < 3 || now_ms() - start < MIN_MEASURE_MS * candidates.len() as f64 {
+    while rounds < 3 || now_ms() - start < measure_ms * candidates.len() as f64 {
         for ((c, n), b) in candidates
             .iter_mut()
             .zip(&calls_per_round)
@@ -116,12 +121,81 @@ struct Row {
     bytes: f64,
 }
 
+/// Matrices `(n_out, n_in)` of the batch sweep: the 4096 matvec and the
+/// MiniLM intermediate / output layers.
+const SWEEP_MATRICES: [(usize, usize); 3] = [(4096, 4096), (1536, 384), (384, 1536)];
+/// Batches of the sweep.
+const SWEEP_BATCHES: [usize; 8] = [1, 2, 3, 4, 5, 6, 8, 16];
+
+/// Per-input plans against the tiled path at small batches (2-bit `d = 1`,
+/// 16 groups, best ISA): microseconds per input vector, to place
+/// `TILE_MIN_BATCH`.
+fn batch_sweep() -> String {
+    let isa = Isa::best();
+    let mut out = format!(
+        "\nbatch sweep, b2 d1, {isa:?}, microseconds per input vector (TILE_MIN_BATCH = {TILE_MIN_BATCH}){}\n\n| matrix | batch | per-input plan | tiled | tiled / per-input |\n|---|---:|---:|---:|---:|\n",
+        load_average()
+    );
+    for &(n_out, n_in) in &SWEEP_MATRICES {
+        let spec = PackedSpec {
+            n_out,
+            n_in,
+            bits: 2,
+            dim: 1,
+            groups: GROUPS,
+            mode: Mode::Codebook,
+        };
+        let tensor = random_packed(spec, 5);
+        for &batch in &SWEEP_BATCHES {
+            let mut candidates = Vec::new();
+            for path in [ProductPath::PerInput, ProductPath::Tiled] {
+                let m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid");
+                let (x, mut y) = (random_inputs(batch * n_in, 1), vec![0f32; batch * n_out]);
+                candidates.push(Candidate {
+                    layout: String::new(),
+                    kernel: String::new(),
+                    bytes: 0.0,
+                    call: Box::new(move || {
+                        m.matmul_with_path(path, &x, batch, &mut y).expect("shape")
+                    }),
+                });
+            }
+            let ms = best_ms_interleaved(&mut candidates, SWEEP_MEASURE_MS);
+            let us = |k: usize| 1e3 * ms[k] / batch as f64;
+            out.push_str(&format!(
+                "| {n_out}x{n_in} | {batch} | {:.1} | {:.1} | {:.2} |\n",
+                us(0),
+                us(1),
+                us(1) / us(0)
+            ));
+        }
+    }
+    out
+}
+
+/// The matrix named by `JLCM_BENCH_MATRIX` (`ROWSxCOLS`), native only.
+fn option_env_matrix() -> Option<(usize, usize)> {
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Ok(s) = std::env::var("JLCM_BENCH_MATRIX") {
+        let (a, b) = s.split_once('x')?;
+        return Some((a.parse().ok()?, b.parse().ok()?));
+    }
+    None
+}
+
 fn run(quick: bool) -> String {
-    let matrices: &[(usize, usize)] = if quick { &MATRICES[..1] } else { &MATRICES };
+    // `JLCM_BENCH_MATRIX=4096x4096` times that matrix only (no batch sweep).
+    let only: Option<(usize, usize)> = option_env_matrix();
+    let matrices: Vec<(usize, usize)> = match only {
+        Some(m) => vec![m],
+        None if quick => MATRICES[..1].to_vec(),
+        None => MATRICES.to_vec(),
+    };
+    let quick = quick || only.is_some();
     let best = Isa::best();
     let mut rows: Vec<Row> = Vec::new();
     let mut out = String::new();
-    for &(n_out, n_in) in matrices {
+    for &(n_out, n_in) in &matrices {
         let matrix = format!("{n_out}x{n_in}");
         let weights = (n_out * n_in) as f64;
         let x = random_inputs(n_in, 1);
@@ -169,7 +243,7 @@ fn run(quick: bool) -> String {
                 call: Box::new(move || reference::matmul(&tensor, &xc, 1, &mut y)),
             });
         }
-        let ms = best_ms_interleaved(&mut candidates);
+        let ms = best_ms_interleaved(&mut candidates, MIN_MEASURE_MS);
         for (c, ms) in candidates.into_iter().zip(ms) {
             rows.push(Row {
                 matrix: matrix.clone(),
@@ -214,6 +288,9 @@ fn run(quick: bool) -> String {
             dense / r.ms,
             vs_reference
         ));
+    }
+    if !quick {
+        out.push_str(&batch_sweep());
     }
     out
 }

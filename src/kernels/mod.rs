@@ -14,10 +14,17 @@
 //!
 //! # Which kernel runs
 //!
-//! | layout                                   | plan                | inner loop |
-//! |------------------------------------------|---------------------|------------|
-//! | `d = 1`, `b <= 4`, >= 16 rows per codebook | [`prepared::Plan::NibbleLut`] | per input vector and codebook, a 16-entry f32 table per *slot* of `4/b` inputs (`b = 3`: one input) holds every possible partial sum; one byte shuffle per f32 byte plane looks up 16 rows at once |
-//! | anything else (`d = 2, 4, 8`; `b >= 5`; many small groups) | [`prepared::Plan::Decode`] | per row, codewords (f32) times input slices, `d`-wide |
+//! | layout | plan | inner loop |
+//! |---|---|---|
+//! | `b <= 4` (any `d` = 1, 2, 4, 8), >= 16 rows per codebook, batch < [`prepared::TILE_MIN_BATCH`] | [`prepared::Plan::NibbleLut`] | per input vector and codebook, a 16-entry f32 table per *slot* of `4/b` indices (`b = 3`: one) holds every possible partial sum (the dot products of the slot's input slice with every codeword combination); one byte shuffle per f32 byte plane looks up 16 rows at once, reading the packed rows themselves (16x16 byte transpose in registers) |
+//! | `b >= 5` (e.g. `d = 4, b = 8`, 2 bpw), or many small groups, batch < [`prepared::TILE_MIN_BATCH`] | [`prepared::Plan::Decode`] | per row, codewords (f32, gathered from a codebook in L1) times input slices, `d`-wide |
+//! | any layout, batch >= [`prepared::TILE_MIN_BATCH`] | tiled | decode 16 rows to f32 (2-bit `d = 1`: one byte shuffle per 4 weights), then a 4 x 2 register-blocked micro-GEMM against every input |
+//!
+//! Resident memory of a [`PackedMatrix`]: the packed tensor plus
+//! [`PackedMatrix::prepared_bytes`] (f32 codebooks, group scales, 4 bytes a
+//! row of block row ids; `b = 3` also keeps repacked indices, 4/3 of its
+//! packed index bytes). No dense copy of `Ŵ` is ever made; the tiled path's
+//! scratch is 16 rows.
 //!
 //! Both plans add exact f32 products in a fixed order per row, so they agree
 //! with the reference within [`error_budget`].
