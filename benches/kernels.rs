@@ -1,7 +1,7 @@
 //! Matvec throughput of the packed kernels against the dense f32 SIMD matvec
 //! and the scalar reference, measured in the same run, printed as a table.
 //!
-//! Native: `cargo bench --bench kernels` (add `-- --quick` for 1024x1024 only).
+//! Native: `cargo bench --bench kernels` (add `-- --quick` for 1024x1024 and 4096x4096 only, no batch sweep).
 //! wasm (Node 20 and headless Chromium): `bash scripts/bench-kernels-wasm.sh`,
 //! which builds this file for wasm32 and calls [`run_kernel_bench`].
 //!
@@ -28,10 +28,27 @@ const GROUPS: u16 = 16;
 const MIN_MEASURE_MS: f64 = 1000.0;
 /// Minimum time spent on each measurement of the batch sweep, in milliseconds.
 const SWEEP_MEASURE_MS: f64 = 300.0;
-/// Minimum time of one timed round of calls, in milliseconds: short
-/// natively (a round should fit in one scheduler time slice on a loaded
-/// machine), 10 ms in wasm (browsers coarsen `performance.now()` to 0.1 ms).
-const MIN_ROUND_MS: f64 = if cfg!(target_arch = "wasm32") { 10.0 } else { 1.0 };
+/// Minimum time of one timed round of calls, in milliseconds: short where
+/// the clock is fine-grained (natively and in Node: a round should fit in
+/// one scheduler time slice on a loaded machine), 10 ms where the clock is
+/// coarse (browsers round `performance.now()` to 0.1 ms).
+fn min_round_ms() -> f64 {
+    // The smallest step the clock takes.
+    let mut step = f64::INFINITY;
+    for _ in 0..5 {
+        let t = now_ms();
+        let mut u = now_ms();
+        while u == t {
+            u = now_ms();
+        }
+        step = step.min(u - t);
+    }
+    if step < 0.01 {
+        1.0
+    } else {
+        10.0
+    }
+}
 
 #[cfg(not(target_arch = "wasm32"))]
 fn now_ms() -> f64 {
@@ -78,10 +95,11 @@ struct Candidate {
 
 /// Best milliseconds per call of every candidate. Candidates are timed in
 /// turns (so that load from other processes hits them alike), each turn a
-/// round of calls lasting at least [`MIN_ROUND_MS`] (browsers coarsen
+/// round of calls lasting at least [`min_round_ms`] (browsers coarsen
 /// `performance.now()` to 0.1 ms); the best round's mean is kept. One
 /// warm-up call each first.
 fn best_ms_interleaved(candidates: &mut [Candidate], measure_ms: f64) -> Vec<f64> {
+    let round_ms = min_round_ms();
     let calls_per_round: Vec<usize> = candidates
         .iter_mut()
         .map(|c| {
@@ -89,7 +107,7 @@ fn best_ms_interleaved(candidates: &mut [Candidate], measure_ms: f64) -> Vec<f64
             let t = now_ms();
             (c.call)();
             let one = (now_ms() - t).max(1e-3);
-            ((MIN_ROUND_MS / one).ceil() as usize).max(1)
+            ((round_ms / one).ceil() as usize).max(1)
         })
         .collect();
     let mut best = vec![f64::INFINITY; candidates.len()];
@@ -188,7 +206,7 @@ fn run(quick: bool) -> String {
     let only: Option<(usize, usize)> = option_env_matrix();
     let matrices: Vec<(usize, usize)> = match only {
         Some(m) => vec![m],
-        None if quick => MATRICES[..1].to_vec(),
+        None if quick => MATRICES[..2].to_vec(),
         None => MATRICES.to_vec(),
     };
     let quick = quick || only.is_some();
@@ -296,7 +314,7 @@ fn run(quick: bool) -> String {
 }
 
 /// wasm entry point: run the benchmark and return the table (`quick`: the
-/// 1024x1024 matrix only).
+/// 1024x1024 and 4096x4096 matrices only, no batch sweep).
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn run_kernel_bench(quick: bool) -> String {
