@@ -12,8 +12,8 @@
 //! weight).
 
 use jlcm::format::packed::Mode;
-use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};
 use jlcm::kernels::prepared::{ProductPath, TILE_MIN_BATCH};
+use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};
 use jlcm::kernels::{reference, DenseMatrix, Isa, PackedMatrix};
 
 /// Matrices `(n_out, n_in)`.

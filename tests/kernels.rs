@@ -14,8 +14,8 @@
 //! (without it the `--chrome` run skips the suite as "node only").
 
 use jlcm::format::packed::Mode;
-use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};
 use jlcm::kernels::prepared::ProductPath;
+use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};
 use jlcm::kernels::{error_budget, reference, DenseMatrix, Isa, KernelError, PackedMatrix};
 
 #[cfg(target_arch = "wasm32")]
@@ -41,7 +41,8 @@ fn check_layout(spec: PackedSpec, batch: usize, seed: u64) -> Vec<&'static str> 
         // tiled micro-GEMM (`ProductPath::Auto` picks one of them).
         for path in [ProductPath::PerInput, ProductPath::Tiled] {
             let mut got = vec![f32::NAN; batch * spec.n_out];
-            m.matmul_with_path(path, &x, batch, &mut got).expect("shapes match");
+            m.matmul_with_path(path, &x, batch, &mut got)
+                .expect("shapes match");
             for (i, ((g, w), s)) in got.iter().zip(&want).zip(&scale).enumerate() {
                 let budget = error_budget(spec.n_in, *s);
                 assert!(
@@ -189,8 +190,15 @@ fn vector_codebooks_take_the_lookup_plan_up_to_4_bits() {
                 }
             }
         }
-        let plans = check_layout(spec(70, 203, 8, dim, 2, Mode::Codebook), 1, 600 + dim as u64);
-        assert!(plans.iter().all(|p| *p == "decode"), "d {dim} b 8: {plans:?}");
+        let plans = check_layout(
+            spec(70, 203, 8, dim, 2, Mode::Codebook),
+            1,
+            600 + dim as u64,
+        );
+        assert!(
+            plans.iter().all(|p| *p == "decode"),
+            "d {dim} b 8: {plans:?}"
+        );
     }
 }
 

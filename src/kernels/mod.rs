@@ -207,7 +207,8 @@ impl PackedMatrix {
                 y.len()
             )));
         }
-        self.layout.matmul(&self.tensor, self.isa, path, x, batch, y);
+        self.layout
+            .matmul(&self.tensor, self.isa, path, x, batch, y);
         Ok(())
     }
 }

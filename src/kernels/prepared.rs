@@ -60,12 +60,13 @@ pub const DECODE_CHUNK: usize = 64;
 /// runs a register-blocked micro-GEMM of each tile against every input,
 /// instead of the per-input plans (whose per-input tables or per-row decode
 /// cost grows with the batch). The tiled path decodes each weight once per
-/// product and then streams f32 like a dense GEMM; at batch 16 (one MiniLM
-/// sentence) it already runs MiniLM faster than dense f32 in wasm
-/// (BENCHMARKS.md, `### MiniLM runtime`). Batches 2-15 were not swept: 4 is
-/// where the per-input table cost (a table per input and codebook) is
-/// expected to exceed one decode of the rows.
-pub const TILE_MIN_BATCH: usize = 4;
+/// product and then streams f32 like a dense GEMM. Swept with
+/// `benches/kernels.rs` (2-bit, 4096x4096, 1536x384, 384x1536; native AVX2,
+/// Node, Chromium; BENCHMARKS.md `## Kernels`): at batch 1 the lookup plan
+/// is 1.1-2.3x faster, at batch 2 the tiled path is 0.45-1.05x the lookup
+/// time (0.7-0.8x geometric mean), from batch 3 on it wins everywhere but
+/// one noisy Chromium point.
+pub const TILE_MIN_BATCH: usize = 2;
 /// Rows decoded at a time by the tiled path: `16 x n_in` f32 of scratch
 /// (24 KiB for `n_in = 384`, 96 KiB for 1536), never a whole layer.
 pub const TILE_ROWS: usize = 16;
@@ -83,7 +84,6 @@ pub const MICRO_INPUTS: usize = 2;
 pub fn lut_table_offset(t: usize, plane: usize) -> usize {
     (t / 2) * LUT_PAIR_BYTES + plane * 32 + (t % 2) * 16
 }
-
 
 /// One block of 16 rows sharing a codebook.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,7 +196,9 @@ impl PreparedLayout {
     /// Heap bytes held by this layout (besides the packed tensor).
     pub fn heap_bytes(&self) -> usize {
         let lut = match &self.plan {
-            Plan::NibbleLut(l) => l.repacked.len() + l.blocks.len() * std::mem::size_of::<LutBlock>(),
+            Plan::NibbleLut(l) => {
+                l.repacked.len() + l.blocks.len() * std::mem::size_of::<LutBlock>()
+            }
             Plan::Decode => 0,
         };
         4 * (self.codebooks.len() + self.group_scale.len()) + lut
@@ -492,7 +494,11 @@ fn build_nibble_lut(p: &PackedTensor) -> NibbleLut {
     let mut repacked = Vec::new();
     if bits == 3 {
         repacked = vec![0u8; p.n_out * n_pairs];
-        for (r, out) in repacked.chunks_exact_mut(n_pairs.max(1)).enumerate().take(p.n_out) {
+        for (r, out) in repacked
+            .chunks_exact_mut(n_pairs.max(1))
+            .enumerate()
+            .take(p.n_out)
+        {
             let packed = p.row_indices(r);
             for s in 0..n_sub {
                 out[s / 2] |= read_index(packed, s, bits) << (4 * (s % 2));

@@ -182,7 +182,11 @@ mod simd {
     unsafe fn add_pair(acc: &mut [v128; 4], planes: *const u8, pairs: v128) {
         let low_nibble = u8x16_splat(15);
         add_slot(acc, planes, v128_and(pairs, low_nibble));
-        add_slot(acc, planes.add(16), v128_and(u16x8_shr(pairs, 4), low_nibble));
+        add_slot(
+            acc,
+            planes.add(16),
+            v128_and(u16x8_shr(pairs, 4), low_nibble),
+        );
     }
 
     /// See [`crate::kernels::prepared::lut_block_sums`]: 8 pairs of the 16
@@ -200,7 +204,13 @@ mod simd {
             for (j, pairs) in v.iter().enumerate() {
                 // SAFETY: pair `p0 + j < n_pairs` reads table bytes
                 // `128 (p0 + j) .. + 128`, inside `table`.
-                unsafe { add_pair(&mut acc, table.as_ptr().add((p0 + j) * LUT_PAIR_BYTES), *pairs) };
+                unsafe {
+                    add_pair(
+                        &mut acc,
+                        table.as_ptr().add((p0 + j) * LUT_PAIR_BYTES),
+                        *pairs,
+                    )
+                };
             }
         }
         if full < n_pairs {
@@ -214,7 +224,11 @@ mod simd {
             for (j, pairs) in v.iter().enumerate().take(n_pairs - full) {
                 // SAFETY: as above, pair `full + j < n_pairs`.
                 unsafe {
-                    add_pair(&mut acc, table.as_ptr().add((full + j) * LUT_PAIR_BYTES), *pairs)
+                    add_pair(
+                        &mut acc,
+                        table.as_ptr().add((full + j) * LUT_PAIR_BYTES),
+                        *pairs,
+                    )
                 };
             }
         }

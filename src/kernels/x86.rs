@@ -188,10 +188,22 @@ mod avx2 {
         let hi01 = _mm256_unpackhi_epi8(b0, b1);
         let lo23 = _mm256_unpacklo_epi8(b2, b3);
         let hi23 = _mm256_unpackhi_epi8(b2, b3);
-        acc[0] = _mm256_add_ps(acc[0], _mm256_castsi256_ps(_mm256_unpacklo_epi16(lo01, lo23)));
-        acc[1] = _mm256_add_ps(acc[1], _mm256_castsi256_ps(_mm256_unpackhi_epi16(lo01, lo23)));
-        acc[2] = _mm256_add_ps(acc[2], _mm256_castsi256_ps(_mm256_unpacklo_epi16(hi01, hi23)));
-        acc[3] = _mm256_add_ps(acc[3], _mm256_castsi256_ps(_mm256_unpackhi_epi16(hi01, hi23)));
+        acc[0] = _mm256_add_ps(
+            acc[0],
+            _mm256_castsi256_ps(_mm256_unpacklo_epi16(lo01, lo23)),
+        );
+        acc[1] = _mm256_add_ps(
+            acc[1],
+            _mm256_castsi256_ps(_mm256_unpackhi_epi16(lo01, lo23)),
+        );
+        acc[2] = _mm256_add_ps(
+            acc[2],
+            _mm256_castsi256_ps(_mm256_unpacklo_epi16(hi01, hi23)),
+        );
+        acc[3] = _mm256_add_ps(
+            acc[3],
+            _mm256_castsi256_ps(_mm256_unpackhi_epi16(hi01, hi23)),
+        );
     }
 
     /// See [`crate::kernels::prepared::lut_block_sums`]: 16 pairs of the 16
@@ -216,7 +228,11 @@ mod avx2 {
             transpose_16x16(&mut v);
             for (j, pairs) in v.iter().enumerate() {
                 // Pair `p0 + j < n_pairs`: table bytes inside `table`.
-                add_pair(&mut acc, table.as_ptr().add((p0 + j) * LUT_PAIR_BYTES), *pairs);
+                add_pair(
+                    &mut acc,
+                    table.as_ptr().add((p0 + j) * LUT_PAIR_BYTES),
+                    *pairs,
+                );
             }
         }
         if full < n_pairs {
@@ -229,7 +245,11 @@ mod avx2 {
             }
             transpose_16x16(&mut v);
             for (j, pairs) in v.iter().enumerate().take(n_pairs - full) {
-                add_pair(&mut acc, table.as_ptr().add((full + j) * LUT_PAIR_BYTES), *pairs);
+                add_pair(
+                    &mut acc,
+                    table.as_ptr().add((full + j) * LUT_PAIR_BYTES),
+                    *pairs,
+                );
             }
         }
         let mut out = [0f32; BLOCK_ROWS];
