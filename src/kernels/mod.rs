@@ -105,10 +105,12 @@ impl Isa {
 /// The error budget of every kernel against [`reference::matmul`], for one
 /// output `y = Σ_j ŵ_j x_j` over `n_in` inputs:
 /// `|y_kernel - y_reference| <= 2 (n_in + 16) ε Σ_j |ŵ_j| |x_j| + 1e-30`,
-/// with `ε = f32::EPSILON`. Each side is a sum of `n_in` rounded products
-/// (or of rounded partial sums of at most 4 products), so each lies within
-/// `(n_in + 4) ε Σ|ŵ||x|` of the exact sum (the classic `γ_n` bound); the
-/// rest is slack for the final scale multiply.
+/// with `ε = f32::EPSILON`. Each side is a sum of `n_in` rounded products,
+/// or of rounded partial sums over slots of `w <= 32` products (lookup plan;
+/// at most `min(w, n_in)` of them nonzero): then `ceil(n_in / w)` slot sums
+/// are added, so each side lies within `(n_in + min(w, n_in) + 1) ε Σ|ŵ||x|`
+/// of the exact sum (the classic `γ_n` bound), inside the budget for every
+/// `n_in >= 1`; the rest is slack for the final scale multiply.
 pub fn error_budget(n_in: usize, sum_abs_products: f32) -> f32 {
     2.0 * (n_in as f32 + 16.0) * f32::EPSILON * sum_abs_products + 1e-30
 }
