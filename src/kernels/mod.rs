@@ -105,12 +105,13 @@ impl Isa {
 /// The error budget of every kernel against [`reference::matmul`], for one
 /// output `y = Σ_j ŵ_j x_j` over `n_in` inputs:
 /// `|y_kernel - y_reference| <= 2 (n_in + 16) ε Σ_j |ŵ_j| |x_j| + 1e-30`,
-/// with `ε = f32::EPSILON`. Each side is a sum of `n_in` rounded products,
-/// or of rounded partial sums over slots of `w <= 32` products (lookup plan;
-/// at most `min(w, n_in)` of them nonzero): then `ceil(n_in / w)` slot sums
-/// are added, so each side lies within `(n_in + min(w, n_in) + 1) ε Σ|ŵ||x|`
-/// of the exact sum (the classic `γ_n` bound), inside the budget for every
-/// `n_in >= 1`; the rest is slack for the final scale multiply.
+/// with `ε = f32::EPSILON`. The reference adds `n_in` rounded products in
+/// order, so each product goes through at most `n_in` roundings; the lookup
+/// plan first sums slots of `w <= 32` products, then adds the
+/// `ceil(n_in / w)` slot sums, at most `w + ceil(n_in / w) <= n_in + 32`
+/// roundings a product (`w = 1`: `n_in + 1`); the other kernels reorder
+/// sums of the `n_in` products. By the classic `γ_n` bound the two sides
+/// differ by at most `(2 n_in + 32) ε Σ|ŵ||x|` to first order.
 pub fn error_budget(n_in: usize, sum_abs_products: f32) -> f32 {
     2.0 * (n_in as f32 + 16.0) * f32::EPSILON * sum_abs_products + 1e-30
 }
