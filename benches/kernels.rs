@@ -1,7 +1,7 @@
 //! Matvec throughput of the packed kernels against the dense f32 SIMD matvec
 //! and the scalar reference, measured in the same run, printed as a table.
 //!
-//! Native: `cargo bench --bench kernels` (add `-- --quick` for 1024x1024 only).
+//! Native: `cargo bench --bench kernels` (add `-- --quick` for 1024x1024 and 4096x4096 only, no batch sweep).
 //! wasm (Node 20 and headless Chromium): `bash scripts/bench-kernels-wasm.sh`,
 //! which builds this file for wasm32 and calls [`run_kernel_bench`].
 //!
@@ -12,20 +12,43 @@
 //! weight).
 
 use jlcm::format::packed::Mode;
+use jlcm::kernels::prepared::{ProductPath, TILE_MIN_BATCH};
 use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};
 use jlcm::kernels::{reference, DenseMatrix, Isa, PackedMatrix};
 
 /// Matrices `(n_out, n_in)`.
 const MATRICES: [(usize, usize); 3] = [(1024, 1024), (4096, 4096), (4096, 11008)];
-/// Packed layouts `(bits, dim)`: 2, 3 and 4-bit scalar codebooks and a
-/// 2-bit-per-weight vector codebook (d = 4, 256 codewords).
-const LAYOUTS: [(u8, u8); 4] = [(2, 1), (3, 1), (4, 1), (8, 4)];
+/// Packed layouts `(bits, dim)`: 2, 3 and 4-bit scalar codebooks and two
+/// 2-bit-per-weight vector codebooks: `d = 2` with 16 codewords (lookup
+/// plan) and `d = 4` with 256 codewords (codeword-gather decode plan).
+const LAYOUTS: [(u8, u8); 5] = [(2, 1), (3, 1), (4, 1), (4, 2), (8, 4)];
 /// Row groups (codebook mode): 16, as the engine's default grouping.
 const GROUPS: u16 = 16;
 /// Minimum time spent on each measurement, in milliseconds.
 const MIN_MEASURE_MS: f64 = 1000.0;
-/// Minimum time of one timed round of calls, in milliseconds.
-const MIN_ROUND_MS: f64 = 10.0;
+/// Minimum time spent on each measurement of the batch sweep, in milliseconds.
+const SWEEP_MEASURE_MS: f64 = 300.0;
+/// Minimum time of one timed round of calls, in milliseconds: short where
+/// the clock is fine-grained (natively and in Node: a round should fit in
+/// one scheduler time slice on a loaded machine), 10 ms where the clock is
+/// coarse (browsers round `performance.now()` to 0.1 ms).
+fn min_round_ms() -> f64 {
+    // The smallest step the clock takes.
+    let mut step = f64::INFINITY;
+    for _ in 0..5 {
+        let t = now_ms();
+        let mut u = now_ms();
+        while u == t {
+            u = now_ms();
+        }
+        step = step.min(u - t);
+    }
+    if step < 0.01 {
+        1.0
+    } else {
+        10.0
+    }
+}
 
 #[cfg(not(target_arch = "wasm32"))]
 fn now_ms() -> f64 {
@@ -72,10 +95,11 @@ struct Candidate {
 
 /// Best milliseconds per call of every candidate. Candidates are timed in
 /// turns (so that load from other processes hits them alike), each turn a
-/// round of calls lasting at least [`MIN_ROUND_MS`] (browsers coarsen
+/// round of calls lasting at least [`min_round_ms`] (browsers coarsen
 /// `performance.now()` to 0.1 ms); the best round's mean is kept. One
 /// warm-up call each first.
-fn best_ms_interleaved(candidates: &mut [Candidate]) -> Vec<f64> {
+fn best_ms_interleaved(candidates: &mut [Candidate], measure_ms: f64) -> Vec<f64> {
+    let round_ms = min_round_ms();
     let calls_per_round: Vec<usize> = candidates
         .iter_mut()
         .map(|c| {
@@ -83,13 +107,13 @@ fn best_ms_interleaved(candidates: &mut [Candidate]) -> Vec<f64> {
             let t = now_ms();
             (c.call)();
             let one = (now_ms() - t).max(1e-3);
-            ((MIN_ROUND_MS / one).ceil() as usize).max(1)
+            ((round_ms / one).ceil() as usize).max(1)
         })
         .collect();
     let mut best = vec![f64::INFINITY; candidates.len()];
     let start = now_ms();
     let mut rounds = 0;
-    while rounds < 3 || now_ms() - start < MIN_MEASURE_MS * candidates.len() as f64 {
+    while rounds < 3 || now_ms() - start < measure_ms * candidates.len() as f64 {
         for ((c, n), b) in candidates
             .iter_mut()
             .zip(&calls_per_round)
@@ -115,12 +139,81 @@ struct Row {
     bytes: f64,
 }
 
+/// Matrices `(n_out, n_in)` of the batch sweep: the 4096 matvec and the
+/// MiniLM intermediate / output layers.
+const SWEEP_MATRICES: [(usize, usize); 3] = [(4096, 4096), (1536, 384), (384, 1536)];
+/// Batches of the sweep.
+const SWEEP_BATCHES: [usize; 8] = [1, 2, 3, 4, 5, 6, 8, 16];
+
+/// Per-input plans against the tiled path at small batches (2-bit `d = 1`,
+/// 16 groups, best ISA): microseconds per input vector, to place
+/// `TILE_MIN_BATCH`.
+fn batch_sweep() -> String {
+    let isa = Isa::best();
+    let mut out = format!(
+        "\nbatch sweep, b2 d1, {isa:?}, microseconds per input vector (TILE_MIN_BATCH = {TILE_MIN_BATCH}){}\n\n| matrix | batch | per-input plan | tiled | tiled / per-input |\n|---|---:|---:|---:|---:|\n",
+        load_average()
+    );
+    for &(n_out, n_in) in &SWEEP_MATRICES {
+        let spec = PackedSpec {
+            n_out,
+            n_in,
+            bits: 2,
+            dim: 1,
+            groups: GROUPS,
+            mode: Mode::Codebook,
+        };
+        let tensor = random_packed(spec, 5);
+        for &batch in &SWEEP_BATCHES {
+            let mut candidates = Vec::new();
+            for path in [ProductPath::PerInput, ProductPath::Tiled] {
+                let m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid");
+                let (x, mut y) = (random_inputs(batch * n_in, 1), vec![0f32; batch * n_out]);
+                candidates.push(Candidate {
+                    layout: String::new(),
+                    kernel: String::new(),
+                    bytes: 0.0,
+                    call: Box::new(move || {
+                        m.matmul_with_path(path, &x, batch, &mut y).expect("shape")
+                    }),
+                });
+            }
+            let ms = best_ms_interleaved(&mut candidates, SWEEP_MEASURE_MS);
+            let us = |k: usize| 1e3 * ms[k] / batch as f64;
+            out.push_str(&format!(
+                "| {n_out}x{n_in} | {batch} | {:.1} | {:.1} | {:.2} |\n",
+                us(0),
+                us(1),
+                us(1) / us(0)
+            ));
+        }
+    }
+    out
+}
+
+/// The matrix named by `JLCM_BENCH_MATRIX` (`ROWSxCOLS`), native only.
+fn option_env_matrix() -> Option<(usize, usize)> {
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Ok(s) = std::env::var("JLCM_BENCH_MATRIX") {
+        let (a, b) = s.split_once('x')?;
+        return Some((a.parse().ok()?, b.parse().ok()?));
+    }
+    None
+}
+
 fn run(quick: bool) -> String {
-    let matrices: &[(usize, usize)] = if quick { &MATRICES[..1] } else { &MATRICES };
+    // `JLCM_BENCH_MATRIX=4096x4096` times that matrix only (no batch sweep).
+    let only: Option<(usize, usize)> = option_env_matrix();
+    let matrices: Vec<(usize, usize)> = match only {
+        Some(m) => vec![m],
+        None if quick => MATRICES[..2].to_vec(),
+        None => MATRICES.to_vec(),
+    };
+    let quick = quick || only.is_some();
     let best = Isa::best();
     let mut rows: Vec<Row> = Vec::new();
     let mut out = String::new();
-    for &(n_out, n_in) in matrices {
+    for &(n_out, n_in) in &matrices {
         let matrix = format!("{n_out}x{n_in}");
         let weights = (n_out * n_in) as f64;
         let x = random_inputs(n_in, 1);
@@ -168,7 +261,7 @@ fn run(quick: bool) -> String {
                 call: Box::new(move || reference::matmul(&tensor, &xc, 1, &mut y)),
             });
         }
-        let ms = best_ms_interleaved(&mut candidates);
+        let ms = best_ms_interleaved(&mut candidates, MIN_MEASURE_MS);
         for (c, ms) in candidates.into_iter().zip(ms) {
             rows.push(Row {
                 matrix: matrix.clone(),
@@ -214,11 +307,14 @@ fn run(quick: bool) -> String {
             vs_reference
         ));
     }
+    if !quick {
+        out.push_str(&batch_sweep());
+    }
     out
 }
 
 /// wasm entry point: run the benchmark and return the table (`quick`: the
-/// 1024x1024 matrix only).
+/// 1024x1024 and 4096x4096 matrices only, no batch sweep).
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn run_kernel_bench(quick: bool) -> String {

@@ -14,6 +14,7 @@
 //! (without it the `--chrome` run skips the suite as "node only").
 
 use jlcm::format::packed::Mode;
+use jlcm::kernels::prepared::ProductPath;
 use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};
 use jlcm::kernels::{error_budget, reference, DenseMatrix, Isa, KernelError, PackedMatrix};
 
@@ -36,15 +37,20 @@ fn check_layout(spec: PackedSpec, batch: usize, seed: u64) -> Vec<&'static str> 
     for isa in Isa::available() {
         let m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid tensor");
         plans.push(m.layout().plan_name());
-        let mut got = vec![f32::NAN; batch * spec.n_out];
-        m.matmul(&x, batch, &mut got).expect("shapes match");
-        for (i, ((g, w), s)) in got.iter().zip(&want).zip(&scale).enumerate() {
-            let budget = error_budget(spec.n_in, *s);
-            assert!(
-                (g - w).abs() <= budget,
-                "{spec:?} batch {batch} isa {isa:?} plan {}: output {i} is {g}, reference {w}, budget {budget}",
-                m.layout().plan_name()
-            );
+        // Both paths at every batch: the plan's per-input kernels and the
+        // tiled micro-GEMM (`ProductPath::Auto` picks one of them).
+        for path in [ProductPath::PerInput, ProductPath::Tiled] {
+            let mut got = vec![f32::NAN; batch * spec.n_out];
+            m.matmul_with_path(path, &x, batch, &mut got)
+                .expect("shapes match");
+            for (i, ((g, w), s)) in got.iter().zip(&want).zip(&scale).enumerate() {
+                let budget = error_budget(spec.n_in, *s);
+                assert!(
+                    (g - w).abs() <= budget,
+                    "{spec:?} batch {batch} isa {isa:?} plan {} {path:?}: output {i} is {g}, reference {w}, budget {budget}",
+                    m.layout().plan_name()
+                );
+            }
         }
     }
     plans
@@ -158,6 +164,40 @@ fn nibble_lookup_over_several_table_chunks() {
         assert!(
             plans.iter().all(|p| *p == "nibble-lut"),
             "bits {bits}: plans {plans:?}"
+        );
+    }
+}
+
+/// Vector codebooks (`d = 2, 4, 8`) with `b <= 4` take the lookup plan
+/// (a table of the dot products of each input slice with every codeword
+/// combination), in both modes, over several table chunks with a ragged last
+/// chunk and a ragged last group of 16 slot pairs; `b >= 5` takes the
+/// codeword-gather decode plan.
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn vector_codebooks_take_the_lookup_plan_up_to_4_bits() {
+    let mut seed = 500;
+    for dim in [2u8, 4, 8] {
+        for bits in 1..=4 {
+            for (mode, groups) in [(Mode::Codebook, 2), (Mode::Scale, 3)] {
+                for n_in in [77, 2 * 1100 + 5] {
+                    seed += 1;
+                    let plans = check_layout(spec(67, n_in, bits, dim, groups, mode), 2, seed);
+                    assert!(
+                        plans.iter().all(|p| *p == "nibble-lut"),
+                        "d {dim} b {bits} {mode:?}: plans {plans:?}"
+                    );
+                }
+            }
+        }
+        let plans = check_layout(
+            spec(70, 203, 8, dim, 2, Mode::Codebook),
+            1,
+            600 + dim as u64,
+        );
+        assert!(
+            plans.iter().all(|p| *p == "decode"),
+            "d {dim} b 8: {plans:?}"
         );
     }
 }

@@ -14,10 +14,17 @@
 //!
 //! # Which kernel runs
 //!
-//! | layout                                   | plan                | inner loop |
-//! |------------------------------------------|---------------------|------------|
-//! | `d = 1`, `b <= 4`, >= 16 rows per codebook | [`prepared::Plan::NibbleLut`] | per input vector and codebook, a 16-entry f32 table per *slot* of `4/b` inputs (`b = 3`: one input) holds every possible partial sum; one byte shuffle per f32 byte plane looks up 16 rows at once |
-//! | anything else (`d = 2, 4, 8`; `b >= 5`; many small groups) | [`prepared::Plan::Decode`] | per row, codewords (f32) times input slices, `d`-wide |
+//! | layout | plan | inner loop |
+//! |---|---|---|
+//! | `b <= 4` (any `d` = 1, 2, 4, 8), >= 16 rows per codebook, batch < [`prepared::TILE_MIN_BATCH`] | [`prepared::Plan::NibbleLut`] | per input vector and codebook, a 16-entry f32 table per *slot* of `4/b` indices (`b = 3`: one) holds every possible partial sum (the dot products of the slot's input slice with every codeword combination); one byte shuffle per f32 byte plane looks up 16 rows at once, reading the packed rows themselves (16x16 byte transpose in registers) |
+//! | `b >= 5` (e.g. `d = 4, b = 8`, 2 bpw), or many small groups, batch < [`prepared::TILE_MIN_BATCH`] | [`prepared::Plan::Decode`] | per row, codewords (f32, gathered from a codebook in L1) times input slices, `d`-wide |
+//! | any layout, batch >= [`prepared::TILE_MIN_BATCH`] | tiled | decode 16 rows to f32 (2-bit `d = 1`: one byte shuffle per 4 weights), then a 4 x 2 register-blocked micro-GEMM against every input |
+//!
+//! Resident memory of a [`PackedMatrix`]: the packed tensor plus
+//! [`PackedMatrix::prepared_bytes`] (f32 codebooks, group scales, 4 bytes a
+//! row of block row ids; `b = 3` also keeps repacked indices, 4/3 of its
+//! packed index bytes). No dense copy of `Ŵ` is ever made; the tiled path's
+//! scratch is 16 rows.
 //!
 //! Both plans add exact f32 products in a fixed order per row, so they agree
 //! with the reference within [`error_budget`].
@@ -29,7 +36,7 @@ pub mod synthetic;
 pub mod x86;
 
 use crate::format::packed::PackedTensor;
-use prepared::PreparedLayout;
+use prepared::{PreparedLayout, ProductPath};
 use thiserror::Error;
 
 /// Errors of the kernel boundary.
@@ -98,10 +105,13 @@ impl Isa {
 /// The error budget of every kernel against [`reference::matmul`], for one
 /// output `y = Σ_j ŵ_j x_j` over `n_in` inputs:
 /// `|y_kernel - y_reference| <= 2 (n_in + 16) ε Σ_j |ŵ_j| |x_j| + 1e-30`,
-/// with `ε = f32::EPSILON`. Each side is a sum of `n_in` rounded products
-/// (or of rounded partial sums of at most 4 products), so each lies within
-/// `(n_in + 4) ε Σ|ŵ||x|` of the exact sum (the classic `γ_n` bound); the
-/// rest is slack for the final scale multiply.
+/// with `ε = f32::EPSILON`. The reference adds `n_in` rounded products in
+/// order, so each product goes through at most `n_in` roundings; the lookup
+/// plan first sums slots of `w <= 32` products, then adds the
+/// `ceil(n_in / w)` slot sums, at most `w + ceil(n_in / w) <= n_in + 32`
+/// roundings a product (`w = 1`: `n_in + 1`); the other kernels reorder
+/// sums of the `n_in` products. By the classic `γ_n` bound the two sides
+/// differ by at most `(2 n_in + 32) ε Σ|ŵ||x|` to first order.
 pub fn error_budget(n_in: usize, sum_abs_products: f32) -> f32 {
     2.0 * (n_in as f32 + 16.0) * f32::EPSILON * sum_abs_products + 1e-30
 }
@@ -171,6 +181,17 @@ impl PackedMatrix {
     /// `y[b] = Ŵ x[b]` for `batch` inputs: `x` is `batch x n_in`, `y` is
     /// `batch x n_out`, both row-major.
     pub fn matmul(&self, x: &[f32], batch: usize, y: &mut [f32]) -> Result<(), KernelError> {
+        self.matmul_with_path(ProductPath::Auto, x, batch, y)
+    }
+
+    /// [`Self::matmul`] on a chosen path (for benchmarks and tests).
+    pub fn matmul_with_path(
+        &self,
+        path: ProductPath,
+        x: &[f32],
+        batch: usize,
+        y: &mut [f32],
+    ) -> Result<(), KernelError> {
         let (n_in, n_out) = (self.n_in(), self.n_out());
         let bad = |problem: String| KernelError::Shape {
             name: self.tensor.name.clone(),
@@ -189,7 +210,8 @@ impl PackedMatrix {
                 y.len()
             )));
         }
-        self.layout.matmul(&self.tensor, self.isa, x, batch, y);
+        self.layout
+            .matmul(&self.tensor, self.isa, path, x, batch, y);
         Ok(())
     }
 }

@@ -3,24 +3,36 @@
 //! [`PreparedLayout::new`] reads a validated [`PackedTensor`] once and picks a
 //! [`Plan`]:
 //!
-//! - [`Plan::NibbleLut`] (`d = 1`, `b <= 4`): inputs are cut into *slots* of
-//!   `g = 4 / b` consecutive inputs (`g = 1` for `b = 3`), so that the `g`
-//!   indices of one row in one slot form a 4-bit *slot index*
-//!   `m = Σ_i idx[t*g + i] << (b*i)`. Rows are sorted by codebook and cut
-//!   into blocks of 16 (the last block of a codebook padded with dummy rows).
-//!   For each block and each pair of slots `(2p, 2p+1)`, 16 bytes hold the
-//!   slot indices of the 16 rows: low nibble slot `2p`, high nibble `2p+1`.
-//!   This is exactly as many bits as the packed indices (`b = 3`: 4/3 as
-//!   many). Per input vector and codebook, a table holds for every slot the
-//!   16 partial sums `T[t][m] = Σ_i c[(m >> b*i) & (K-1)] x[t*g + i]` as f32,
-//!   split into four byte planes so that one 16-byte shuffle per plane looks
-//!   up the partial sums of 16 rows at once; tables are built a chunk of
-//!   [`LUT_CHUNK_PAIRS`] slot pairs at a time, which every block of the
-//!   codebook then reads from L1 (see [`lut_table_offset`]; the
-//!   portable kernels keep whole f32s instead, [`portable_table_offset`]).
-//! - [`Plan::Decode`] (everything else): per row, unpack a chunk of indices
-//!   and add `codeword · input slice`, `d` values at a time, straight from
-//!   the packed bytes.
+//! - [`Plan::NibbleLut`] (`b <= 4`, any `d`): indices are cut into *slots*
+//!   of `g = 4 / b` consecutive indices (`g = 1` for `b = 3`), i.e. `g * d`
+//!   consecutive inputs, so that the `g` indices of one row in one slot form
+//!   a 4-bit *slot index* `m = Σ_i idx[t*g + i] << (b*i)`. Two slots
+//!   (`2p`, `2p+1`) make one byte per row, low nibble first: for
+//!   `b = 1, 2, 4` that byte **is** byte `p` of the packed row (the layout
+//!   packs indices little-endian), so the plan reads the packed rows
+//!   themselves and holds no copy of the indices; only `b = 3` keeps a
+//!   row-major repacked copy (one byte per two 3-bit indices, 4/3 of the
+//!   packed bytes). Rows are sorted by codebook into blocks of 16 (the last
+//!   block of a codebook padded with a zero row). Per input vector and
+//!   codebook, a table holds for every slot the 16 partial sums
+//!   `T[t][m] = Σ_i codeword[(m >> b*i) & (K-1)] · x[(t*g + i)*d ..][..d]`
+//!   as f32 — the dot products of each input slice with every codeword (or
+//!   every combination of `g` codewords), computed once per input — split
+//!   into four byte planes so that one 16-byte shuffle per plane looks up
+//!   the partial sums of 16 rows at once. The kernels load 16 bytes of each
+//!   of the block's 16 rows and transpose the 16x16 bytes in registers, so
+//!   each vector holds one slot pair of the 16 rows. Tables are built a
+//!   chunk of [`LUT_CHUNK_PAIRS`] slot pairs at a time, which every block of
+//!   the codebook then reads from L1 (see [`lut_table_offset`]; the portable
+//!   kernels keep whole f32s instead, [`portable_table_offset`]).
+//! - [`Plan::Decode`] (`b >= 5`, or too few rows per codebook): per row,
+//!   unpack a chunk of indices and add `codeword · input slice`, `d` values
+//!   at a time, straight from the packed bytes (codewords gathered from an
+//!   f32 codebook that stays in L1: 4 KiB for `d = 4, b = 8`).
+//!
+//! Resident memory besides the packed tensor: f32 codebooks, a scale per
+//! group and 4 bytes a row of block row ids (plus, for `b = 3` only, the
+//! repacked indices).
 
 use crate::format::packed::{read_index, PackedTensor};
 
@@ -37,20 +49,24 @@ pub const LUT_PAIR_BYTES: usize = 128;
 /// block) costs more than decoding the few rows directly.
 pub const LUT_MIN_ROWS_PER_CODEBOOK: usize = 16;
 /// Slot pairs per table chunk: 128 pairs are 16 KiB of table, which stays in
-/// L1 while every block of the codebook runs over it.
+/// L1 while every block of the codebook runs over it. A multiple of 16 (the
+/// kernels transpose 16 pairs of 16 rows at a time).
 pub const LUT_CHUNK_PAIRS: usize = 128;
+/// Largest number of inputs one slot covers (`b = 1`, `d = 8`: 4 x 8).
+pub const MAX_SLOT_INPUTS: usize = 32;
 /// Indices unpacked at a time by the decode plan.
 pub const DECODE_CHUNK: usize = 64;
 /// Batch from which a product decodes tiles of [`TILE_ROWS`] rows to f32 and
 /// runs a register-blocked micro-GEMM of each tile against every input,
 /// instead of the per-input plans (whose per-input tables or per-row decode
 /// cost grows with the batch). The tiled path decodes each weight once per
-/// product and then streams f32 like a dense GEMM; at batch 16 (one MiniLM
-/// sentence) it already runs MiniLM faster than dense f32 in wasm
-/// (BENCHMARKS.md, `### MiniLM runtime`). Batches 2-15 were not swept: 4 is
-/// where the per-input table cost (a table per input and codebook) is
-/// expected to exceed one decode of the rows.
-pub const TILE_MIN_BATCH: usize = 4;
+/// product and then streams f32 like a dense GEMM. Swept with
+/// `benches/kernels.rs` (2-bit, 4096x4096, 1536x384, 384x1536; native AVX2,
+/// Node, Chromium; BENCHMARKS.md `## Kernels`): at batch 1 the lookup plan
+/// is 1.1-2.3x faster, at batch 2 the tiled path is 0.45-1.05x the lookup
+/// time (0.7-0.8x geometric mean), from batch 3 on it wins everywhere but
+/// one noisy Chromium point.
+pub const TILE_MIN_BATCH: usize = 2;
 /// Rows decoded at a time by the tiled path: `16 x n_in` f32 of scratch
 /// (24 KiB for `n_in = 384`, 96 KiB for 1536), never a whole layer.
 pub const TILE_ROWS: usize = 16;
@@ -83,26 +99,50 @@ pub struct LutBlock {
 pub struct NibbleLut {
     /// Bits per index (1..=4).
     pub bits: u8,
-    /// Inputs per slot, `g`.
-    pub inputs_per_slot: usize,
-    /// Slot pairs per row, `ceil(ceil(n_in / g) / 2)`.
+    /// Codeword dimension `d`.
+    pub dim: usize,
+    /// Indices per slot, `g`.
+    pub indices_per_slot: usize,
+    /// Slot pairs per row, `ceil(ceil(n_sub / g) / 2)`: the packed row
+    /// bytes for `b = 1, 2, 4`.
     pub n_pairs: usize,
     /// Blocks, sorted by codebook.
     pub blocks: Vec<LutBlock>,
-    /// Slot indices: block-major, then pair, then 16 lanes.
-    pub nibbles: Vec<u8>,
+    /// `b = 3` only: slot-pair bytes, row-major (`n_out x n_pairs`); empty
+    /// otherwise (the packed rows are read directly).
+    pub repacked: Vec<u8>,
 }
 
 impl NibbleLut {
+    /// Inputs one slot covers, `g * d`.
+    pub fn inputs_per_slot(&self) -> usize {
+        self.indices_per_slot * self.dim
+    }
     /// Inputs covered by the table (`n_in` rounded up to whole slot pairs).
     pub fn padded_inputs(&self) -> usize {
-        self.n_pairs * 2 * self.inputs_per_slot
+        self.n_pairs * 2 * self.inputs_per_slot()
     }
-    /// The slot indices of block `b`: `n_pairs * 16` bytes.
-    pub fn block_nibbles(&self, b: usize) -> &[u8] {
-        let len = self.n_pairs * BLOCK_ROWS;
-        &self.nibbles[b * len..(b + 1) * len]
+    /// The `n_pairs` slot-pair bytes of row `r`.
+    pub fn row_pairs<'a>(&'a self, p: &'a PackedTensor, r: usize) -> &'a [u8] {
+        if self.repacked.is_empty() {
+            p.row_indices(r)
+        } else {
+            &self.repacked[r * self.n_pairs..(r + 1) * self.n_pairs]
+        }
     }
+}
+
+/// Which path a product takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProductPath {
+    /// The plan's per-input kernels below [`TILE_MIN_BATCH`] inputs, the
+    /// tiled path from there on.
+    #[default]
+    Auto,
+    /// Always the plan's per-input kernels.
+    PerInput,
+    /// Always the tiled path (decode 16 rows, micro-GEMM).
+    Tiled,
 }
 
 /// How products are computed.
@@ -114,8 +154,8 @@ pub enum Plan {
     Decode,
 }
 
-/// A packed matrix prepared for products: codebooks as f32, row scales and
-/// the plan's own index layout.
+/// A packed matrix prepared for products: codebooks as f32, group scales
+/// and the plan (block row ids; repacked indices for `b = 3` only).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedLayout {
     n_out: usize,
@@ -124,10 +164,8 @@ pub struct PreparedLayout {
     dim: usize,
     /// Codebooks as f32, `[C, K, d]`.
     codebooks: Vec<f32>,
-    /// Codebook of each row.
-    row_codebook: Vec<u32>,
-    /// Scale of each row (1 in codebook mode).
-    row_scale: Vec<f32>,
+    /// Scale of each group (1 in codebook mode).
+    group_scale: Vec<f32>,
     /// The plan.
     pub plan: Plan,
 }
@@ -136,15 +174,11 @@ impl PreparedLayout {
     /// Prepare a validated packed tensor.
     pub fn new(p: &PackedTensor) -> Self {
         let codebooks: Vec<f32> = p.codebooks.iter().map(|v| v.to_f32()).collect();
-        let row_group = |r: usize| p.group_ids[r] as usize;
-        let row_codebook: Vec<u32> = (0..p.n_out)
-            .map(|r| p.codebook_of_group(row_group(r)) as u32)
-            .collect();
-        let row_scale: Vec<f32> = (0..p.n_out).map(|r| p.scale(row_group(r))).collect();
+        let group_scale: Vec<f32> = (0..p.groups as usize).map(|g| p.scale(g)).collect();
         let n_cb = p.n_codebooks();
-        let lut_fits = p.dim == 1 && p.bits <= 4 && p.n_out >= LUT_MIN_ROWS_PER_CODEBOOK * n_cb;
+        let lut_fits = p.bits <= 4 && p.n_out >= LUT_MIN_ROWS_PER_CODEBOOK * n_cb;
         let plan = if lut_fits {
-            Plan::NibbleLut(build_nibble_lut(p, &row_codebook))
+            Plan::NibbleLut(build_nibble_lut(p))
         } else {
             Plan::Decode
         };
@@ -154,21 +188,20 @@ impl PreparedLayout {
             bits: p.bits,
             dim: p.dim as usize,
             codebooks,
-            row_codebook,
-            row_scale,
+            group_scale,
             plan,
         }
     }
 
-    /// Heap bytes held by this layout.
+    /// Heap bytes held by this layout (besides the packed tensor).
     pub fn heap_bytes(&self) -> usize {
         let lut = match &self.plan {
             Plan::NibbleLut(l) => {
-                l.nibbles.len() + l.blocks.len() * std::mem::size_of::<LutBlock>()
+                l.repacked.len() + l.blocks.len() * std::mem::size_of::<LutBlock>()
             }
             Plan::Decode => 0,
         };
-        4 * (self.codebooks.len() + self.row_codebook.len() + self.row_scale.len()) + lut
+        4 * (self.codebooks.len() + self.group_scale.len()) + lut
     }
 
     /// A short name of the plan (`nibble-lut`, `decode`).
@@ -184,23 +217,71 @@ impl PreparedLayout {
         &self.codebooks[c * len..(c + 1) * len]
     }
 
+    /// Codebook of row `r`.
+    #[inline]
+    fn row_codebook(p: &PackedTensor, r: usize) -> usize {
+        p.codebook_of_group(p.group_ids[r] as usize)
+    }
+
+    /// Scale of row `r` (1 in codebook mode).
+    #[inline]
+    fn row_scale(&self, p: &PackedTensor, r: usize) -> f32 {
+        self.group_scale[p.group_ids[r] as usize]
+    }
+
     /// `y[b] = Ŵ x[b]`; shapes were checked by the caller; `p` is the tensor
     /// this layout was prepared from.
-    pub fn matmul(&self, p: &PackedTensor, isa: Isa, x: &[f32], batch: usize, y: &mut [f32]) {
-        if batch >= TILE_MIN_BATCH {
+    pub fn matmul(
+        &self,
+        p: &PackedTensor,
+        isa: Isa,
+        path: ProductPath,
+        x: &[f32],
+        batch: usize,
+        y: &mut [f32],
+    ) {
+        let tiled = match path {
+            ProductPath::Auto => batch >= TILE_MIN_BATCH,
+            ProductPath::PerInput => false,
+            ProductPath::Tiled => true,
+        };
+        if tiled {
             return self.matmul_tiled(p, isa, x, batch, y);
         }
         match &self.plan {
-            Plan::NibbleLut(lut) => self.matmul_nibble_lut(lut, isa, x, batch, y),
+            Plan::NibbleLut(lut) => self.matmul_nibble_lut(p, lut, isa, x, batch, y),
             Plan::Decode => self.matmul_decode(p, isa, x, batch, y),
         }
     }
 
-    fn matmul_nibble_lut(&self, lut: &NibbleLut, isa: Isa, x: &[f32], batch: usize, y: &mut [f32]) {
-        let g2 = 2 * lut.inputs_per_slot;
+    fn matmul_nibble_lut(
+        &self,
+        p: &PackedTensor,
+        lut: &NibbleLut,
+        isa: Isa,
+        x: &[f32],
+        batch: usize,
+        y: &mut [f32],
+    ) {
+        let w2 = 2 * lut.inputs_per_slot();
         let mut x_pad = vec![0f32; lut.padded_inputs()];
         let mut table = vec![0u8; LUT_CHUNK_PAIRS.min(lut.n_pairs) * LUT_PAIR_BYTES];
         let mut acc = vec![0f32; lut.blocks.len() * BLOCK_ROWS];
+        // The slot-pair bytes of every lane of every block (a zero row for padding).
+        let zeros = vec![0u8; lut.n_pairs];
+        let block_rows: Vec<[&[u8]; BLOCK_ROWS]> = lut
+            .blocks
+            .iter()
+            .map(|blk| {
+                blk.rows.map(|r| {
+                    if r == PAD_ROW {
+                        &zeros[..]
+                    } else {
+                        lut.row_pairs(p, r as usize)
+                    }
+                })
+            })
+            .collect();
         for b in 0..batch {
             x_pad[..self.n_in].copy_from_slice(&x[b * self.n_in..(b + 1) * self.n_in]);
             acc.fill(0.0);
@@ -218,7 +299,7 @@ impl PreparedLayout {
                 for p0 in (0..lut.n_pairs).step_by(LUT_CHUNK_PAIRS) {
                     let p1 = (p0 + LUT_CHUNK_PAIRS).min(lut.n_pairs);
                     let table = &mut table[..(p1 - p0) * LUT_PAIR_BYTES];
-                    let xs = &x_pad[p0 * g2..p1 * g2];
+                    let xs = &x_pad[p0 * w2..p1 * w2];
                     match isa {
                         Isa::Portable => build_lut_table(lut, cb, xs, table),
                         Isa::Simd128 => simd128::build_lut_table(lut, cb, xs, table),
@@ -226,12 +307,12 @@ impl PreparedLayout {
                         Isa::Avx2 => unsafe { x86::build_lut_table(lut, cb, xs, table) },
                     }
                     for bi in first..end {
-                        let nib = &lut.block_nibbles(bi)[p0 * BLOCK_ROWS..p1 * BLOCK_ROWS];
+                        let rows = block_rows[bi].map(|r| &r[p0..p1]);
                         let sums = match isa {
-                            Isa::Portable => lut_block_sums(nib, table),
-                            Isa::Simd128 => simd128::lut_block_sums(nib, table),
+                            Isa::Portable => lut_block_sums(&rows, table),
+                            Isa::Simd128 => simd128::lut_block_sums(&rows, table),
                             // SAFETY: as above.
-                            Isa::Avx2 => unsafe { x86::lut_block_sums(nib, table) },
+                            Isa::Avx2 => unsafe { x86::lut_block_sums(&rows, table) },
                         };
                         for (a, s) in acc[bi * BLOCK_ROWS..(bi + 1) * BLOCK_ROWS]
                             .iter_mut()
@@ -247,7 +328,7 @@ impl PreparedLayout {
             for (block, sums) in lut.blocks.iter().zip(acc.chunks_exact(BLOCK_ROWS)) {
                 for (&row, &s) in block.rows.iter().zip(sums) {
                     if row != PAD_ROW {
-                        yb[row as usize] = self.row_scale[row as usize] * s;
+                        yb[row as usize] = self.row_scale(p, row as usize) * s;
                     }
                 }
             }
@@ -256,10 +337,10 @@ impl PreparedLayout {
 
     /// Decode row `r` (scale not applied) into `out` (`>= n_sub * d`
     /// values); values past `n_in` are set to zero.
-    fn decode_row(&self, p: &PackedTensor, r: usize, out: &mut [f32]) {
+    fn decode_row(&self, p: &PackedTensor, isa: Isa, r: usize, out: &mut [f32]) {
         let d = self.dim;
         let n_sub = self.n_in.div_ceil(d);
-        let cb = self.codebook(self.row_codebook[r] as usize);
+        let cb = self.codebook(Self::row_codebook(p, r));
         let row = p.row_indices(r);
         let bits = self.bits as usize;
         if 8 % bits == 0 {
@@ -267,7 +348,15 @@ impl PreparedLayout {
             let per = 8 / bits;
             let mask = ((1u32 << bits) - 1) as u8;
             let full = n_sub / per;
-            if d == 1 {
+            if d == 1 && bits == 2 {
+                let (bytes, o) = (&row[..full], &mut out[..full * 4]);
+                match isa {
+                    Isa::Portable => decode_bytes_b2(cb, bytes, o),
+                    Isa::Simd128 => simd128::decode_bytes_b2(cb, bytes, o),
+                    // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
+                    Isa::Avx2 => unsafe { x86::decode_bytes_b2(cb, bytes, o) },
+                }
+            } else if d == 1 {
                 for (o, &byte) in out[..full * per].chunks_exact_mut(per).zip(row) {
                     for (k, v) in o.iter_mut().enumerate() {
                         *v = cb[((byte as u32 >> (bits * k)) as u8 & mask) as usize];
@@ -315,7 +404,7 @@ impl PreparedLayout {
         for r0 in (0..n_out).step_by(TILE_ROWS) {
             let rows = TILE_ROWS.min(n_out - r0);
             for i in 0..rows {
-                self.decode_row(p, r0 + i, &mut tile[i * stride..(i + 1) * stride]);
+                self.decode_row(p, isa, r0 + i, &mut tile[i * stride..(i + 1) * stride]);
             }
             tile[rows * stride..].fill(0.0);
             let quads = rows.div_ceil(MICRO_ROWS);
@@ -336,7 +425,7 @@ impl PreparedLayout {
                         }
                         for j in 0..MICRO_INPUTS.min(batch - b0) {
                             y[(b0 + j) * n_out + r] =
-                                self.row_scale[r] * sums[i * MICRO_INPUTS + j];
+                                self.row_scale(p, r) * sums[i * MICRO_INPUTS + j];
                         }
                     }
                 }
@@ -357,7 +446,7 @@ impl PreparedLayout {
         let mut acc = vec![0f32; batch];
         let mut idx = [0u8; DECODE_CHUNK];
         for r in 0..self.n_out {
-            let cb = self.codebook(self.row_codebook[r] as usize);
+            let cb = self.codebook(Self::row_codebook(p, r));
             let row = p.row_indices(r);
             acc.fill(0.0);
             for s0 in (0..n_sub).step_by(DECODE_CHUNK) {
@@ -374,58 +463,57 @@ impl PreparedLayout {
                 }
             }
             for (b, a) in acc.iter().enumerate() {
-                y[b * self.n_out + r] = self.row_scale[r] * a;
+                y[b * self.n_out + r] = self.row_scale(p, r) * a;
             }
         }
     }
 }
 
-/// Sort rows by codebook into blocks of 16 and repack their indices into
-/// slot-index nibbles.
-fn build_nibble_lut(p: &PackedTensor, row_codebook: &[u32]) -> NibbleLut {
+/// Sort rows by codebook into blocks of 16; for `b = 3`, repack the indices
+/// into slot-pair bytes.
+fn build_nibble_lut(p: &PackedTensor) -> NibbleLut {
     let bits = p.bits;
     let g = if bits == 3 { 1 } else { 4 / bits as usize };
     let n_sub = p.n_sub();
-    let n_slots = n_sub.div_ceil(g);
-    let n_pairs = n_slots.div_ceil(2);
+    let n_pairs = n_sub.div_ceil(g).div_ceil(2);
     let mut blocks = Vec::new();
-    for c in 0..p.n_codebooks() as u32 {
-        let rows: Vec<u32> = (0..p.n_out as u32)
-            .filter(|&r| row_codebook[r as usize] == c)
+    for c in 0..p.n_codebooks() {
+        let rows: Vec<u32> = (0..p.n_out)
+            .filter(|&r| p.codebook_of_group(p.group_ids[r] as usize) == c)
+            .map(|r| r as u32)
             .collect();
         for chunk in rows.chunks(BLOCK_ROWS) {
             let mut lanes = [PAD_ROW; BLOCK_ROWS];
             lanes[..chunk.len()].copy_from_slice(chunk);
             blocks.push(LutBlock {
-                codebook: c,
+                codebook: c as u32,
                 rows: lanes,
             });
         }
     }
-    let mut nibbles = vec![0u8; blocks.len() * n_pairs * BLOCK_ROWS];
-    let mut slot_idx = vec![0u8; n_pairs * 2];
-    for (bi, block) in blocks.iter().enumerate() {
-        for (lane, &row) in block.rows.iter().enumerate() {
-            if row == PAD_ROW {
-                continue;
-            }
-            let packed = p.row_indices(row as usize);
-            slot_idx.fill(0);
+    let mut repacked = Vec::new();
+    if bits == 3 {
+        repacked = vec![0u8; p.n_out * n_pairs];
+        for (r, out) in repacked
+            .chunks_exact_mut(n_pairs.max(1))
+            .enumerate()
+            .take(p.n_out)
+        {
+            let packed = p.row_indices(r);
             for s in 0..n_sub {
-                slot_idx[s / g] |= read_index(packed, s, bits) << (bits as usize * (s % g));
-            }
-            for pair in 0..n_pairs {
-                nibbles[(bi * n_pairs + pair) * BLOCK_ROWS + lane] =
-                    slot_idx[2 * pair] | (slot_idx[2 * pair + 1] << 4);
+                out[s / 2] |= read_index(packed, s, bits) << (4 * (s % 2));
             }
         }
+    } else {
+        debug_assert_eq!(n_pairs, p.row_bytes());
     }
     NibbleLut {
         bits,
-        inputs_per_slot: g,
+        dim: p.dim as usize,
+        indices_per_slot: g,
         n_pairs,
         blocks,
-        nibbles,
+        repacked,
     }
 }
 
@@ -438,20 +526,29 @@ pub fn portable_table_offset(t: usize, m: usize) -> usize {
     t * 64 + m * 4
 }
 
-/// Fill a chunk of the table of one codebook (`[K]` f32): the 16 partial
+/// Codebook value that input `j` of a slot (index `j / d`, coordinate
+/// `j % d`) takes in entry `m` of the slot's table.
+#[inline]
+pub fn slot_coefficient(lut: &NibbleLut, codebook: &[f32], m: usize, j: usize) -> f32 {
+    let (bits, d) = (lut.bits as usize, lut.dim);
+    let k = (m >> (bits * (j / d))) & ((1usize << bits) - 1);
+    codebook[k * d + j % d]
+}
+
+/// Fill a chunk of the table of one codebook (`[K, d]` f32): the 16 partial
 /// sums of each of the `table.len() / 64` slots it holds, whose inputs start
 /// at `x_pad[0]` (portable layout, see [`portable_table_offset`]; the SIMD
-/// variants write byte planes, [`lut_table_offset`]).
+/// variants write byte planes, [`lut_table_offset`]). Entry `m` of slot `t`
+/// adds, input after input, `slot_coefficient(m, j) * x[t*w + j]` over the
+/// slot's `w = g * d` inputs.
 pub fn build_lut_table(lut: &NibbleLut, codebook: &[f32], x_pad: &[f32], table: &mut [u8]) {
-    let g = lut.inputs_per_slot;
-    let bits = lut.bits as usize;
-    let mask = (1usize << bits) - 1;
+    let w = lut.inputs_per_slot();
     for t in 0..table.len() / (LUT_PAIR_BYTES / 2) {
-        let xs = &x_pad[t * g..(t + 1) * g];
+        let xs = &x_pad[t * w..(t + 1) * w];
         for m in 0..16 {
             let mut v = 0f32;
-            for (i, &xi) in xs.iter().enumerate() {
-                v += codebook[(m >> (bits * i)) & mask] * xi;
+            for (j, &xj) in xs.iter().enumerate() {
+                v += slot_coefficient(lut, codebook, m, j) * xj;
             }
             let at = portable_table_offset(t, m);
             table[at..at + 4].copy_from_slice(&v.to_le_bytes());
@@ -459,14 +556,16 @@ pub fn build_lut_table(lut: &NibbleLut, codebook: &[f32], x_pad: &[f32], table: 
     }
 }
 
-/// Partial sums of the 16 rows of one block over all slots: lane `i` is
+/// Partial sums of the 16 rows of one block over a chunk of slot pairs:
+/// `rows[i]` holds the slot-pair bytes of lane `i` (one per pair, low
+/// nibble the even slot), `table` the chunk's table; lane `i` is
 /// `Σ_t T[t][slot index of row i in slot t]`, added slot after slot.
-pub fn lut_block_sums(nibbles: &[u8], table: &[u8]) -> [f32; BLOCK_ROWS] {
+pub fn lut_block_sums(rows: &[&[u8]; BLOCK_ROWS], table: &[u8]) -> [f32; BLOCK_ROWS] {
     let mut acc = [0f32; BLOCK_ROWS];
-    for (pair, lanes) in nibbles.chunks_exact(BLOCK_ROWS).enumerate() {
-        let slots = &table[pair * LUT_PAIR_BYTES..(pair + 1) * LUT_PAIR_BYTES];
+    for (pair, slots) in table.chunks_exact(LUT_PAIR_BYTES).enumerate() {
         let (even, odd) = slots.split_at(64);
-        for (&nib, a) in lanes.iter().zip(acc.iter_mut()) {
+        for (row, a) in rows.iter().zip(acc.iter_mut()) {
+            let nib = row[pair];
             let entry = |slot: &[u8], m: u8| {
                 let at = 4 * m as usize;
                 f32::from_le_bytes([slot[at], slot[at + 1], slot[at + 2], slot[at + 3]])
@@ -504,6 +603,41 @@ pub fn unpack_indices(row: &[u8], s0: usize, bits: u8, out: &mut [u8]) {
                     None => read_index(row, s0 + i, bits),
                 };
             }
+        }
+    }
+}
+
+/// For each byte of 2-bit indices, the 16-byte shuffle that turns a 4-entry
+/// f32 codebook (16 bytes) into the byte's 4 decoded weights: lane `4k + j`
+/// is byte `j` of codeword `(byte >> 2k) & 3`. 4 KiB, shared by every
+/// codebook (SIMD128 `i8x16.swizzle`, SSSE3 `pshufb`).
+pub static B2_SHUFFLES: [[u8; 16]; 256] = b2_shuffles();
+
+const fn b2_shuffles() -> [[u8; 16]; 256] {
+    let mut table = [[0u8; 16]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let mut k = 0;
+        while k < 4 {
+            let i = ((byte >> (2 * k)) & 3) as u8;
+            let mut j = 0;
+            while j < 4 {
+                table[byte][4 * k + j] = 4 * i + j as u8;
+                j += 1;
+            }
+            k += 1;
+        }
+        byte += 1;
+    }
+    table
+}
+
+/// Decode whole bytes of 2-bit indices (`d = 1`) with a 4-entry codebook:
+/// `out[4i + k] = codebook[(bytes[i] >> 2k) & 3]` (`out.len() == 4 * bytes.len()`).
+pub fn decode_bytes_b2(codebook: &[f32], bytes: &[u8], out: &mut [f32]) {
+    for (o, &byte) in out.chunks_exact_mut(4).zip(bytes) {
+        for (k, v) in o.iter_mut().enumerate() {
+            *v = codebook[((byte >> (2 * k)) & 3) as usize];
         }
     }
 }

@@ -12,13 +12,18 @@ pub fn is_available() -> bool {
 pub use simd::*;
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-pub use super::prepared::{build_lut_table, decode_dot, dense_matvec, gemm_4x2, lut_block_sums};
+pub use super::prepared::{
+    build_lut_table, decode_bytes_b2, decode_dot, dense_matvec, gemm_4x2, lut_block_sums,
+};
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
     use core::arch::wasm32::*;
 
-    use crate::kernels::prepared::{lut_table_offset, NibbleLut, BLOCK_ROWS, LUT_PAIR_BYTES};
+    use crate::kernels::prepared::{
+        lut_table_offset, slot_coefficient, NibbleLut, B2_SHUFFLES, BLOCK_ROWS, LUT_PAIR_BYTES,
+        MAX_SLOT_INPUTS,
+    };
 
     #[inline(always)]
     fn load_f32(v: &[f32], at: usize) -> v128 {
@@ -43,24 +48,22 @@ mod simd {
 
     /// See [`crate::kernels::prepared::build_lut_table`].
     pub fn build_lut_table(lut: &NibbleLut, codebook: &[f32], x_pad: &[f32], table: &mut [u8]) {
-        let g = lut.inputs_per_slot;
-        let bits = lut.bits as usize;
-        let mask = (1usize << bits) - 1;
-        // coefficient[q][i] lane l = codebook entry input i takes in entry 4q + l.
-        let mut coefficient = [[f32x4_splat(0.0); 4]; 4];
+        let w = lut.inputs_per_slot();
+        // coefficient[q][j] lane l = value input j of a slot takes in entry 4q + l.
+        let mut coefficient = [[f32x4_splat(0.0); MAX_SLOT_INPUTS]; 4];
         for (q, per_input) in coefficient.iter_mut().enumerate() {
-            for (i, c) in per_input.iter_mut().enumerate().take(g) {
-                let e = |l: usize| codebook[((4 * q + l) >> (bits * i)) & mask];
+            for (j, c) in per_input.iter_mut().enumerate().take(w) {
+                let e = |l: usize| slot_coefficient(lut, codebook, 4 * q + l, j);
                 *c = f32x4(e(0), e(1), e(2), e(3));
             }
         }
         for t in 0..table.len() / (LUT_PAIR_BYTES / 2) {
-            let xs = &x_pad[t * g..(t + 1) * g];
+            let xs = &x_pad[t * w..(t + 1) * w];
             let mut entries = [f32x4_splat(0.0); 4];
             for (q, e) in entries.iter_mut().enumerate() {
                 let mut v = f32x4_mul(coefficient[q][0], f32x4_splat(xs[0]));
-                for (i, &xi) in xs.iter().enumerate().skip(1) {
-                    v = f32x4_add(v, f32x4_mul(coefficient[q][i], f32x4_splat(xi)));
+                for (j, &xj) in xs.iter().enumerate().skip(1) {
+                    v = f32x4_add(v, f32x4_mul(coefficient[q][j], f32x4_splat(xj)));
                 }
                 *e = v;
             }
@@ -133,28 +136,100 @@ mod simd {
         );
     }
 
-    /// See [`crate::kernels::prepared::lut_block_sums`].
-    pub fn lut_block_sums(nibbles: &[u8], table: &[u8]) -> [f32; BLOCK_ROWS] {
-        let n_pairs = nibbles.len() / BLOCK_ROWS;
+    /// Interleave the low (`HIGH = false`) or high halves of two vectors byte by byte.
+    #[inline(always)]
+    fn zip_bytes<const HIGH: bool>(a: v128, b: v128) -> v128 {
+        if HIGH {
+            i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(a, b)
+        } else {
+            i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(a, b)
+        }
+    }
+
+    /// Slot pairs `p0 .. p0 + 8` of the 16 rows, transposed: `out[j]` byte
+    /// `i` is pair `p0 + j` of row `i`. Rows `i` and `i + 8` are loaded (8
+    /// bytes each) and interleaved into vector `i`, then three rounds of
+    /// interleaving vectors `i` and `i + 4` each rotate the 7-bit
+    /// (vector, byte) address left by one bit: `(r mod 8, pair, r / 8)`
+    /// becomes `(pair, r)`. Eight vectors live at a time (fewer spills than
+    /// a 16 x 16 transpose in engines with 16 vector registers).
+    ///
+    /// # Safety
+    /// Every row has at least `p0 + 8` bytes.
+    #[inline(always)]
+    unsafe fn load_transposed_8(rows: &[&[u8]; BLOCK_ROWS], p0: usize) -> [v128; 8] {
+        let mut v = [u8x16_splat(0); 8];
+        for (i, vi) in v.iter_mut().enumerate() {
+            let a = v128_load64_zero(rows[i].as_ptr().add(p0) as *const u64);
+            let b = v128_load64_zero(rows[i + 8].as_ptr().add(p0) as *const u64);
+            *vi = zip_bytes::<false>(a, b);
+        }
+        for _ in 0..3 {
+            let a = v;
+            for i in 0..4 {
+                v[2 * i] = zip_bytes::<false>(a[i], a[i + 4]);
+                v[2 * i + 1] = zip_bytes::<true>(a[i], a[i + 4]);
+            }
+        }
+        v
+    }
+
+    /// Add one slot pair of 16 rows (`pairs`: their slot-pair bytes).
+    ///
+    /// # Safety
+    /// `planes` points to the pair's 128 table bytes.
+    #[inline(always)]
+    unsafe fn add_pair(acc: &mut [v128; 4], planes: *const u8, pairs: v128) {
+        let low_nibble = u8x16_splat(15);
+        add_slot(acc, planes, v128_and(pairs, low_nibble));
+        add_slot(
+            acc,
+            planes.add(16),
+            v128_and(u16x8_shr(pairs, 4), low_nibble),
+        );
+    }
+
+    /// See [`crate::kernels::prepared::lut_block_sums`]: 8 pairs of the 16
+    /// rows are loaded (one 8-byte load a row) and transposed in registers.
+    pub fn lut_block_sums(rows: &[&[u8]; BLOCK_ROWS], table: &[u8]) -> [f32; BLOCK_ROWS] {
+        let n_pairs = table.len() / LUT_PAIR_BYTES;
         // One check for the whole loop: every load below stays inside these.
         let table = &table[..n_pairs * LUT_PAIR_BYTES];
-        let nibbles = &nibbles[..n_pairs * BLOCK_ROWS];
-        let low_nibble = u8x16_splat(15);
+        let rows = rows.map(|r| &r[..n_pairs]);
         let mut acc = [f32x4_splat(0.0); 4];
-        let (mut nib, mut planes) = (nibbles.as_ptr(), table.as_ptr());
-        for _ in 0..n_pairs {
-            // SAFETY: pair `p` reads nibbles `16p .. 16p+16` and table bytes
-            // `128p .. 128p+128`, inside the slices checked above.
-            unsafe {
-                let v = v128_load(nib as *const v128);
-                add_slot(&mut acc, planes, v128_and(v, low_nibble));
-                add_slot(
-                    &mut acc,
-                    planes.add(16),
-                    v128_and(u16x8_shr(v, 4), low_nibble),
-                );
-                nib = nib.add(BLOCK_ROWS);
-                planes = planes.add(LUT_PAIR_BYTES);
+        let full = n_pairs / 8 * 8;
+        for p0 in (0..full).step_by(8) {
+            // SAFETY: `p0 + 8 <= n_pairs = row.len()`.
+            let v = unsafe { load_transposed_8(&rows, p0) };
+            for (j, pairs) in v.iter().enumerate() {
+                // SAFETY: pair `p0 + j < n_pairs` reads table bytes
+                // `128 (p0 + j) .. + 128`, inside `table`.
+                unsafe {
+                    add_pair(
+                        &mut acc,
+                        table.as_ptr().add((p0 + j) * LUT_PAIR_BYTES),
+                        *pairs,
+                    )
+                };
+            }
+        }
+        if full < n_pairs {
+            let mut tail = [[0u8; 8]; BLOCK_ROWS];
+            for (t, row) in tail.iter_mut().zip(&rows) {
+                t[..n_pairs - full].copy_from_slice(&row[full..]);
+            }
+            let tail_rows: [&[u8]; BLOCK_ROWS] = std::array::from_fn(|i| &tail[i][..]);
+            // SAFETY: every tail row has 8 bytes.
+            let v = unsafe { load_transposed_8(&tail_rows, 0) };
+            for (j, pairs) in v.iter().enumerate().take(n_pairs - full) {
+                // SAFETY: as above, pair `full + j < n_pairs`.
+                unsafe {
+                    add_pair(
+                        &mut acc,
+                        table.as_ptr().add((full + j) * LUT_PAIR_BYTES),
+                        *pairs,
+                    )
+                };
             }
         }
         let mut out = [0f32; BLOCK_ROWS];
@@ -164,6 +239,24 @@ mod simd {
             unsafe { v128_store(s.as_mut_ptr() as *mut v128, *a) }
         }
         out
+    }
+
+    /// See [`crate::kernels::prepared::decode_bytes_b2`]: one swizzle of the
+    /// codebook per byte.
+    pub fn decode_bytes_b2(codebook: &[f32], bytes: &[u8], out: &mut [f32]) {
+        let cb = load_f32(codebook, 0);
+        let out = &mut out[..4 * bytes.len()];
+        for (i, &byte) in bytes.iter().enumerate() {
+            // SAFETY: `B2_SHUFFLES[byte]` is 16 bytes; `out[4i .. 4i + 4]` is
+            // inside `out` (checked above).
+            unsafe {
+                let pattern = v128_load(B2_SHUFFLES[byte as usize].as_ptr() as *const v128);
+                v128_store(
+                    out.as_mut_ptr().add(4 * i) as *mut v128,
+                    i8x16_swizzle(cb, pattern),
+                );
+            }
+        }
     }
 
     /// See [`crate::kernels::prepared::decode_dot`].

@@ -43,8 +43,15 @@ mod stub {
     ///
     /// # Safety
     /// Always safe; `unsafe` only to match the x86-64 signature.
-    pub unsafe fn lut_block_sums(nibbles: &[u8], table: &[u8]) -> [f32; BLOCK_ROWS] {
-        prepared::lut_block_sums(nibbles, table)
+    pub unsafe fn lut_block_sums(rows: &[&[u8]; BLOCK_ROWS], table: &[u8]) -> [f32; BLOCK_ROWS] {
+        prepared::lut_block_sums(rows, table)
+    }
+    /// Stub: the portable kernel.
+    ///
+    /// # Safety
+    /// Always safe; `unsafe` only to match the x86-64 signature.
+    pub unsafe fn decode_bytes_b2(codebook: &[f32], bytes: &[u8], out: &mut [f32]) {
+        prepared::decode_bytes_b2(codebook, bytes, out)
     }
     /// Stub: the portable kernel.
     ///
@@ -73,7 +80,10 @@ mod stub {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use crate::kernels::prepared::{lut_table_offset, NibbleLut, BLOCK_ROWS, LUT_PAIR_BYTES};
+    use crate::kernels::prepared::{
+        lut_table_offset, slot_coefficient, NibbleLut, B2_SHUFFLES, BLOCK_ROWS, LUT_PAIR_BYTES,
+        MAX_SLOT_INPUTS,
+    };
 
     #[inline(always)]
     unsafe fn load_f32x8(v: &[f32], at: usize) -> __m256 {
@@ -106,26 +116,24 @@ mod avx2 {
         x_pad: &[f32],
         table: &mut [u8],
     ) {
-        let g = lut.inputs_per_slot;
-        let bits = lut.bits as usize;
-        let mask = (1usize << bits) - 1;
-        // coefficient[q][i] lane l = codebook entry input i takes in entry 4q + l.
-        let mut coefficient = [[_mm_setzero_ps(); 4]; 4];
+        let w = lut.inputs_per_slot();
+        // coefficient[q][j] lane l = value input j of a slot takes in entry 4q + l.
+        let mut coefficient = [[_mm_setzero_ps(); MAX_SLOT_INPUTS]; 4];
         for (q, per_input) in coefficient.iter_mut().enumerate() {
-            for (i, c) in per_input.iter_mut().enumerate().take(g) {
-                let e = |l: usize| codebook[((4 * q + l) >> (bits * i)) & mask];
+            for (j, c) in per_input.iter_mut().enumerate().take(w) {
+                let e = |l: usize| slot_coefficient(lut, codebook, 4 * q + l, j);
                 *c = _mm_setr_ps(e(0), e(1), e(2), e(3));
             }
         }
         // Bytes of each f32 grouped by plane: dword p of the result = byte p of the 4 entries.
         let by_plane = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
         for t in 0..table.len() / (LUT_PAIR_BYTES / 2) {
-            let xs = &x_pad[t * g..(t + 1) * g];
+            let xs = &x_pad[t * w..(t + 1) * w];
             let mut v = [_mm_setzero_si128(); 4];
             for (q, out) in v.iter_mut().enumerate() {
                 let mut e = _mm_mul_ps(coefficient[q][0], _mm_set1_ps(xs[0]));
-                for (i, &xi) in xs.iter().enumerate().skip(1) {
-                    e = _mm_add_ps(e, _mm_mul_ps(coefficient[q][i], _mm_set1_ps(xi)));
+                for (j, &xj) in xs.iter().enumerate().skip(1) {
+                    e = _mm_add_ps(e, _mm_mul_ps(coefficient[q][j], _mm_set1_ps(xj)));
                 }
                 *out = _mm_shuffle_epi8(_mm_castps_si128(e), by_plane);
             }
@@ -148,54 +156,101 @@ mod avx2 {
         }
     }
 
-    /// See [`crate::kernels::prepared::lut_block_sums`]. Both slots of a pair
-    /// are looked up at once, one per 128-bit lane.
+    /// Transpose 16 x 16 bytes: `v[i]` byte `j` becomes `v[j]` byte `i`
+    /// (four rounds of interleaving rows `i` and `i + 8`).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn transpose_16x16(v: &mut [__m128i; 16]) {
+        for _ in 0..4 {
+            let a = *v;
+            for i in 0..8 {
+                v[2 * i] = _mm_unpacklo_epi8(a[i], a[i + 8]);
+                v[2 * i + 1] = _mm_unpackhi_epi8(a[i], a[i + 8]);
+            }
+        }
+    }
+
+    /// Add one slot pair of 16 rows; both slots are looked up at once, one
+    /// per 128-bit lane.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn add_pair(acc: &mut [__m256; 4], planes: *const u8, pairs: __m128i) {
+        let low_nibble = _mm_set1_epi8(15);
+        let lo = _mm_and_si128(pairs, low_nibble);
+        let hi = _mm_and_si128(_mm_srli_epi16(pairs, 4), low_nibble);
+        let idx = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+        let plane = |i: usize| _mm256_loadu_si256(planes.add(32 * i) as *const __m256i);
+        let b0 = _mm256_shuffle_epi8(plane(0), idx);
+        let b1 = _mm256_shuffle_epi8(plane(1), idx);
+        let b2 = _mm256_shuffle_epi8(plane(2), idx);
+        let b3 = _mm256_shuffle_epi8(plane(3), idx);
+        let lo01 = _mm256_unpacklo_epi8(b0, b1);
+        let hi01 = _mm256_unpackhi_epi8(b0, b1);
+        let lo23 = _mm256_unpacklo_epi8(b2, b3);
+        let hi23 = _mm256_unpackhi_epi8(b2, b3);
+        acc[0] = _mm256_add_ps(
+            acc[0],
+            _mm256_castsi256_ps(_mm256_unpacklo_epi16(lo01, lo23)),
+        );
+        acc[1] = _mm256_add_ps(
+            acc[1],
+            _mm256_castsi256_ps(_mm256_unpackhi_epi16(lo01, lo23)),
+        );
+        acc[2] = _mm256_add_ps(
+            acc[2],
+            _mm256_castsi256_ps(_mm256_unpacklo_epi16(hi01, hi23)),
+        );
+        acc[3] = _mm256_add_ps(
+            acc[3],
+            _mm256_castsi256_ps(_mm256_unpackhi_epi16(hi01, hi23)),
+        );
+    }
+
+    /// See [`crate::kernels::prepared::lut_block_sums`]: 16 pairs of the 16
+    /// rows are loaded (one 16-byte load a row) and transposed in registers.
     ///
     /// # Safety
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn lut_block_sums(nibbles: &[u8], table: &[u8]) -> [f32; BLOCK_ROWS] {
-        let n_pairs = nibbles.len() / BLOCK_ROWS;
+    pub unsafe fn lut_block_sums(rows: &[&[u8]; BLOCK_ROWS], table: &[u8]) -> [f32; BLOCK_ROWS] {
+        let n_pairs = table.len() / LUT_PAIR_BYTES;
         // One check for the whole loop: every load below stays inside these.
         let table = &table[..n_pairs * LUT_PAIR_BYTES];
-        let nibbles = &nibbles[..n_pairs * BLOCK_ROWS];
-        let low_nibble = _mm_set1_epi8(15);
+        let rows = rows.map(|r| &r[..n_pairs]);
         let mut acc = [_mm256_setzero_ps(); 4];
-        let (mut nib, mut planes) = (nibbles.as_ptr(), table.as_ptr());
-        for _ in 0..n_pairs {
-            // Pair `p` reads nibbles `16p .. 16p+16` and table bytes
-            // `128p .. 128p+128`, inside the slices checked above.
-            let v = _mm_loadu_si128(nib as *const __m128i);
-            let lo = _mm_and_si128(v, low_nibble);
-            let hi = _mm_and_si128(_mm_srli_epi16(v, 4), low_nibble);
-            let idx = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-            let plane = |i: usize| _mm256_loadu_si256(planes.add(32 * i) as *const __m256i);
-            let b0 = _mm256_shuffle_epi8(plane(0), idx);
-            let b1 = _mm256_shuffle_epi8(plane(1), idx);
-            let b2 = _mm256_shuffle_epi8(plane(2), idx);
-            let b3 = _mm256_shuffle_epi8(plane(3), idx);
-            let lo01 = _mm256_unpacklo_epi8(b0, b1);
-            let hi01 = _mm256_unpackhi_epi8(b0, b1);
-            let lo23 = _mm256_unpacklo_epi8(b2, b3);
-            let hi23 = _mm256_unpackhi_epi8(b2, b3);
-            acc[0] = _mm256_add_ps(
-                acc[0],
-                _mm256_castsi256_ps(_mm256_unpacklo_epi16(lo01, lo23)),
-            );
-            acc[1] = _mm256_add_ps(
-                acc[1],
-                _mm256_castsi256_ps(_mm256_unpackhi_epi16(lo01, lo23)),
-            );
-            acc[2] = _mm256_add_ps(
-                acc[2],
-                _mm256_castsi256_ps(_mm256_unpacklo_epi16(hi01, hi23)),
-            );
-            acc[3] = _mm256_add_ps(
-                acc[3],
-                _mm256_castsi256_ps(_mm256_unpackhi_epi16(hi01, hi23)),
-            );
-            nib = nib.add(BLOCK_ROWS);
-            planes = planes.add(LUT_PAIR_BYTES);
+        let full = n_pairs / 16 * 16;
+        let mut v = [_mm_setzero_si128(); 16];
+        for p0 in (0..full).step_by(16) {
+            for (vi, row) in v.iter_mut().zip(&rows) {
+                // `p0 + 16 <= n_pairs = row.len()`.
+                *vi = _mm_loadu_si128(row.as_ptr().add(p0) as *const __m128i);
+            }
+            transpose_16x16(&mut v);
+            for (j, pairs) in v.iter().enumerate() {
+                // Pair `p0 + j < n_pairs`: table bytes inside `table`.
+                add_pair(
+                    &mut acc,
+                    table.as_ptr().add((p0 + j) * LUT_PAIR_BYTES),
+                    *pairs,
+                );
+            }
+        }
+        if full < n_pairs {
+            let mut tail = [[0u8; 16]; 16];
+            for (t, row) in tail.iter_mut().zip(&rows) {
+                t[..n_pairs - full].copy_from_slice(&row[full..]);
+            }
+            for (vi, t) in v.iter_mut().zip(&tail) {
+                *vi = _mm_loadu_si128(t.as_ptr() as *const __m128i);
+            }
+            transpose_16x16(&mut v);
+            for (j, pairs) in v.iter().enumerate().take(n_pairs - full) {
+                add_pair(
+                    &mut acc,
+                    table.as_ptr().add((full + j) * LUT_PAIR_BYTES),
+                    *pairs,
+                );
+            }
         }
         let mut out = [0f32; BLOCK_ROWS];
         for (q, a) in acc.iter().enumerate() {
@@ -204,6 +259,25 @@ mod avx2 {
             _mm_storeu_ps(out[4 * q..4 * q + 4].as_mut_ptr(), rows);
         }
         out
+    }
+
+    /// See [`crate::kernels::prepared::decode_bytes_b2`]: one byte shuffle
+    /// of the codebook per byte.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn decode_bytes_b2(codebook: &[f32], bytes: &[u8], out: &mut [f32]) {
+        let cb = _mm_castps_si128(load_f32x4(codebook, 0));
+        let out = &mut out[..4 * bytes.len()];
+        for (i, &byte) in bytes.iter().enumerate() {
+            // `B2_SHUFFLES[byte]` is 16 bytes; `out[4i .. 4i + 4]` is inside `out`.
+            let pattern = _mm_loadu_si128(B2_SHUFFLES[byte as usize].as_ptr() as *const __m128i);
+            _mm_storeu_ps(
+                out.as_mut_ptr().add(4 * i),
+                _mm_castsi128_ps(_mm_shuffle_epi8(cb, pattern)),
+            );
+        }
     }
 
     /// See [`crate::kernels::prepared::decode_dot`].
