@@ -11,6 +11,7 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 
 use super::hessian::{axpy, Metric};
+use super::vector::add_assign;
 use super::kmeans::{nearest, weighted_kmeans, weighted_kmeans_1d};
 use super::rng::{rng_for, sample_indices};
 use crate::format::packed::Mode;
@@ -463,9 +464,7 @@ impl Learner {
                         for (bi, &r) in chunk.iter().enumerate() {
                             let p = self.idx[r * n_sub + s] as usize * d + a;
                             let dst = &mut sbuf[(bi * kd + p) * n_p..(bi * kd + p + 1) * n_p];
-                            for (y, x) in dst.iter_mut().zip(hrow) {
-                                *y += *x;
-                            }
+                            add_assign(dst, hrow);
                         }
                     }
                     for (bi, &r) in chunk.iter().enumerate() {
@@ -596,8 +595,71 @@ impl Learner {
         }
     }
 
+    /// Proximal mapping pass for scalar codewords (d = 1): the same moves,
+    /// in the same order and with the same arithmetic as the general
+    /// [`Self::mapping_pass`], without its per-weight candidate list and
+    /// metric dispatch (the hot loop of the learning phase).
+    fn mapping_pass_scalar_proximal(&mut self) -> f64 {
+        let (n_p, k) = (self.n_p, self.k);
+        let hdiag = self.metric.diagonal();
+        let mut total = 0f64;
+        for r in 0..self.n_out {
+            let g = self.groups[r] as usize;
+            let c = self.cb_of(g);
+            let sc = self.scales[g];
+            let cbk = &self.cb[c * k..(c + 1) * k];
+            let idx = &mut self.idx[r * n_p..(r + 1) * n_p];
+            let grow = &mut self.grad[r * n_p..(r + 1) * n_p];
+            let erow = &mut self.err[r * n_p..(r + 1) * n_p];
+            for j in 0..n_p {
+                let cur = idx[j] as usize;
+                let (g_j, h_jj) = (grow[j] as f64, hdiag[j] as f64);
+                let gain = |o: usize| -> f64 {
+                    let delta = sc * (cbk[o] - cbk[cur]);
+                    let mut dl = g_j * delta as f64;
+                    if delta != 0.0 {
+                        dl += delta as f64 * delta as f64 * h_jj;
+                    }
+                    dl
+                };
+                let mut best = (0f64, usize::MAX);
+                if cur > 0 {
+                    let dl = gain(cur - 1);
+                    if dl < best.0 {
+                        best = (dl, cur - 1);
+                    }
+                }
+                if cur + 1 < k {
+                    let dl = gain(cur + 1);
+                    if dl < best.0 {
+                        best = (dl, cur + 1);
+                    }
+                }
+                if best.1 == usize::MAX {
+                    continue;
+                }
+                let o = best.1;
+                idx[j] = o as u8;
+                total += best.0;
+                let dlt = sc * (cbk[o] - cbk[cur]);
+                erow[j] += dlt;
+                match &self.metric {
+                    Metric::Diagonal(h) => grow[j] += 2.0 * dlt * h[j],
+                    Metric::Dense { data, .. } => {
+                        axpy(grow, 2.0 * dlt, &data[j * n_p..(j + 1) * n_p])
+                    }
+                }
+            }
+        }
+        self.loss = (self.loss + total).max(0.0);
+        total
+    }
+
     /// One mapping pass over every sub-vector. Returns the loss change.
     pub fn mapping_pass(&mut self, rule: MoveRule) -> f64 {
+        if self.d == 1 && rule == MoveRule::Proximal {
+            return self.mapping_pass_scalar_proximal();
+        }
         let (n_p, d, k, n_sub) = (self.n_p, self.d, self.k, self.n_sub);
         let mut total = 0f64;
         let mut cands: Vec<usize> = Vec::with_capacity(k);

@@ -11,6 +11,7 @@ pub mod hessian;
 pub mod kmeans;
 pub mod learn;
 pub mod rng;
+pub(crate) mod vector;
 
 pub use compress::{
     compress_file, compress_matrix, CompressOptions, Control, Event, Phase, TensorReport,
