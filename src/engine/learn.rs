@@ -11,7 +11,7 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 
 use super::hessian::{axpy, Metric};
-use super::vector::add_assign;
+use super::vector::{add_assign, sub_assign};
 use super::kmeans::{nearest, weighted_kmeans, weighted_kmeans_1d};
 use super::rng::{rng_for, sample_indices};
 use crate::format::packed::Mode;
@@ -55,8 +55,8 @@ pub struct LossPoint {
 const MAX_EXACT_LS: usize = 256;
 /// Sub-vectors sampled for the k-means initialisation of one codebook.
 const MAX_KMEANS_POINTS: usize = 65_536;
-/// Largest `S = A^T H` cache (floats) kept between the least-squares pass
-/// and the refresh; above it the refresh makes a second pass over `H`.
+/// Largest `S = Aᵀ H` cache (floats, all rows) kept through the learning;
+/// above it every codebook step makes its own pass over `H`.
 const MAX_STORED_S: usize = 64 << 20;
 /// Neighbours tried by a proximal move when d > 1.
 const VECTOR_NEIGHBOURS: usize = 4;
@@ -83,6 +83,12 @@ pub(crate) struct Learner {
     pub err: Vec<f32>,
     pub grad: Vec<f32>,
     pub loss: f64,
+    /// Dense metric only: `S_r = A_rᵀ H` of every row `r` (`K*d x n_p`
+    /// blocks; `S_r[(k, a), :]` = sum of the rows `H[s*d + a, :]` over the
+    /// sub-vectors `s` of row `r` mapped to codeword `k`), built by the first
+    /// codebook step and then kept up to date by every mapping move, so
+    /// later codebook steps need no pass over `H`. Empty when not kept.
+    s_rows: Vec<f32>,
     neighbours: Vec<u8>,
     n_neigh: usize,
 }
@@ -137,6 +143,7 @@ impl Learner {
             err: vec![],
             grad: vec![],
             loss: 0.0,
+            s_rows: vec![],
             neighbours: vec![],
             n_neigh: 0,
         };
@@ -379,10 +386,12 @@ impl Learner {
         let n_cb = self.cb.len() / (self.k * self.d);
         let mut new_cb = self.cb.clone();
         let kd_all = self.k * self.d;
-        let dense = matches!(self.metric, Metric::Dense { .. });
         let store_len = self.n_out * kd_all * self.n_p;
-        let mut stored = (dense && kd_all <= MAX_EXACT_LS && store_len <= MAX_STORED_S)
-            .then(|| vec![0f32; store_len]);
+        if let Metric::Dense { data, .. } = &self.metric {
+            if self.s_rows.is_empty() && kd_all <= MAX_EXACT_LS && store_len <= MAX_STORED_S {
+                self.s_rows = self.build_s_rows(data);
+            }
+        }
         for c in 0..n_cb {
             let rows: Vec<usize> = (0..self.n_out)
                 .filter(|&r| self.cb_of(self.groups[r] as usize) == c)
@@ -393,7 +402,7 @@ impl Learner {
             let kd = self.k * self.d;
             let old = &self.cb[c * kd..(c + 1) * kd];
             let solved = if kd <= MAX_EXACT_LS {
-                self.solve_exact(&rows, old, stored.as_deref_mut())
+                self.solve_exact(&rows, old)
             } else {
                 self.solve_block_newton(&rows, old)
             };
@@ -406,8 +415,8 @@ impl Learner {
                 }
             }
         }
-        let (err, grad, loss, scales) =
-            self.evaluate(&new_cb, &self.scales, true, stored.as_deref());
+        let stored = (!self.s_rows.is_empty()).then_some(&self.s_rows[..]);
+        let (err, grad, loss, scales) = self.evaluate(&new_cb, &self.scales, true, stored);
         if loss <= self.loss {
             self.cb = new_cb;
             self.scales = scales;
@@ -424,14 +433,52 @@ impl Learner {
         }
     }
 
+    /// `S_r` of every row (see [`Learner::s_rows`]) from the current
+    /// mapping: rows in blocks of 8 so a row of `H` is reused, each `S_r`
+    /// summed over `j` in order (the same sums as the uncached path).
+    fn build_s_rows(&self, h: &[f32]) -> Vec<f32> {
+        let (n_p, d, n_sub, n_in) = (self.n_p, self.d, self.n_sub, self.n_in);
+        let kd = self.k * d;
+        let mut s_rows = vec![0f32; self.n_out * kd * n_p];
+        for (b, block) in s_rows.chunks_mut(8 * kd * n_p).enumerate() {
+            for j in 0..n_in {
+                let hrow = &h[j * n_p..(j + 1) * n_p];
+                let (s, a) = (j / d, j % d);
+                for (bi, srows) in block.chunks_exact_mut(kd * n_p).enumerate() {
+                    let r = b * 8 + bi;
+                    let p = self.idx[r * n_sub + s] as usize * d + a;
+                    add_assign(&mut srows[p * n_p..(p + 1) * n_p], hrow);
+                }
+            }
+        }
+        s_rows
+    }
+
+    /// Add row `r`'s terms of the normal equations, from its `S_r`.
+    fn add_normal_terms(&self, r: usize, srows: &[f32], m: &mut [f64], b: &mut [f64]) {
+        let (n_p, d, n_sub) = (self.n_p, self.d, self.n_sub);
+        let kd = self.k * d;
+        let sc = self.scales[self.groups[r] as usize] as f64;
+        let ids = &self.idx[r * n_sub..(r + 1) * n_sub];
+        for p in 0..kd {
+            let srow = &srows[p * n_p..(p + 1) * n_p];
+            let mrow = &mut m[p * kd..(p + 1) * kd];
+            for (s, &kk) in ids.iter().enumerate() {
+                for a2 in 0..d {
+                    mrow[kk as usize * d + a2] += sc * sc * srow[s * d + a2] as f64;
+                }
+            }
+        }
+        for (s, &kk) in ids.iter().enumerate() {
+            for a in 0..d {
+                b[kk as usize * d + a] += sc * self.wh[r * n_p + s * d + a] as f64;
+            }
+        }
+    }
+
     /// Normal equations `M c = b` over the rows of one codebook, solved with a
     /// ridge towards the old codewords (so unused codewords stay put).
-    fn solve_exact(
-        &self,
-        rows: &[usize],
-        old: &[f32],
-        mut store: Option<&mut [f32]>,
-    ) -> Option<Vec<f64>> {
+    fn solve_exact(&self, rows: &[usize], old: &[f32]) -> Option<Vec<f64>> {
         let (n_p, d, n_sub, n_in) = (self.n_p, self.d, self.n_sub, self.n_in);
         let kd = self.k * d;
         let mut m = vec![0f64; kd * kd];
@@ -451,6 +498,12 @@ impl Learner {
                     }
                 }
             }
+            Metric::Dense { .. } if !self.s_rows.is_empty() => {
+                for &r in rows {
+                    let srows = &self.s_rows[r * kd * n_p..(r + 1) * kd * n_p];
+                    self.add_normal_terms(r, srows, &mut m, &mut b);
+                }
+            }
             Metric::Dense { data: h, .. } => {
                 let block = (1 << 20) / (kd * n_p).max(1);
                 let block = block.clamp(1, 8);
@@ -468,26 +521,8 @@ impl Learner {
                         }
                     }
                     for (bi, &r) in chunk.iter().enumerate() {
-                        if let Some(st) = store.as_deref_mut() {
-                            st[r * kd * n_p..(r + 1) * kd * n_p]
-                                .copy_from_slice(&sbuf[bi * kd * n_p..(bi + 1) * kd * n_p]);
-                        }
-                        let sc = self.scales[self.groups[r] as usize] as f64;
-                        let ids = &self.idx[r * n_sub..(r + 1) * n_sub];
-                        for p in 0..kd {
-                            let srow = &sbuf[(bi * kd + p) * n_p..(bi * kd + p + 1) * n_p];
-                            let mrow = &mut m[p * kd..(p + 1) * kd];
-                            for (s, &kk) in ids.iter().enumerate() {
-                                for a2 in 0..d {
-                                    mrow[kk as usize * d + a2] += sc * sc * srow[s * d + a2] as f64;
-                                }
-                            }
-                        }
-                        for (s, &kk) in ids.iter().enumerate() {
-                            for a in 0..d {
-                                b[kk as usize * d + a] += sc * self.wh[r * n_p + s * d + a] as f64;
-                            }
-                        }
+                        let srows = &sbuf[bi * kd * n_p..(bi + 1) * kd * n_p];
+                        self.add_normal_terms(r, srows, &mut m, &mut b);
                     }
                 }
             }
@@ -557,10 +592,22 @@ impl Learner {
             for (new, old) in order.iter().enumerate() {
                 inv[*old] = new as u8;
             }
+            let n_p = self.n_p;
+            let mut old_s = vec![];
             for r in 0..self.n_out {
                 if self.cb_of(self.groups[r] as usize) == c {
                     for v in &mut self.idx[r * self.n_sub..(r + 1) * self.n_sub] {
                         *v = inv[*v as usize];
+                    }
+                    // Codeword `new` was `order[new]`: so is its S_r row (d = 1).
+                    if !self.s_rows.is_empty() {
+                        let blk = &mut self.s_rows[r * k * n_p..(r + 1) * k * n_p];
+                        old_s.clear();
+                        old_s.extend_from_slice(blk);
+                        for (new, old) in order.iter().enumerate() {
+                            blk[new * n_p..(new + 1) * n_p]
+                                .copy_from_slice(&old_s[old * n_p..(old + 1) * n_p]);
+                        }
                     }
                 }
             }
@@ -646,7 +693,13 @@ impl Learner {
                 match &self.metric {
                     Metric::Diagonal(h) => grow[j] += 2.0 * dlt * h[j],
                     Metric::Dense { data, .. } => {
-                        axpy(grow, 2.0 * dlt, &data[j * n_p..(j + 1) * n_p])
+                        let hrow = &data[j * n_p..(j + 1) * n_p];
+                        axpy(grow, 2.0 * dlt, hrow);
+                        if !self.s_rows.is_empty() {
+                            let srows = &mut self.s_rows[r * k * n_p..(r + 1) * k * n_p];
+                            sub_assign(&mut srows[cur * n_p..(cur + 1) * n_p], hrow);
+                            add_assign(&mut srows[o * n_p..(o + 1) * n_p], hrow);
+                        }
                     }
                 }
             }
@@ -724,7 +777,15 @@ impl Learner {
                     match &self.metric {
                         Metric::Diagonal(h) => grow[j] += 2.0 * dlt * h[j],
                         Metric::Dense { data, .. } => {
-                            axpy(grow, 2.0 * dlt, &data[j * n_p..(j + 1) * n_p])
+                            let hrow = &data[j * n_p..(j + 1) * n_p];
+                            axpy(grow, 2.0 * dlt, hrow);
+                            if !self.s_rows.is_empty() {
+                                let kd = k * d;
+                                let srows = &mut self.s_rows[r * kd * n_p..(r + 1) * kd * n_p];
+                                let (from, to) = (cur * d + a, o * d + a);
+                                sub_assign(&mut srows[from * n_p..(from + 1) * n_p], hrow);
+                                add_assign(&mut srows[to * n_p..(to + 1) * n_p], hrow);
+                            }
                         }
                     }
                 }
@@ -840,4 +901,68 @@ pub(crate) fn cholesky_solve(m: &mut [f64], b: &mut [f64], n: usize) -> bool {
         b[i] = t / m[i * n + i];
     }
     b.iter().all(|v| v.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::hessian::Hessian;
+
+    /// A dense `H = XᵀX/n + damping` and a weight with planted structure.
+    fn problem(n_out: usize, n_in: usize) -> (Vec<f32>, Hessian) {
+        let mut s = 12345u64;
+        let mut next = || {
+            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let w: Vec<f32> = (0..n_out * n_in).map(|_| next()).collect();
+        let n = 4 * n_in;
+        let x: Vec<f32> = (0..n * n_in).map(|_| next()).collect();
+        let mut h = vec![0f32; n_in * n_in];
+        for t in 0..n {
+            let xt = &x[t * n_in..(t + 1) * n_in];
+            for i in 0..n_in {
+                for j in 0..n_in {
+                    h[i * n_in + j] += xt[i] * xt[j] / n as f32;
+                }
+            }
+        }
+        let shape = [n_in, n_in];
+        (w, Hessian::from_calibration("t", n_in, &shape, h, 0.01).unwrap())
+    }
+
+    /// The cached `S_r = A_rᵀ H`, updated move by move through the mapping
+    /// passes, stays equal (to float rounding) to `S_r` rebuilt from the
+    /// final mapping, for scalar and vector codewords.
+    #[test]
+    fn kept_s_rows_follow_the_mapping() {
+        for (d, bits) in [(1usize, 2u8), (2, 3)] {
+            let (n_out, n_in) = (24, 40);
+            let (w, h) = problem(n_out, n_in);
+            let metric = h.padded(n_in.div_ceil(d) * d);
+            let groups: Vec<u8> = (0..n_out).map(|r| (r % 3) as u8).collect();
+            let mut l = Learner::init(
+                &w, n_out, n_in, metric, d, bits, Mode::Codebook, groups, 3, 7, "t",
+            );
+            let start = l.loss;
+            let mut moved = 0.0;
+            for _ in 0..4 {
+                l.codebook_step();
+                assert!(!l.s_rows.is_empty(), "d={d}: S kept");
+                moved += l.mapping_pass(MoveRule::Proximal);
+            }
+            assert!(moved < 0.0 && l.loss < start, "d={d}: learning moved nothing");
+            let Metric::Dense { data, .. } = &l.metric else {
+                unreachable!()
+            };
+            let fresh = l.build_s_rows(data);
+            let scale = fresh.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = l
+                .s_rows
+                .iter()
+                .zip(&fresh)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(worst <= 1e-5 * scale, "d={d}: drift {worst} vs scale {scale}");
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! Element-wise f32 kernels of the learning loops: `y += a x` and `y += x`.
+//! Element-wise f32 kernels of the learning loops: `y += a x`, `y += x` and
+//! `y -= x`.
 //!
 //! Each output element gets exactly one rounded multiply and one rounded add
 //! (no fused multiply-add, no reassociation), so the SIMD128 versions give
@@ -34,6 +35,19 @@ pub(crate) fn add_assign(y: &mut [f32], x: &[f32]) {
     }
 }
 
+/// `y -= x` (over the shorter of the two).
+#[inline]
+pub(crate) fn sub_assign(y: &mut [f32], x: &[f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd128::sub_assign(y, x)
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        scalar::sub_assign(y, x)
+    }
+}
+
 /// The reference versions.
 pub(crate) mod scalar {
     /// `y += a * x`.
@@ -51,12 +65,22 @@ pub(crate) mod scalar {
             *y += *x;
         }
     }
+
+    /// `y -= x`.
+    #[inline]
+    pub(crate) fn sub_assign(y: &mut [f32], x: &[f32]) {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y -= *x;
+        }
+    }
 }
 
 /// Explicit SIMD128 versions: 16 floats (four `v128`) per iteration.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub(crate) mod simd128 {
-    use core::arch::wasm32::{f32x4_add, f32x4_mul, f32x4_splat, v128, v128_load, v128_store};
+    use core::arch::wasm32::{
+        f32x4_add, f32x4_mul, f32x4_splat, f32x4_sub, v128, v128_load, v128_store,
+    };
 
     /// `y += a * x`.
     #[inline]
@@ -83,11 +107,10 @@ pub(crate) mod simd128 {
         super::scalar::axpy(&mut y[main..], a, &x[main..]);
     }
 
-    /// `y += x`.
-    #[inline]
-    pub(crate) fn add_assign(y: &mut [f32], x: &[f32]) {
+    /// `y = op(y, x)` element-wise, 16 floats per iteration.
+    #[inline(always)]
+    fn zip_with(y: &mut [f32], x: &[f32], op: impl Fn(v128, v128) -> v128) -> usize {
         let n = y.len().min(x.len());
-        let (y, x) = (&mut y[..n], &x[..n]);
         let main = n - n % 16;
         let (yp, xp) = (y.as_mut_ptr(), x.as_ptr());
         let mut i = 0;
@@ -98,12 +121,28 @@ pub(crate) mod simd128 {
                     let o = i + 4 * u;
                     let yv = v128_load(yp.add(o) as *const v128);
                     let xv = v128_load(xp.add(o) as *const v128);
-                    v128_store(yp.add(o) as *mut v128, f32x4_add(yv, xv));
+                    v128_store(yp.add(o) as *mut v128, op(yv, xv));
                 }
             }
             i += 16;
         }
-        super::scalar::add_assign(&mut y[main..], &x[main..]);
+        main
+    }
+
+    /// `y += x`.
+    #[inline]
+    pub(crate) fn add_assign(y: &mut [f32], x: &[f32]) {
+        let n = y.len().min(x.len());
+        let main = zip_with(y, x, f32x4_add);
+        super::scalar::add_assign(&mut y[main..n], &x[main..n]);
+    }
+
+    /// `y -= x`.
+    #[inline]
+    pub(crate) fn sub_assign(y: &mut [f32], x: &[f32]) {
+        let n = y.len().min(x.len());
+        let main = zip_with(y, x, f32x4_sub);
+        super::scalar::sub_assign(&mut y[main..n], &x[main..n]);
     }
 }
 
@@ -138,13 +177,21 @@ mod tests {
                 b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 "axpy n={n}"
             );
-            let (mut a, mut b) = (y0.clone(), y0);
+            let (mut a, mut b) = (y0.clone(), y0.clone());
             add_assign(&mut a, &x);
             scalar::add_assign(&mut b, &x);
             assert_eq!(
                 a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 "add n={n}"
+            );
+            let (mut a, mut b) = (y0.clone(), y0);
+            sub_assign(&mut a, &x);
+            scalar::sub_assign(&mut b, &x);
+            assert_eq!(
+                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "sub n={n}"
             );
         }
         // Unequal lengths: only the common prefix changes.
