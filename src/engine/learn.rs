@@ -74,6 +74,7 @@ pub(crate) struct Learner {
     pub mode: Mode,
     pub n_groups: usize,
     pub w: Vec<f32>,
+    /// `W H` (dense metric only; empty for a diagonal one).
     pub wh: Vec<f32>,
     pub metric: Metric,
     pub groups: Vec<u8>,
@@ -120,8 +121,16 @@ impl Learner {
         for r in 0..n_out {
             wp[r * n_p..r * n_p + n_in].copy_from_slice(&w[r * n_in..(r + 1) * n_in]);
         }
-        let mut wh = vec![0f32; n_out * n_p];
-        metric.rows_times(&wp, &mut wh, n_p);
+        // `W H`: kept for a dense metric only; a diagonal one recomputes
+        // `w * h` where needed (4 bytes per weight less).
+        let wh = match &metric {
+            Metric::Dense { .. } => {
+                let mut wh = vec![0f32; n_out * n_p];
+                metric.rows_times(&wp, &mut wh, n_p);
+                wh
+            }
+            Metric::Diagonal(_) => vec![],
+        };
         let hdiag = metric.diagonal();
         let n_cb = if mode == Mode::Codebook { n_groups } else { 1 };
         let mut me = Learner {
@@ -220,10 +229,8 @@ impl Learner {
                 };
             }
         }
-        let (err, grad, loss, _) = me.evaluate(&me.cb, &me.scales, false, None);
-        me.err = err;
-        me.grad = grad;
-        me.loss = loss;
+        let ev = me.evaluate(&me.cb, &me.scales, false, None);
+        me.adopt(ev);
         if d == 1 && matches!(me.metric, Metric::Dense { .. }) {
             me.error_feedback_remap();
         }
@@ -281,11 +288,9 @@ impl Learner {
                 self.idx[r * self.n_sub + j] = best.1;
             }
         }
-        let (err, grad, loss, _) = self.evaluate(&self.cb, &self.scales, false, None);
-        if loss < self.loss {
-            self.err = err;
-            self.grad = grad;
-            self.loss = loss;
+        let ev = self.evaluate(&self.cb, &self.scales, false, None);
+        if ev.loss < self.loss {
+            self.adopt(ev);
         } else {
             self.idx = old_idx;
         }
@@ -300,16 +305,124 @@ impl Learner {
         }
     }
 
-    /// Error, gradient and loss for codebooks `cb` and scales `scales` with
-    /// the current mapping; with `fit_scales`, the scales are first refitted
-    /// by least squares (scale mode). Returns the scales used.
+    /// Make an evaluation of the current codebooks and mapping the state:
+    /// its loss and scales, and its error and gradient (recomputed in place
+    /// for a diagonal metric). `self.cb` must hold the evaluated codebooks.
+    fn adopt(&mut self, ev: Evaluation) {
+        self.loss = ev.loss;
+        self.scales = ev.scales;
+        match ev.err_grad {
+            Some((err, grad)) => {
+                self.err = err;
+                self.grad = grad;
+            }
+            None => self.fill_err_grad_diagonal(),
+        }
+    }
+
+    /// `E = s Ŵ - W` and `G = 2 (s Ŵ h - W h)` for a diagonal metric `h`,
+    /// written into the state's buffers (the same arithmetic as
+    /// [`Self::evaluate`]'s dense path, so the same bits).
+    fn fill_err_grad_diagonal(&mut self) {
+        let Metric::Diagonal(h) = &self.metric else {
+            return;
+        };
+        let (n_p, d, k, n_sub) = (self.n_p, self.d, self.k, self.n_sub);
+        self.err.resize(self.n_out * n_p, 0.0);
+        self.grad.resize(self.n_out * n_p, 0.0);
+        for r in 0..self.n_out {
+            let g = self.groups[r] as usize;
+            let c = self.cb_of(g);
+            let sc = self.scales[g];
+            let cbk = &self.cb[c * k * d..(c + 1) * k * d];
+            let ids = &self.idx[r * n_sub..(r + 1) * n_sub];
+            let wr = &self.w[r * n_p..(r + 1) * n_p];
+            let er = &mut self.err[r * n_p..(r + 1) * n_p];
+            let gr = &mut self.grad[r * n_p..(r + 1) * n_p];
+            for (s, &kk) in ids.iter().enumerate() {
+                for a in 0..d {
+                    let j = s * d + a;
+                    let v = cbk[kk as usize * d + a];
+                    er[j] = sc * v - wr[j];
+                    gr[j] = 2.0 * (sc * (v * h[j]) - wr[j] * h[j]);
+                }
+            }
+        }
+    }
+
+    /// Loss (and refitted scales) of a diagonal metric without materialising
+    /// `Ŵ`, `E` or `G`: the arithmetic of the dense path, element by element.
+    fn evaluate_diagonal(
+        &self,
+        h: &[f32],
+        cb: &[f32],
+        scales: &[f32],
+        fit_scales: bool,
+    ) -> Evaluation {
+        let (n_p, d, k, n_sub) = (self.n_p, self.d, self.k, self.n_sub);
+        let code = |r: usize, j: usize| -> f32 {
+            let c = self.cb_of(self.groups[r] as usize);
+            cb[c * k * d + self.idx[r * n_sub + j / d] as usize * d + j % d]
+        };
+        let mut scales = scales.to_vec();
+        if fit_scales && self.mode == Mode::Scale {
+            let mut num = vec![0f64; self.n_groups];
+            let mut den = vec![0f64; self.n_groups];
+            for r in 0..self.n_out {
+                let g = self.groups[r] as usize;
+                let wr = &self.w[r * n_p..(r + 1) * n_p];
+                num[g] += (0..n_p)
+                    .map(|j| (code(r, j) * h[j]) as f64 * wr[j] as f64)
+                    .sum::<f64>();
+                den[g] += (0..n_p)
+                    .map(|j| {
+                        let v = code(r, j);
+                        (v * h[j]) as f64 * v as f64
+                    })
+                    .sum::<f64>();
+            }
+            refit_scales(&mut scales, &num, &den);
+        }
+        let mut loss = 0f64;
+        for r in 0..self.n_out {
+            let g = self.groups[r] as usize;
+            let sc = scales[g];
+            let cbk = &cb[self.cb_of(g) * k * d..(self.cb_of(g) + 1) * k * d];
+            let ids = &self.idx[r * n_sub..(r + 1) * n_sub];
+            let wr = &self.w[r * n_p..(r + 1) * n_p];
+            let mut lr = 0f64;
+            for (s, &kk) in ids.iter().enumerate() {
+                for a in 0..d {
+                    let j = s * d + a;
+                    let v = cbk[kk as usize * d + a];
+                    let e = sc * v - wr[j];
+                    let gj = 2.0 * (sc * (v * h[j]) - wr[j] * h[j]);
+                    lr += e as f64 * gj as f64;
+                }
+            }
+            loss += 0.5 * lr;
+        }
+        Evaluation {
+            loss: loss.max(0.0),
+            scales,
+            err_grad: None,
+        }
+    }
+
+    /// Loss for codebooks `cb` and scales `scales` with the current mapping;
+    /// with `fit_scales`, the scales are first refitted by least squares
+    /// (scale mode). A dense metric also returns the error and gradient it
+    /// computed on the way; `stored` is [`Self::s_rows`] when kept.
     fn evaluate(
         &self,
         cb: &[f32],
         scales: &[f32],
         fit_scales: bool,
         stored: Option<&[f32]>,
-    ) -> (Vec<f32>, Vec<f32>, f64, Vec<f32>) {
+    ) -> Evaluation {
+        if let Metric::Diagonal(h) = &self.metric {
+            return self.evaluate_diagonal(h, cb, scales, fit_scales);
+        }
         let (n_p, d, k, n_sub) = (self.n_p, self.d, self.k, self.n_sub);
         let mut v = vec![0f32; self.n_out * n_p];
         for r in 0..self.n_out {
@@ -354,14 +467,7 @@ impl Learner {
                 num[g] += dot64(ur, wr);
                 den[g] += dot64(ur, vr);
             }
-            for g in 0..self.n_groups {
-                if den[g] > 0.0 {
-                    let s = round16((num[g] / den[g]) as f32);
-                    if s.is_finite() && s != 0.0 {
-                        scales[g] = s;
-                    }
-                }
-            }
+            refit_scales(&mut scales, &num, &den);
         }
         let mut loss = 0f64;
         for r in 0..self.n_out {
@@ -377,7 +483,11 @@ impl Learner {
             }
             loss += 0.5 * lr;
         }
-        (v, u, loss.max(0.0), scales)
+        Evaluation {
+            loss: loss.max(0.0),
+            scales,
+            err_grad: Some((v, u)),
+        }
     }
 
     /// Exact least-squares codebook step (and scale refit). Returns whether
@@ -416,13 +526,10 @@ impl Learner {
             }
         }
         let stored = (!self.s_rows.is_empty()).then_some(&self.s_rows[..]);
-        let (err, grad, loss, scales) = self.evaluate(&new_cb, &self.scales, true, stored);
-        if loss <= self.loss {
+        let ev = self.evaluate(&new_cb, &self.scales, true, stored);
+        if ev.loss <= self.loss {
             self.cb = new_cb;
-            self.scales = scales;
-            self.err = err;
-            self.grad = grad;
-            self.loss = loss;
+            self.adopt(ev);
             if self.d == 1 {
                 self.sort_codebooks();
             }
@@ -493,7 +600,7 @@ impl Learner {
                             let j = s * d + a;
                             let p = kk * d + a;
                             m[p * kd + p] += sc * sc * h[j] as f64;
-                            b[p] += sc * self.wh[r * n_p + j] as f64;
+                            b[p] += sc * (self.w[r * n_p + j] * h[j]) as f64;
                         }
                     }
                 }
@@ -841,7 +948,37 @@ impl Learner {
 
     /// `sum_r w_r^T H w_r`, the loss of predicting zero.
     pub fn reference_loss(&self) -> f64 {
-        dot64(&self.w, &self.wh)
+        match &self.metric {
+            Metric::Dense { .. } => dot64(&self.w, &self.wh),
+            Metric::Diagonal(h) => self
+                .w
+                .iter()
+                .enumerate()
+                .map(|(i, x)| *x as f64 * (*x * h[i % self.n_p]) as f64)
+                .sum(),
+        }
+    }
+}
+
+/// What [`Learner::evaluate`] found.
+struct Evaluation {
+    loss: f64,
+    scales: Vec<f32>,
+    /// Dense metric: the error `E` and gradient `G`. Diagonal: `None`
+    /// ([`Learner::adopt`] recomputes them in place).
+    err_grad: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Least-squares group scales `num / den`, rounded to f16; a group keeps its
+/// scale when the fit is degenerate.
+fn refit_scales(scales: &mut [f32], num: &[f64], den: &[f64]) {
+    for g in 0..scales.len() {
+        if den[g] > 0.0 {
+            let s = round16((num[g] / den[g]) as f32);
+            if s.is_finite() && s != 0.0 {
+                scales[g] = s;
+            }
+        }
     }
 }
 

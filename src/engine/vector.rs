@@ -133,7 +133,7 @@ pub(crate) mod simd128 {
     #[inline]
     pub(crate) fn add_assign(y: &mut [f32], x: &[f32]) {
         let n = y.len().min(x.len());
-        let main = zip_with(y, x, f32x4_add);
+        let main = zip_with(y, x, |a, b| f32x4_add(a, b));
         super::scalar::add_assign(&mut y[main..n], &x[main..n]);
     }
 
@@ -141,7 +141,7 @@ pub(crate) mod simd128 {
     #[inline]
     pub(crate) fn sub_assign(y: &mut [f32], x: &[f32]) {
         let n = y.len().min(x.len());
-        let main = zip_with(y, x, f32x4_sub);
+        let main = zip_with(y, x, |a, b| f32x4_sub(a, b));
         super::scalar::sub_assign(&mut y[main..n], &x[main..n]);
     }
 }
