@@ -69,7 +69,7 @@ for c in $cases; do
   if [ "$c" = calib ]; then calib_args=(--calib "$H"); hfile=$H; fi
   common=(compress "$model" --bits "$bits" --tensors "$regex" --json "${calib_args[@]}")
   echo "## H = $([ "$c" = calib ] && echo 'calibration (dense XᵀX/n)' || echo I)" >&2
-  run "$c-cli" nice -n 0 "$jlcm" "${common[@]}" -o "$out/$c-native.safetensors"
+  run "$c-cli" "$jlcm" "${common[@]}" -o "$out/$c-native.safetensors"
   RAYON_NUM_THREADS=1 run "$c-cli1" "$jlcm" "${common[@]}" -o "$out/$c-native1.safetensors"
   run "$c-phases" "$phases" "$model" "$regex" "$hfile" "$bits"
   run "$c-node" node scripts/bench-engine-wasm.mjs "$pkg" "$model" "$out/$c-wasm.safetensors" "$regex" "$hfile" "$bits"
