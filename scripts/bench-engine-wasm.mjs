@@ -10,7 +10,8 @@
 // Prints one JSON object on stdout: wall and CPU seconds of the compression
 // (file reading and writing excluded), summed final losses, and CPU seconds
 // per phase from the progress events (grouping, init = k-means + initial
-// mapping, codebook steps, mapping passes, packing).
+// mapping, codebook steps, mapping passes, packing), and the size of the
+// wasm memory at the end (it never shrinks: the module's peak heap).
 import { readFileSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { pathToFileURL } from "node:url";
@@ -22,7 +23,7 @@ if (!outPath || !pattern) {
   process.exit(2);
 }
 const jlcm = await import(pathToFileURL(`${pkgDir}/jlcm.js`).href);
-jlcm.initSync({ module: readFileSync(`${pkgDir}/jlcm_bg.wasm`) });
+const wasm = jlcm.initSync({ module: readFileSync(`${pkgDir}/jlcm_bg.wasm`) });
 if (!jlcm.simd128Enabled()) throw new Error("this wasm build has no SIMD128");
 
 const model = readFileSync(modelPath);
@@ -98,5 +99,7 @@ console.log(
     loss_sum: lossSum,
     phases_s: phases,
     sha256: createHash("sha256").update(out).digest("hex"),
+    // Linear memory never shrinks: its size is the module's peak heap.
+    wasm_memory_mb: +(wasm.memory.buffer.byteLength / 2 ** 20).toFixed(1),
   }),
 );

@@ -11,9 +11,9 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 
 use super::hessian::{axpy, Metric};
-use super::vector::{add_assign, sub_assign};
 use super::kmeans::{nearest, weighted_kmeans, weighted_kmeans_1d};
 use super::rng::{rng_for, sample_indices};
+use super::vector::{add_assign, sub_assign};
 use crate::format::packed::Mode;
 
 /// Which codewords a mapping may move to in one step.
@@ -99,10 +99,11 @@ fn round16(x: f32) -> f32 {
 }
 
 impl Learner {
-    /// Set up with padded weights, grouping and the k-means initialisation.
+    /// Set up with padded weights (`w` itself when `n_in` is a multiple of
+    /// `d`), grouping and the k-means initialisation.
     #[allow(clippy::too_many_arguments)]
     pub fn init(
-        w: &[f32],
+        w: Vec<f32>,
         n_out: usize,
         n_in: usize,
         metric: Metric,
@@ -117,10 +118,15 @@ impl Learner {
         let n_sub = n_in.div_ceil(d);
         let n_p = n_sub * d;
         let k = 1usize << bits;
-        let mut wp = vec![0f32; n_out * n_p];
-        for r in 0..n_out {
-            wp[r * n_p..r * n_p + n_in].copy_from_slice(&w[r * n_in..(r + 1) * n_in]);
-        }
+        let wp = if n_p == n_in {
+            w
+        } else {
+            let mut wp = vec![0f32; n_out * n_p];
+            for r in 0..n_out {
+                wp[r * n_p..r * n_p + n_in].copy_from_slice(&w[r * n_in..(r + 1) * n_in]);
+            }
+            wp
+        };
         // `W H`: kept for a dense metric only; a diagonal one recomputes
         // `w * h` where needed (4 bytes per weight less).
         let wh = match &metric {
@@ -1049,7 +1055,9 @@ mod tests {
     fn problem(n_out: usize, n_in: usize) -> (Vec<f32>, Hessian) {
         let mut s = 12345u64;
         let mut next = || {
-            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         };
         let w: Vec<f32> = (0..n_out * n_in).map(|_| next()).collect();
@@ -1065,7 +1073,10 @@ mod tests {
             }
         }
         let shape = [n_in, n_in];
-        (w, Hessian::from_calibration("t", n_in, &shape, h, 0.01).unwrap())
+        (
+            w,
+            Hessian::from_calibration("t", n_in, &shape, h, 0.01).unwrap(),
+        )
     }
 
     /// The cached `S_r = A_rᵀ H`, updated move by move through the mapping
@@ -1079,7 +1090,17 @@ mod tests {
             let metric = h.padded(n_in.div_ceil(d) * d);
             let groups: Vec<u8> = (0..n_out).map(|r| (r % 3) as u8).collect();
             let mut l = Learner::init(
-                &w, n_out, n_in, metric, d, bits, Mode::Codebook, groups, 3, 7, "t",
+                w,
+                n_out,
+                n_in,
+                metric,
+                d,
+                bits,
+                Mode::Codebook,
+                groups,
+                3,
+                7,
+                "t",
             );
             let start = l.loss;
             let mut moved = 0.0;
@@ -1088,7 +1109,10 @@ mod tests {
                 assert!(!l.s_rows.is_empty(), "d={d}: S kept");
                 moved += l.mapping_pass(MoveRule::Proximal);
             }
-            assert!(moved < 0.0 && l.loss < start, "d={d}: learning moved nothing");
+            assert!(
+                moved < 0.0 && l.loss < start,
+                "d={d}: learning moved nothing"
+            );
             let Metric::Dense { data, .. } = &l.metric else {
                 unreachable!()
             };
@@ -1099,7 +1123,10 @@ mod tests {
                 .iter()
                 .zip(&fresh)
                 .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-            assert!(worst <= 1e-5 * scale, "d={d}: drift {worst} vs scale {scale}");
+            assert!(
+                worst <= 1e-5 * scale,
+                "d={d}: drift {worst} vs scale {scale}"
+            );
         }
     }
 }

@@ -14,7 +14,8 @@ pub mod rng;
 pub(crate) mod vector;
 
 pub use compress::{
-    compress_file, compress_matrix, CompressOptions, Control, Event, Phase, TensorReport,
+    compress_file, compress_matrix, compress_matrix_owned, CompressOptions, Control, Event, Phase,
+    TensorReport,
 };
 pub use error::{EngineError, Result};
 pub use hessian::Hessian;

@@ -431,6 +431,9 @@ mod tests {
         let want: f64 = neg.iter().zip(&zeros).map(|(a, b)| a * b).sum();
         assert_eq!(got[0].to_bits(), want.to_bits());
         let empty: f64 = [0f64; 0].iter().sum();
-        assert_eq!(dot4(&[], [&[], &[], &[], &[]])[0].to_bits(), empty.to_bits());
+        assert_eq!(
+            dot4(&[], [&[], &[], &[], &[]])[0].to_bits(),
+            empty.to_bits()
+        );
     }
 }
