@@ -149,6 +149,10 @@ pub(crate) mod simd128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // In wasm (`wasm-pack test --node -- --lib`) this checks the SIMD128
+    // versions against the scalar ones.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
