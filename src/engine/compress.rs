@@ -158,12 +158,41 @@ pub struct TensorReport {
 }
 
 /// Compress one matrix `w` (`n_out x n_in`, row-major) under metric `h`.
+/// Copies `w` once; [`compress_matrix_owned`] takes it instead.
 #[allow(clippy::too_many_arguments)]
 pub fn compress_matrix(
     name: &str,
     dtype: Dtype,
     shape: &[usize],
     w: &[f32],
+    n_out: usize,
+    n_in: usize,
+    h: &Hessian,
+    opts: &CompressOptions,
+    observer: &mut dyn FnMut(&Event) -> Control,
+) -> Result<(PackedTensor, TensorReport)> {
+    compress_matrix_owned(
+        name,
+        dtype,
+        shape,
+        w.to_vec(),
+        n_out,
+        n_in,
+        h,
+        opts,
+        observer,
+    )
+}
+
+/// [`compress_matrix`] taking the weights by value: the engine works in
+/// them (when `n_in` is a multiple of the codeword dimension), so the
+/// caller's copy is not held twice — 4 bytes per weight less at the peak.
+#[allow(clippy::too_many_arguments)]
+pub fn compress_matrix_owned(
+    name: &str,
+    dtype: Dtype,
+    shape: &[usize],
+    w: Vec<f32>,
     n_out: usize,
     n_in: usize,
     h: &Hessian,
@@ -187,7 +216,7 @@ pub fn compress_matrix(
             problem: format!("H is {0} x {0}, the weight has {n_in} columns", h.n()),
         });
     }
-    st::check_finite(name, w)?;
+    st::check_finite(name, &w)?;
     let mut emit = |e: Event| -> Result<()> {
         match observer(&e) {
             Control::Continue => Ok(()),
@@ -203,7 +232,7 @@ pub fn compress_matrix(
     let metric = h.padded(n_p);
     let hdiag = metric.diagonal();
     let mut rng = rng_for(opts.seed, name, u64::MAX);
-    let (groups, n_groups) = group_rows(w, n_out, n_in, &hdiag, opts.groups as usize, &mut rng);
+    let (groups, n_groups) = group_rows(&w, n_out, n_in, &hdiag, opts.groups as usize, &mut rng);
     emit(Event::Phase {
         tensor: name,
         phase: Phase::Init,
@@ -276,7 +305,7 @@ pub fn compress_matrix(
     for r in 0..n_out {
         let er = learner.err_row(r);
         e2 += er.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
-        w2 += w[r * n_in..(r + 1) * n_in]
+        w2 += learner.w[r * learner.n_p..r * learner.n_p + n_in]
             .iter()
             .map(|v| (*v as f64).powi(2))
             .sum::<f64>();
@@ -355,8 +384,8 @@ pub fn compress_file(
             let (n_out, n_in) = t.matrix_shape().unwrap_or((0, 0));
             let w = st::to_f32(t, raw)?;
             let h = hessian_for(&t.name, n_in, calib, opts.damping)?;
-            let (p, rep) = compress_matrix(
-                &t.name, t.dtype, &t.shape, &w, n_out, n_in, &h, opts, observer,
+            let (p, rep) = compress_matrix_owned(
+                &t.name, t.dtype, &t.shape, w, n_out, n_in, &h, opts, observer,
             )?;
             entries.push(PackedEntry::Packed(p));
             reports.push(rep);

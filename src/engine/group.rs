@@ -29,7 +29,8 @@ pub fn row_descriptors(w: &[f32], n_out: usize, n_in: usize, hdiag: &[f32]) -> V
             / hsum;
         let rms = libm::sqrt(ms).max(1e-20);
         sorted.copy_from_slice(row);
-        sorted.sort_by(|a, b| a.total_cmp(b));
+        // Values equal under total_cmp are bit-identical: unstable is exact.
+        sorted.sort_unstable_by(|a, b| a.total_cmp(b));
         out.push(libm::log(rms) as f32);
         for q in 0..QUANTILES {
             let pos = ((q as f64 + 0.5) / QUANTILES as f64 * (n_in - 1) as f64).round() as usize;

@@ -182,10 +182,4 @@ impl Metric {
     }
 }
 
-/// `y += a * x`.
-#[inline]
-pub(crate) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * *x;
-    }
-}
+pub(crate) use super::vector::axpy;

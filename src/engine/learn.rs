@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::hessian::{axpy, Metric};
 use super::kmeans::{nearest, weighted_kmeans, weighted_kmeans_1d};
 use super::rng::{rng_for, sample_indices};
+use super::vector::{add_assign, sub_assign};
 use crate::format::packed::Mode;
 
 /// Which codewords a mapping may move to in one step.
@@ -54,8 +55,8 @@ pub struct LossPoint {
 const MAX_EXACT_LS: usize = 256;
 /// Sub-vectors sampled for the k-means initialisation of one codebook.
 const MAX_KMEANS_POINTS: usize = 65_536;
-/// Largest `S = A^T H` cache (floats) kept between the least-squares pass
-/// and the refresh; above it the refresh makes a second pass over `H`.
+/// Largest `S = Aᵀ H` cache (floats, all rows) kept through the learning;
+/// above it every codebook step makes its own pass over `H`.
 const MAX_STORED_S: usize = 64 << 20;
 /// Neighbours tried by a proximal move when d > 1.
 const VECTOR_NEIGHBOURS: usize = 4;
@@ -73,6 +74,7 @@ pub(crate) struct Learner {
     pub mode: Mode,
     pub n_groups: usize,
     pub w: Vec<f32>,
+    /// `W H` (dense metric only; empty for a diagonal one).
     pub wh: Vec<f32>,
     pub metric: Metric,
     pub groups: Vec<u8>,
@@ -82,6 +84,12 @@ pub(crate) struct Learner {
     pub err: Vec<f32>,
     pub grad: Vec<f32>,
     pub loss: f64,
+    /// Dense metric only: `S_r = A_rᵀ H` of every row `r` (`K*d x n_p`
+    /// blocks; `S_r[(k, a), :]` = sum of the rows `H[s*d + a, :]` over the
+    /// sub-vectors `s` of row `r` mapped to codeword `k`), built by the first
+    /// codebook step and then kept up to date by every mapping move, so
+    /// later codebook steps need no pass over `H`. Empty when not kept.
+    s_rows: Vec<f32>,
     neighbours: Vec<u8>,
     n_neigh: usize,
 }
@@ -91,10 +99,11 @@ fn round16(x: f32) -> f32 {
 }
 
 impl Learner {
-    /// Set up with padded weights, grouping and the k-means initialisation.
+    /// Set up with padded weights (`w` itself when `n_in` is a multiple of
+    /// `d`), grouping and the k-means initialisation.
     #[allow(clippy::too_many_arguments)]
     pub fn init(
-        w: &[f32],
+        w: Vec<f32>,
         n_out: usize,
         n_in: usize,
         metric: Metric,
@@ -109,12 +118,25 @@ impl Learner {
         let n_sub = n_in.div_ceil(d);
         let n_p = n_sub * d;
         let k = 1usize << bits;
-        let mut wp = vec![0f32; n_out * n_p];
-        for r in 0..n_out {
-            wp[r * n_p..r * n_p + n_in].copy_from_slice(&w[r * n_in..(r + 1) * n_in]);
-        }
-        let mut wh = vec![0f32; n_out * n_p];
-        metric.rows_times(&wp, &mut wh, n_p);
+        let wp = if n_p == n_in {
+            w
+        } else {
+            let mut wp = vec![0f32; n_out * n_p];
+            for r in 0..n_out {
+                wp[r * n_p..r * n_p + n_in].copy_from_slice(&w[r * n_in..(r + 1) * n_in]);
+            }
+            wp
+        };
+        // `W H`: kept for a dense metric only; a diagonal one recomputes
+        // `w * h` where needed (4 bytes per weight less).
+        let wh = match &metric {
+            Metric::Dense { .. } => {
+                let mut wh = vec![0f32; n_out * n_p];
+                metric.rows_times(&wp, &mut wh, n_p);
+                wh
+            }
+            Metric::Diagonal(_) => vec![],
+        };
         let hdiag = metric.diagonal();
         let n_cb = if mode == Mode::Codebook { n_groups } else { 1 };
         let mut me = Learner {
@@ -136,6 +158,7 @@ impl Learner {
             err: vec![],
             grad: vec![],
             loss: 0.0,
+            s_rows: vec![],
             neighbours: vec![],
             n_neigh: 0,
         };
@@ -212,10 +235,8 @@ impl Learner {
                 };
             }
         }
-        let (err, grad, loss, _) = me.evaluate(&me.cb, &me.scales, false, None);
-        me.err = err;
-        me.grad = grad;
-        me.loss = loss;
+        let ev = me.evaluate(&me.cb, &me.scales, false, None);
+        me.adopt(ev);
         if d == 1 && matches!(me.metric, Metric::Dense { .. }) {
             me.error_feedback_remap();
         }
@@ -273,11 +294,9 @@ impl Learner {
                 self.idx[r * self.n_sub + j] = best.1;
             }
         }
-        let (err, grad, loss, _) = self.evaluate(&self.cb, &self.scales, false, None);
-        if loss < self.loss {
-            self.err = err;
-            self.grad = grad;
-            self.loss = loss;
+        let ev = self.evaluate(&self.cb, &self.scales, false, None);
+        if ev.loss < self.loss {
+            self.adopt(ev);
         } else {
             self.idx = old_idx;
         }
@@ -292,16 +311,124 @@ impl Learner {
         }
     }
 
-    /// Error, gradient and loss for codebooks `cb` and scales `scales` with
-    /// the current mapping; with `fit_scales`, the scales are first refitted
-    /// by least squares (scale mode). Returns the scales used.
+    /// Make an evaluation of the current codebooks and mapping the state:
+    /// its loss and scales, and its error and gradient (recomputed in place
+    /// for a diagonal metric). `self.cb` must hold the evaluated codebooks.
+    fn adopt(&mut self, ev: Evaluation) {
+        self.loss = ev.loss;
+        self.scales = ev.scales;
+        match ev.err_grad {
+            Some((err, grad)) => {
+                self.err = err;
+                self.grad = grad;
+            }
+            None => self.fill_err_grad_diagonal(),
+        }
+    }
+
+    /// `E = s Ŵ - W` and `G = 2 (s Ŵ h - W h)` for a diagonal metric `h`,
+    /// written into the state's buffers (the same arithmetic as
+    /// [`Self::evaluate`]'s dense path, so the same bits).
+    fn fill_err_grad_diagonal(&mut self) {
+        let Metric::Diagonal(h) = &self.metric else {
+            return;
+        };
+        let (n_p, d, k, n_sub) = (self.n_p, self.d, self.k, self.n_sub);
+        self.err.resize(self.n_out * n_p, 0.0);
+        self.grad.resize(self.n_out * n_p, 0.0);
+        for r in 0..self.n_out {
+            let g = self.groups[r] as usize;
+            let c = self.cb_of(g);
+            let sc = self.scales[g];
+            let cbk = &self.cb[c * k * d..(c + 1) * k * d];
+            let ids = &self.idx[r * n_sub..(r + 1) * n_sub];
+            let wr = &self.w[r * n_p..(r + 1) * n_p];
+            let er = &mut self.err[r * n_p..(r + 1) * n_p];
+            let gr = &mut self.grad[r * n_p..(r + 1) * n_p];
+            for (s, &kk) in ids.iter().enumerate() {
+                for a in 0..d {
+                    let j = s * d + a;
+                    let v = cbk[kk as usize * d + a];
+                    er[j] = sc * v - wr[j];
+                    gr[j] = 2.0 * (sc * (v * h[j]) - wr[j] * h[j]);
+                }
+            }
+        }
+    }
+
+    /// Loss (and refitted scales) of a diagonal metric without materialising
+    /// `Ŵ`, `E` or `G`: the arithmetic of the dense path, element by element.
+    fn evaluate_diagonal(
+        &self,
+        h: &[f32],
+        cb: &[f32],
+        scales: &[f32],
+        fit_scales: bool,
+    ) -> Evaluation {
+        let (n_p, d, k, n_sub) = (self.n_p, self.d, self.k, self.n_sub);
+        let code = |r: usize, j: usize| -> f32 {
+            let c = self.cb_of(self.groups[r] as usize);
+            cb[c * k * d + self.idx[r * n_sub + j / d] as usize * d + j % d]
+        };
+        let mut scales = scales.to_vec();
+        if fit_scales && self.mode == Mode::Scale {
+            let mut num = vec![0f64; self.n_groups];
+            let mut den = vec![0f64; self.n_groups];
+            for r in 0..self.n_out {
+                let g = self.groups[r] as usize;
+                let wr = &self.w[r * n_p..(r + 1) * n_p];
+                num[g] += (0..n_p)
+                    .map(|j| (code(r, j) * h[j]) as f64 * wr[j] as f64)
+                    .sum::<f64>();
+                den[g] += (0..n_p)
+                    .map(|j| {
+                        let v = code(r, j);
+                        (v * h[j]) as f64 * v as f64
+                    })
+                    .sum::<f64>();
+            }
+            refit_scales(&mut scales, &num, &den);
+        }
+        let mut loss = 0f64;
+        for r in 0..self.n_out {
+            let g = self.groups[r] as usize;
+            let sc = scales[g];
+            let cbk = &cb[self.cb_of(g) * k * d..(self.cb_of(g) + 1) * k * d];
+            let ids = &self.idx[r * n_sub..(r + 1) * n_sub];
+            let wr = &self.w[r * n_p..(r + 1) * n_p];
+            let mut lr = 0f64;
+            for (s, &kk) in ids.iter().enumerate() {
+                for a in 0..d {
+                    let j = s * d + a;
+                    let v = cbk[kk as usize * d + a];
+                    let e = sc * v - wr[j];
+                    let gj = 2.0 * (sc * (v * h[j]) - wr[j] * h[j]);
+                    lr += e as f64 * gj as f64;
+                }
+            }
+            loss += 0.5 * lr;
+        }
+        Evaluation {
+            loss: loss.max(0.0),
+            scales,
+            err_grad: None,
+        }
+    }
+
+    /// Loss for codebooks `cb` and scales `scales` with the current mapping;
+    /// with `fit_scales`, the scales are first refitted by least squares
+    /// (scale mode). A dense metric also returns the error and gradient it
+    /// computed on the way; `stored` is [`Self::s_rows`] when kept.
     fn evaluate(
         &self,
         cb: &[f32],
         scales: &[f32],
         fit_scales: bool,
         stored: Option<&[f32]>,
-    ) -> (Vec<f32>, Vec<f32>, f64, Vec<f32>) {
+    ) -> Evaluation {
+        if let Metric::Diagonal(h) = &self.metric {
+            return self.evaluate_diagonal(h, cb, scales, fit_scales);
+        }
         let (n_p, d, k, n_sub) = (self.n_p, self.d, self.k, self.n_sub);
         let mut v = vec![0f32; self.n_out * n_p];
         for r in 0..self.n_out {
@@ -346,14 +473,7 @@ impl Learner {
                 num[g] += dot64(ur, wr);
                 den[g] += dot64(ur, vr);
             }
-            for g in 0..self.n_groups {
-                if den[g] > 0.0 {
-                    let s = round16((num[g] / den[g]) as f32);
-                    if s.is_finite() && s != 0.0 {
-                        scales[g] = s;
-                    }
-                }
-            }
+            refit_scales(&mut scales, &num, &den);
         }
         let mut loss = 0f64;
         for r in 0..self.n_out {
@@ -369,7 +489,11 @@ impl Learner {
             }
             loss += 0.5 * lr;
         }
-        (v, u, loss.max(0.0), scales)
+        Evaluation {
+            loss: loss.max(0.0),
+            scales,
+            err_grad: Some((v, u)),
+        }
     }
 
     /// Exact least-squares codebook step (and scale refit). Returns whether
@@ -378,10 +502,12 @@ impl Learner {
         let n_cb = self.cb.len() / (self.k * self.d);
         let mut new_cb = self.cb.clone();
         let kd_all = self.k * self.d;
-        let dense = matches!(self.metric, Metric::Dense { .. });
         let store_len = self.n_out * kd_all * self.n_p;
-        let mut stored = (dense && kd_all <= MAX_EXACT_LS && store_len <= MAX_STORED_S)
-            .then(|| vec![0f32; store_len]);
+        if let Metric::Dense { data, .. } = &self.metric {
+            if self.s_rows.is_empty() && kd_all <= MAX_EXACT_LS && store_len <= MAX_STORED_S {
+                self.s_rows = self.build_s_rows(data);
+            }
+        }
         for c in 0..n_cb {
             let rows: Vec<usize> = (0..self.n_out)
                 .filter(|&r| self.cb_of(self.groups[r] as usize) == c)
@@ -392,7 +518,7 @@ impl Learner {
             let kd = self.k * self.d;
             let old = &self.cb[c * kd..(c + 1) * kd];
             let solved = if kd <= MAX_EXACT_LS {
-                self.solve_exact(&rows, old, stored.as_deref_mut())
+                self.solve_exact(&rows, old)
             } else {
                 self.solve_block_newton(&rows, old)
             };
@@ -405,14 +531,11 @@ impl Learner {
                 }
             }
         }
-        let (err, grad, loss, scales) =
-            self.evaluate(&new_cb, &self.scales, true, stored.as_deref());
-        if loss <= self.loss {
+        let stored = (!self.s_rows.is_empty()).then_some(&self.s_rows[..]);
+        let ev = self.evaluate(&new_cb, &self.scales, true, stored);
+        if ev.loss <= self.loss {
             self.cb = new_cb;
-            self.scales = scales;
-            self.err = err;
-            self.grad = grad;
-            self.loss = loss;
+            self.adopt(ev);
             if self.d == 1 {
                 self.sort_codebooks();
             }
@@ -423,14 +546,52 @@ impl Learner {
         }
     }
 
+    /// `S_r` of every row (see [`Learner::s_rows`]) from the current
+    /// mapping: rows in blocks of 8 so a row of `H` is reused, each `S_r`
+    /// summed over `j` in order (the same sums as the uncached path).
+    fn build_s_rows(&self, h: &[f32]) -> Vec<f32> {
+        let (n_p, d, n_sub, n_in) = (self.n_p, self.d, self.n_sub, self.n_in);
+        let kd = self.k * d;
+        let mut s_rows = vec![0f32; self.n_out * kd * n_p];
+        for (b, block) in s_rows.chunks_mut(8 * kd * n_p).enumerate() {
+            for j in 0..n_in {
+                let hrow = &h[j * n_p..(j + 1) * n_p];
+                let (s, a) = (j / d, j % d);
+                for (bi, srows) in block.chunks_exact_mut(kd * n_p).enumerate() {
+                    let r = b * 8 + bi;
+                    let p = self.idx[r * n_sub + s] as usize * d + a;
+                    add_assign(&mut srows[p * n_p..(p + 1) * n_p], hrow);
+                }
+            }
+        }
+        s_rows
+    }
+
+    /// Add row `r`'s terms of the normal equations, from its `S_r`.
+    fn add_normal_terms(&self, r: usize, srows: &[f32], m: &mut [f64], b: &mut [f64]) {
+        let (n_p, d, n_sub) = (self.n_p, self.d, self.n_sub);
+        let kd = self.k * d;
+        let sc = self.scales[self.groups[r] as usize] as f64;
+        let ids = &self.idx[r * n_sub..(r + 1) * n_sub];
+        for p in 0..kd {
+            let srow = &srows[p * n_p..(p + 1) * n_p];
+            let mrow = &mut m[p * kd..(p + 1) * kd];
+            for (s, &kk) in ids.iter().enumerate() {
+                for a2 in 0..d {
+                    mrow[kk as usize * d + a2] += sc * sc * srow[s * d + a2] as f64;
+                }
+            }
+        }
+        for (s, &kk) in ids.iter().enumerate() {
+            for a in 0..d {
+                b[kk as usize * d + a] += sc * self.wh[r * n_p + s * d + a] as f64;
+            }
+        }
+    }
+
     /// Normal equations `M c = b` over the rows of one codebook, solved with a
     /// ridge towards the old codewords (so unused codewords stay put).
-    fn solve_exact(
-        &self,
-        rows: &[usize],
-        old: &[f32],
-        mut store: Option<&mut [f32]>,
-    ) -> Option<Vec<f64>> {
+    fn solve_exact(&self, rows: &[usize], old: &[f32]) -> Option<Vec<f64>> {
         let (n_p, d, n_sub, n_in) = (self.n_p, self.d, self.n_sub, self.n_in);
         let kd = self.k * d;
         let mut m = vec![0f64; kd * kd];
@@ -445,9 +606,15 @@ impl Learner {
                             let j = s * d + a;
                             let p = kk * d + a;
                             m[p * kd + p] += sc * sc * h[j] as f64;
-                            b[p] += sc * self.wh[r * n_p + j] as f64;
+                            b[p] += sc * (self.w[r * n_p + j] * h[j]) as f64;
                         }
                     }
+                }
+            }
+            Metric::Dense { .. } if !self.s_rows.is_empty() => {
+                for &r in rows {
+                    let srows = &self.s_rows[r * kd * n_p..(r + 1) * kd * n_p];
+                    self.add_normal_terms(r, srows, &mut m, &mut b);
                 }
             }
             Metric::Dense { data: h, .. } => {
@@ -463,32 +630,12 @@ impl Learner {
                         for (bi, &r) in chunk.iter().enumerate() {
                             let p = self.idx[r * n_sub + s] as usize * d + a;
                             let dst = &mut sbuf[(bi * kd + p) * n_p..(bi * kd + p + 1) * n_p];
-                            for (y, x) in dst.iter_mut().zip(hrow) {
-                                *y += *x;
-                            }
+                            add_assign(dst, hrow);
                         }
                     }
                     for (bi, &r) in chunk.iter().enumerate() {
-                        if let Some(st) = store.as_deref_mut() {
-                            st[r * kd * n_p..(r + 1) * kd * n_p]
-                                .copy_from_slice(&sbuf[bi * kd * n_p..(bi + 1) * kd * n_p]);
-                        }
-                        let sc = self.scales[self.groups[r] as usize] as f64;
-                        let ids = &self.idx[r * n_sub..(r + 1) * n_sub];
-                        for p in 0..kd {
-                            let srow = &sbuf[(bi * kd + p) * n_p..(bi * kd + p + 1) * n_p];
-                            let mrow = &mut m[p * kd..(p + 1) * kd];
-                            for (s, &kk) in ids.iter().enumerate() {
-                                for a2 in 0..d {
-                                    mrow[kk as usize * d + a2] += sc * sc * srow[s * d + a2] as f64;
-                                }
-                            }
-                        }
-                        for (s, &kk) in ids.iter().enumerate() {
-                            for a in 0..d {
-                                b[kk as usize * d + a] += sc * self.wh[r * n_p + s * d + a] as f64;
-                            }
-                        }
+                        let srows = &sbuf[bi * kd * n_p..(bi + 1) * kd * n_p];
+                        self.add_normal_terms(r, srows, &mut m, &mut b);
                     }
                 }
             }
@@ -558,10 +705,22 @@ impl Learner {
             for (new, old) in order.iter().enumerate() {
                 inv[*old] = new as u8;
             }
+            let n_p = self.n_p;
+            let mut old_s = vec![];
             for r in 0..self.n_out {
                 if self.cb_of(self.groups[r] as usize) == c {
                     for v in &mut self.idx[r * self.n_sub..(r + 1) * self.n_sub] {
                         *v = inv[*v as usize];
+                    }
+                    // Codeword `new` was `order[new]`: so is its S_r row (d = 1).
+                    if !self.s_rows.is_empty() {
+                        let blk = &mut self.s_rows[r * k * n_p..(r + 1) * k * n_p];
+                        old_s.clear();
+                        old_s.extend_from_slice(blk);
+                        for (new, old) in order.iter().enumerate() {
+                            blk[new * n_p..(new + 1) * n_p]
+                                .copy_from_slice(&old_s[old * n_p..(old + 1) * n_p]);
+                        }
                     }
                 }
             }
@@ -596,8 +755,77 @@ impl Learner {
         }
     }
 
+    /// Proximal mapping pass for scalar codewords (d = 1): the same moves,
+    /// in the same order and with the same arithmetic as the general
+    /// [`Self::mapping_pass`], without its per-weight candidate list and
+    /// metric dispatch (the hot loop of the learning phase).
+    fn mapping_pass_scalar_proximal(&mut self) -> f64 {
+        let (n_p, k) = (self.n_p, self.k);
+        let hdiag = self.metric.diagonal();
+        let mut total = 0f64;
+        for r in 0..self.n_out {
+            let g = self.groups[r] as usize;
+            let c = self.cb_of(g);
+            let sc = self.scales[g];
+            let cbk = &self.cb[c * k..(c + 1) * k];
+            let idx = &mut self.idx[r * n_p..(r + 1) * n_p];
+            let grow = &mut self.grad[r * n_p..(r + 1) * n_p];
+            let erow = &mut self.err[r * n_p..(r + 1) * n_p];
+            for j in 0..n_p {
+                let cur = idx[j] as usize;
+                let (g_j, h_jj) = (grow[j] as f64, hdiag[j] as f64);
+                let gain = |o: usize| -> f64 {
+                    let delta = sc * (cbk[o] - cbk[cur]);
+                    let mut dl = g_j * delta as f64;
+                    if delta != 0.0 {
+                        dl += delta as f64 * delta as f64 * h_jj;
+                    }
+                    dl
+                };
+                let mut best = (0f64, usize::MAX);
+                if cur > 0 {
+                    let dl = gain(cur - 1);
+                    if dl < best.0 {
+                        best = (dl, cur - 1);
+                    }
+                }
+                if cur + 1 < k {
+                    let dl = gain(cur + 1);
+                    if dl < best.0 {
+                        best = (dl, cur + 1);
+                    }
+                }
+                if best.1 == usize::MAX {
+                    continue;
+                }
+                let o = best.1;
+                idx[j] = o as u8;
+                total += best.0;
+                let dlt = sc * (cbk[o] - cbk[cur]);
+                erow[j] += dlt;
+                match &self.metric {
+                    Metric::Diagonal(h) => grow[j] += 2.0 * dlt * h[j],
+                    Metric::Dense { data, .. } => {
+                        let hrow = &data[j * n_p..(j + 1) * n_p];
+                        axpy(grow, 2.0 * dlt, hrow);
+                        if !self.s_rows.is_empty() {
+                            let srows = &mut self.s_rows[r * k * n_p..(r + 1) * k * n_p];
+                            sub_assign(&mut srows[cur * n_p..(cur + 1) * n_p], hrow);
+                            add_assign(&mut srows[o * n_p..(o + 1) * n_p], hrow);
+                        }
+                    }
+                }
+            }
+        }
+        self.loss = (self.loss + total).max(0.0);
+        total
+    }
+
     /// One mapping pass over every sub-vector. Returns the loss change.
     pub fn mapping_pass(&mut self, rule: MoveRule) -> f64 {
+        if self.d == 1 && rule == MoveRule::Proximal {
+            return self.mapping_pass_scalar_proximal();
+        }
         let (n_p, d, k, n_sub) = (self.n_p, self.d, self.k, self.n_sub);
         let mut total = 0f64;
         let mut cands: Vec<usize> = Vec::with_capacity(k);
@@ -662,7 +890,15 @@ impl Learner {
                     match &self.metric {
                         Metric::Diagonal(h) => grow[j] += 2.0 * dlt * h[j],
                         Metric::Dense { data, .. } => {
-                            axpy(grow, 2.0 * dlt, &data[j * n_p..(j + 1) * n_p])
+                            let hrow = &data[j * n_p..(j + 1) * n_p];
+                            axpy(grow, 2.0 * dlt, hrow);
+                            if !self.s_rows.is_empty() {
+                                let kd = k * d;
+                                let srows = &mut self.s_rows[r * kd * n_p..(r + 1) * kd * n_p];
+                                let (from, to) = (cur * d + a, o * d + a);
+                                sub_assign(&mut srows[from * n_p..(from + 1) * n_p], hrow);
+                                add_assign(&mut srows[to * n_p..(to + 1) * n_p], hrow);
+                            }
                         }
                     }
                 }
@@ -718,7 +954,37 @@ impl Learner {
 
     /// `sum_r w_r^T H w_r`, the loss of predicting zero.
     pub fn reference_loss(&self) -> f64 {
-        dot64(&self.w, &self.wh)
+        match &self.metric {
+            Metric::Dense { .. } => dot64(&self.w, &self.wh),
+            Metric::Diagonal(h) => self
+                .w
+                .iter()
+                .enumerate()
+                .map(|(i, x)| *x as f64 * (*x * h[i % self.n_p]) as f64)
+                .sum(),
+        }
+    }
+}
+
+/// What [`Learner::evaluate`] found.
+struct Evaluation {
+    loss: f64,
+    scales: Vec<f32>,
+    /// Dense metric: the error `E` and gradient `G`. Diagonal: `None`
+    /// ([`Learner::adopt`] recomputes them in place).
+    err_grad: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// Least-squares group scales `num / den`, rounded to f16; a group keeps its
+/// scale when the fit is degenerate.
+fn refit_scales(scales: &mut [f32], num: &[f64], den: &[f64]) {
+    for g in 0..scales.len() {
+        if den[g] > 0.0 {
+            let s = round16((num[g] / den[g]) as f32);
+            if s.is_finite() && s != 0.0 {
+                scales[g] = s;
+            }
+        }
     }
 }
 
@@ -778,4 +1044,89 @@ pub(crate) fn cholesky_solve(m: &mut [f64], b: &mut [f64], n: usize) -> bool {
         b[i] = t / m[i * n + i];
     }
     b.iter().all(|v| v.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::hessian::Hessian;
+
+    /// A dense `H = XᵀX/n + damping` and a weight with planted structure.
+    fn problem(n_out: usize, n_in: usize) -> (Vec<f32>, Hessian) {
+        let mut s = 12345u64;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let w: Vec<f32> = (0..n_out * n_in).map(|_| next()).collect();
+        let n = 4 * n_in;
+        let x: Vec<f32> = (0..n * n_in).map(|_| next()).collect();
+        let mut h = vec![0f32; n_in * n_in];
+        for t in 0..n {
+            let xt = &x[t * n_in..(t + 1) * n_in];
+            for i in 0..n_in {
+                for j in 0..n_in {
+                    h[i * n_in + j] += xt[i] * xt[j] / n as f32;
+                }
+            }
+        }
+        let shape = [n_in, n_in];
+        (
+            w,
+            Hessian::from_calibration("t", n_in, &shape, h, 0.01).unwrap(),
+        )
+    }
+
+    /// The cached `S_r = A_rᵀ H`, updated move by move through the mapping
+    /// passes, stays equal (to float rounding) to `S_r` rebuilt from the
+    /// final mapping, for scalar and vector codewords.
+    #[test]
+    fn kept_s_rows_follow_the_mapping() {
+        for (d, bits) in [(1usize, 2u8), (2, 3)] {
+            let (n_out, n_in) = (24, 40);
+            let (w, h) = problem(n_out, n_in);
+            let metric = h.padded(n_in.div_ceil(d) * d);
+            let groups: Vec<u8> = (0..n_out).map(|r| (r % 3) as u8).collect();
+            let mut l = Learner::init(
+                w,
+                n_out,
+                n_in,
+                metric,
+                d,
+                bits,
+                Mode::Codebook,
+                groups,
+                3,
+                7,
+                "t",
+            );
+            let start = l.loss;
+            let mut moved = 0.0;
+            for _ in 0..4 {
+                l.codebook_step();
+                assert!(!l.s_rows.is_empty(), "d={d}: S kept");
+                moved += l.mapping_pass(MoveRule::Proximal);
+            }
+            assert!(
+                moved < 0.0 && l.loss < start,
+                "d={d}: learning moved nothing"
+            );
+            let Metric::Dense { data, .. } = &l.metric else {
+                unreachable!()
+            };
+            let fresh = l.build_s_rows(data);
+            let scale = fresh.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = l
+                .s_rows
+                .iter()
+                .zip(&fresh)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                worst <= 1e-5 * scale,
+                "d={d}: drift {worst} vs scale {scale}"
+            );
+        }
+    }
 }

@@ -11,9 +11,11 @@ pub mod hessian;
 pub mod kmeans;
 pub mod learn;
 pub mod rng;
+pub(crate) mod vector;
 
 pub use compress::{
-    compress_file, compress_matrix, CompressOptions, Control, Event, Phase, TensorReport,
+    compress_file, compress_matrix, compress_matrix_owned, CompressOptions, Control, Event, Phase,
+    TensorReport,
 };
 pub use error::{EngineError, Result};
 pub use hessian::Hessian;

@@ -5,7 +5,9 @@ use wasm_bindgen::prelude::*;
 
 use super::convert::{from_js, tensor_values, to_js, TensorSpec};
 use super::error::{BindingError, ErrorCode, JsResult};
-use crate::engine::{compress_matrix, CompressOptions, Control, Event, Hessian, TensorReport};
+use crate::engine::{
+    compress_matrix_owned, CompressOptions, Control, Event, Hessian, TensorReport,
+};
 use crate::format::packed::{Mode, PackedEntry, PackedFile, PackedTensor};
 use crate::format::safetensors as st;
 
@@ -197,11 +199,11 @@ fn compress_impl(
         }
         Control::Continue
     };
-    let (packed, report) = compress_matrix(
+    let (packed, report) = compress_matrix_owned(
         &spec.name,
         entry.dtype,
         &spec.shape,
-        &values,
+        values,
         n_out,
         n_in,
         &h,
