@@ -2,7 +2,7 @@
 
 use super::bert::{BertModel, LinearInputObserver};
 use super::error::Result;
-use super::tokenize::{SentenceTokenizer, DEFAULT_MAX_TOKENS};
+use super::tokenize::SentenceTokenizer;
 
 /// A sentence encoder: `tokenizer.json` + `config.json` + weights.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ impl SentenceEncoder {
         let model = BertModel::from_safetensors(config_json, weights)?;
         let tokenizer = SentenceTokenizer::from_bytes(
             tokenizer_json,
-            DEFAULT_MAX_TOKENS.min(model.config().max_position_embeddings),
+            model.config().sentence_max_tokens(),
         )?;
         Ok(Self { tokenizer, model })
     }
