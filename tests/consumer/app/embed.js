@@ -15,7 +15,7 @@ const EMBED_BUDGET = 1e-4;
  * largest |H| entry: the f32 partial sums of XᵀX run on SIMD128 here and on
  * AVX2 natively (a different summation order), the f64 totals are the same code.
  */
-const CALIBRATION_BUDGET = 1e-5;
+const CALIBRATION_BUDGET = 1e-6;
 
 /** The f32 data of a little-endian .npy file. */
 function readNpy(path) {
