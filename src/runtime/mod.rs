@@ -30,10 +30,10 @@ pub mod weights;
 
 pub use bert::{BertModel, LinearInputObserver};
 pub use config::BertConfig;
+pub use config::DEFAULT_MAX_TOKENS;
 #[cfg(feature = "tokenizer")]
 pub use encoder::SentenceEncoder;
 pub use error::RuntimeError;
 pub use linear::{Linear, LinearWeight, PackedStrategy, PANEL_MIN_ROWS};
 #[cfg(feature = "tokenizer")]
 pub use tokenize::SentenceTokenizer;
-pub use config::DEFAULT_MAX_TOKENS;

@@ -23,7 +23,8 @@ impl SentenceModel {
         #[wasm_bindgen(js_name = configJson)] config_json: &str,
         weights: &[u8],
     ) -> Result<SentenceModel, JsValue> {
-        let model = BertModel::from_safetensors(config_json, weights).map_err(BindingError::from)?;
+        let model =
+            BertModel::from_safetensors(config_json, weights).map_err(BindingError::from)?;
         Ok(Self { model })
     }
 

@@ -54,8 +54,12 @@ impl Tokenizer {
         let flat: Vec<u32> = ids.concat();
         let out = js_sys::Object::new();
         let set = |k: &str, v: &[u32]| {
-            js_sys::Reflect::set(&out, &JsValue::from_str(k), &js_sys::Uint32Array::from(v).into())
-                .map_err(|_| BindingError::new(ErrorCode::Argument, "cannot build the token batch"))
+            js_sys::Reflect::set(
+                &out,
+                &JsValue::from_str(k),
+                &js_sys::Uint32Array::from(v).into(),
+            )
+            .map_err(|_| BindingError::new(ErrorCode::Argument, "cannot build the token batch"))
         };
         set("ids", &flat)?;
         set("lengths", &lengths)?;
