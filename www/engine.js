@@ -8,6 +8,8 @@ let wasm = null;
 let glueHref = '';
 /** The package's `jlcm/text` entry (tokenizer module), loaded on first use. @type {Promise<any>|null} */
 let textEntry = null;
+/** The raw wasm exports (its memory). @type {any} */
+let exportsOf = null;
 
 /**
  * Load the wasm-bindgen glue and instantiate it from an already compiled
@@ -17,14 +19,19 @@ let textEntry = null;
  */
 export async function loadEngine(glueUrl, module) {
   const glue = await import(glueUrl);
-  if (typeof glue.initSync === 'function') glue.initSync({ module });
-  else await glue.default({ module_or_path: module });
+  if (typeof glue.initSync === 'function') exportsOf = glue.initSync({ module });
+  else exportsOf = await glue.default({ module_or_path: module });
   wasm = glue;
   glueHref = glueUrl;
   const features = ['compressTensor', 'decodePackedFile', 'SentenceModel', 'computeCalibration'].filter((n) => n in wasm);
   // The text-in SentenceEncoder is `jlcm/text` (text.js) over the core SentenceModel.
   if (features.includes('SentenceModel')) features.push('SentenceEncoder');
   return { simd: hasSimd128(), version: call(['version'], () => '?'), features };
+}
+
+/** Bytes of this worker's wasm memory now (it only grows: its peak so far). */
+export function wasmMemoryBytes() {
+  return exportsOf?.memory?.buffer?.byteLength ?? 0;
 }
 
 /** The exports this page uses; missing ones are reported by name. */

@@ -52,7 +52,8 @@
  * @typedef {{type: 'decode', id: number, parts: PackedPart[], params: PackedParams}} DecodeMsg
  * @typedef {{type: 'embed', id: number, model: {key: string, config: string, tokenizer: Blob, weights: Blob, packed: Blob|null, packedKey: string}, sentences: string[]}} EmbedMsg
  * @typedef {{type: 'calibrate', id: number, model: {key: string, config: string, tokenizer: Blob, weights: Blob}, sentences: string[], batchSize: number}} CalibrateMsg
- * @typedef {InitMsg|AnalyseMsg|CompressMsg|DecodeMsg|EmbedMsg|CalibrateMsg} ToWorker
+ * @typedef {{type: 'fault', kind: 'trap'|'uncaught'}} FaultMsg  test hook (www/faults.js): fail the next compress job
+ * @typedef {InitMsg|AnalyseMsg|CompressMsg|DecodeMsg|EmbedMsg|CalibrateMsg|FaultMsg} ToWorker
  */
 
 // ---- worker → page ------------------------------------------------------
@@ -105,7 +106,7 @@
  * @typedef {{type: 'failed', message: string}} FailedMsg
  * @typedef {{type: 'progress', id: number, event: {type: 'phase', phase: string} | {type: 'loss', point: {sweep: number, kind: string, loss: number}} | {type: 'calibration', done: number, total: number}}} ProgressMsg
  * @typedef {{type: 'analysed', id: number, histogram: Histogram, min: number, max: number, rows: {mean: Float32Array, std: Float32Array, absMax: Float32Array}, rowsRead: number, nOut: number, nIn: number, ms: number}} AnalysedMsg
- * @typedef {{type: 'compressed', id: number, report: TensorReport, parts: PackedPart[], params: PackedParams, groupHistograms: Histogram[], ms: number}} CompressedMsg
+ * @typedef {{type: 'compressed', id: number, report: TensorReport, parts: PackedPart[], params: PackedParams, groupHistograms: Histogram[], ms: number, wasmBytes: number}} CompressedMsg
  * @typedef {{type: 'decoded', id: number, data: Uint8Array}} DecodedMsg
  * @typedef {{type: 'embedded', id: number, original: Float32Array, packed: Float32Array|null, dim: number, originalMs: number, packedMs: number}} EmbeddedMsg
  * @typedef {{type: 'calibrated', id: number, bytes: Uint8Array, ms: number}} CalibratedMsg
@@ -115,7 +116,7 @@
 
 /** Message types, so a typo is a lookup error rather than a silent drop. */
 export const MSG = Object.freeze({
-  init: 'init', analyse: 'analyse', compress: 'compress', decode: 'decode', embed: 'embed', calibrate: 'calibrate',
+  init: 'init', analyse: 'analyse', compress: 'compress', decode: 'decode', embed: 'embed', calibrate: 'calibrate', fault: 'fault',
   ready: 'ready', failed: 'failed', progress: 'progress', analysed: 'analysed', compressed: 'compressed',
   decoded: 'decoded', embedded: 'embedded', calibrated: 'calibrated', error: 'error',
 });
