@@ -52,8 +52,8 @@ export function loadSentenceEncoder(
 
 /**
  * Calibration from sentences (both modules initialised): a safetensors file
- * of `H = XᵀX/n` per Linear weight, the same bytes as the native
- * `jlcm calibrate` with the same batch size.
+ * of `H = XᵀX/n` per Linear weight, the values of the native
+ * `jlcm calibrate` with the same batch size (to f32 summation order).
  */
 export function calibrateSentences(
   configJson: string, tokenizerJson: Uint8Array, weights: Uint8Array, sentences: string[],

@@ -89,8 +89,8 @@ export async function loadSentenceEncoder(configJson, tokenizerJson, weights, wa
 
 /**
  * Calibration from sentences: tokenise `sentences` and run the core
- * `computeCalibration` (the same bytes as the native `jlcm calibrate` with
- * the same batch size). Returns a safetensors file of the `H` matrices.
+ * `computeCalibration` (the native `jlcm calibrate` with the same batch
+ * size, to f32 summation order). Returns a safetensors file of the `H` matrices.
  */
 export function calibrateSentences(configJson, tokenizerJson, weights, sentences, options, context) {
   const encoder = new SentenceEncoder(configJson, tokenizerJson, weights);

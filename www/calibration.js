@@ -3,8 +3,9 @@
 // folder), run the model on sentences the user types or loads and use the
 // resulting H = XᵀX/n per Linear weight for the compressions that follow.
 // Runs in a pool worker through the package API (`jlcm/text`
-// SentenceEncoder.computeCalibration): the same bytes as
-// `jlcm calibrate --batch-size 32` on the same sentences. No sentences ship
+// SentenceEncoder.computeCalibration): the values of
+// `jlcm calibrate --batch-size 32` on the same sentences (to f32 summation
+// order: SIMD128 here, AVX2 natively). No sentences ship
 // with the page: a few examples, or a .txt file (one sentence per line).
 
 import { MSG } from './protocol.js';
@@ -44,7 +45,7 @@ export class CalibrationPanel {
     this.result = null;
     this.root.hidden = true;
     this.root.innerHTML = `
-      <p class="muted">H = XᵀX/n of every Linear layer's input, from running the model on these sentences (one per line) in a worker; the same bytes as <code>jlcm calibrate</code>.</p>
+      <p class="muted">H = XᵀX/n of every Linear layer's input, from running the model on these sentences (one per line) in a worker; what <code>jlcm calibrate</code> computes.</p>
       <textarea id="calib-sentences" rows="5" aria-label="calibration sentences, one per line"></textarea>
       <div class="actions">
         <label class="button">load .txt <input id="calib-file" type="file" accept=".txt,text/plain" hidden></label>

@@ -1,6 +1,7 @@
 //! Calibration in the page: `H = XᵀX / n` of every Linear layer's input,
-//! from running the model on tokenised sentences; the same bytes as the
-//! native `jlcm calibrate` on the same sentences and batch size.
+//! from running the model on tokenised sentences; the same code and batches
+//! as the native `jlcm calibrate`, so the same values up to f32 summation
+//! order (SIMD128 vs AVX2).
 
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
