@@ -98,3 +98,23 @@ export interface PackedFileInfo {
   tensors: PackedTensorInfo[];
   metadata: Record<string, string>;
 }
+
+/** Token ids of a batch of sentences (`Tokenizer.encode` of `jlcm/text`): all ids concatenated, and each sentence's count. */
+export interface TokenBatch { ids: Uint32Array; lengths: Uint32Array }
+
+/** Options of `computeCalibration`. */
+export interface CalibrationOptions {
+  /** Sentences per forward pass [32, as `jlcm calibrate --batch-size`]; the same batches give the same bytes. */
+  batchSize?: number;
+}
+
+/** Progress of `computeCalibration`: sentences done of total. */
+export interface CalibrationProgress { done: number; total: number }
+
+/** Callbacks of `computeCalibration`. */
+export interface CalibrationContext {
+  /** Called after each batch; return `false` to cancel (`E_CANCELLED`). */
+  onProgress?: (progress: CalibrationProgress) => boolean | void;
+  /** Checked after each batch; when aborted the call throws `E_CANCELLED`. */
+  signal?: AbortSignal;
+}

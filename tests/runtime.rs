@@ -251,6 +251,38 @@ fn calibration_matrices_are_symmetric_psd_with_the_right_shapes() {
     assert_eq!(back, calib);
 }
 
+#[test]
+fn calibration_from_token_ids_matches_text_and_cancels() {
+    use jlcm::engine::calib::calibrate_tokens;
+    use jlcm::engine::Control;
+    let Some(m) = load_model() else { return };
+    let encoder = SentenceEncoder::from_bytes(&m.config, &m.tokenizer, &m.weights).unwrap();
+    let texts = &sentences()[..5];
+    let from_text = calibrate(&encoder, texts, 2, &mut |_| {}).unwrap();
+    let ids = encoder.tokenizer.encode_all(texts).unwrap();
+    let mut seen = Vec::new();
+    let from_ids = calibrate_tokens(&encoder.model, &ids, 2, &mut |done| {
+        seen.push(done);
+        Control::Continue
+    })
+    .unwrap()
+    .expect("not cancelled");
+    // The entry the npm package's core module uses gives the same bytes.
+    assert_eq!(
+        calibration_to_safetensors(&from_ids).unwrap(),
+        calibration_to_safetensors(&from_text).unwrap()
+    );
+    assert_eq!(seen, vec![2, 4, 5]);
+    let mut batches = 0;
+    let cancelled = calibrate_tokens(&encoder.model, &ids, 2, &mut |_| {
+        batches += 1;
+        Control::Cancel
+    })
+    .unwrap();
+    assert!(cancelled.is_none());
+    assert_eq!(batches, 1, "stops after the batch that asked to cancel");
+}
+
 /// Positive semi-definite up to f32 rounding: Cholesky (in f64) of
 /// `H + n·ε_f32·trace(H)·I` succeeds. With a few sentences `H` is rank-deficient,
 /// and its zero eigenvalues come out as ± (rounding of order n·ε·‖H‖ ≤ n·ε·trace).

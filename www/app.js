@@ -12,6 +12,7 @@ import { renderGroupsView } from './views/groups.js';
 import { renderErrorView } from './views/error.js';
 import { LossView } from './views/loss.js';
 import { ModelView } from './views/model.js';
+import { CalibrationPanel } from './calibration.js';
 import { packedEntries, denseEntries, saveSafetensors, keepPartsOffHeap, partsInMemory } from './download.js';
 import { formatBytes } from './stats.js';
 import { slow } from './timing.js';
@@ -41,6 +42,7 @@ const pool = await startPool();
 const table = new TensorTable($('#table'), (name) => select(name));
 const lossView = new LossView($('#view-loss'));
 const modelView = new ModelView($('#view-model'), pool, () => state);
+const calibration = new CalibrationPanel($('#calibration-panel'), pool, () => state, notice, (label) => { $('#hessian-name').textContent = label; });
 wireOpening();
 wireSettings();
 wireTabs();
@@ -149,6 +151,7 @@ async function open(files) {
     /** @type {any} */ (window).jlcm.openedAt = performance.now();
     refreshButtons();
     modelView.onModel();
+    calibration.onModel();
     const first = model.tensors.find((t) => t.compressible);
     if (first) select(first.name);
   } catch (e) {
@@ -223,6 +226,7 @@ function wireSettings() {
   form.calibration.addEventListener('change', () => {
     if (form.calibration.value === 'file') $('#pick-hessian').click();
     else { state.hessians = null; $('#hessian-name').textContent = ''; }
+    if (form.calibration.value === 'computed') calibration.show(); else calibration.hide();
   });
   $('#pick-hessian').addEventListener('change', async (e) => {
     const f = /** @type {HTMLInputElement} */ (e.target).files?.[0];

@@ -4,6 +4,10 @@
 
 /** @type {any} */
 let wasm = null;
+/** URL of the glue, to find the package's `text.js` next to it. @type {string} */
+let glueHref = '';
+/** The package's `jlcm/text` entry (tokenizer module), loaded on first use. @type {Promise<any>|null} */
+let textEntry = null;
 /** The raw wasm exports (its memory). @type {any} */
 let exportsOf = null;
 
@@ -18,11 +22,11 @@ export async function loadEngine(glueUrl, module) {
   if (typeof glue.initSync === 'function') exportsOf = glue.initSync({ module });
   else exportsOf = await glue.default({ module_or_path: module });
   wasm = glue;
-  return {
-    simd: hasSimd128(),
-    version: call(['version'], () => '?'),
-    features: ['compressTensor', 'decodePackedFile', 'SentenceEncoder'].filter((n) => n in wasm),
-  };
+  glueHref = glueUrl;
+  const features = ['compressTensor', 'decodePackedFile', 'SentenceModel', 'computeCalibration'].filter((n) => n in wasm);
+  // The text-in SentenceEncoder is `jlcm/text` (text.js) over the core SentenceModel.
+  if (features.includes('SentenceModel')) features.push('SentenceEncoder');
+  return { simd: hasSimd128(), version: call(['version'], () => '?'), features };
 }
 
 /** Bytes of this worker's wasm memory now (it only grows: its peak so far). */
@@ -83,15 +87,54 @@ const encoders = new Map();
  * @returns {Promise<{embeddings: Float32Array, dim: number, ms: number}>}
  */
 export async function embedSentences(key, load, sentences) {
-  const Encoder = need('SentenceEncoder');
-  let enc = encoders.get(key);
-  if (!enc) {
-    const { config, tokenizer, weights } = await load();
-    enc = new Encoder(config, tokenizer, weights);
-    encoders.set(key, enc);
-  }
+  const enc = await encoderFor(key, load);
   const t0 = performance.now();
   const embeddings = enc.embed(sentences);
   const ms = performance.now() - t0;
   return { embeddings, dim: enc.hiddenSize ?? embeddings.length / sentences.length, ms };
+}
+
+/**
+ * The package's `jlcm/text` entry: its tokenizer wasm module is fetched and
+ * instantiated here, the first time text is tokenised (not at page load).
+ */
+function text() {
+  need('SentenceModel');
+  textEntry ??= import(new URL('./text.js', glueHref).href).then(async (t) => { await t.default(); return t; });
+  return textEntry;
+}
+
+/**
+ * A cached `SentenceEncoder` (jlcm/text: tokenizer module + core SentenceModel).
+ * @param {string} key
+ * @param {() => Promise<{config: string, tokenizer: Uint8Array, weights: Uint8Array}>} load
+ */
+async function encoderFor(key, load) {
+  let enc = encoders.get(key);
+  if (!enc) {
+    const t = await text();
+    const { config, tokenizer, weights } = await load();
+    enc = new t.SentenceEncoder(config, tokenizer, weights);
+    encoders.set(key, enc);
+  }
+  return enc;
+}
+
+/**
+ * Calibration from sentences (the package's `computeCalibration` through
+ * `SentenceEncoder.computeCalibration`): a safetensors file of H per Linear
+ * weight, the bytes `jlcm calibrate --batch-size batchSize` writes.
+ * @param {string} key
+ * @param {() => Promise<{config: string, tokenizer: Uint8Array, weights: Uint8Array}>} load
+ * @param {string[]} sentences
+ * @param {number} batchSize
+ * @param {(p: {done: number, total: number}) => void} onProgress
+ * @returns {Promise<{bytes: Uint8Array, ms: number}>}
+ */
+export async function calibrateSentences(key, load, sentences, batchSize, onProgress) {
+  need('computeCalibration');
+  const enc = await encoderFor(key, load);
+  const t0 = performance.now();
+  const bytes = enc.computeCalibration(sentences, { batchSize }, { onProgress: (p) => { onProgress(p); } });
+  return { bytes, ms: performance.now() - t0 };
 }

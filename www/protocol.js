@@ -5,7 +5,8 @@
 // Flow: page → `init` (compiled wasm module, shared by every worker) → worker
 // answers `ready` (or `failed`). Then any number of jobs, one at a time per
 // worker: `analyse` → `analysed`, `compress` → `progress`* → `compressed`,
-// `decode` → `decoded`, `embed` → `embedded`; any job may answer `error`.
+// `decode` → `decoded`, `embed` → `embedded`, `calibrate` → `progress`* →
+// `calibrated`; any job may answer `error`.
 // Cancel is not a message: wasm runs synchronously, so the pool terminates
 // the worker and starts a fresh one (it stops at once, whatever the engine is
 // doing). A worker that dies (out of memory, a crash) is restarted the same
@@ -50,8 +51,9 @@
  * @typedef {{type: 'compress', id: number, tensor: TensorRef, options: CompressOptions, hessian: HessianRef|null}} CompressMsg
  * @typedef {{type: 'decode', id: number, parts: PackedPart[], params: PackedParams}} DecodeMsg
  * @typedef {{type: 'embed', id: number, model: {key: string, config: string, tokenizer: Blob, weights: Blob, packed: Blob|null, packedKey: string}, sentences: string[]}} EmbedMsg
+ * @typedef {{type: 'calibrate', id: number, model: {key: string, config: string, tokenizer: Blob, weights: Blob}, sentences: string[], batchSize: number}} CalibrateMsg
  * @typedef {{type: 'fault', kind: 'trap'|'uncaught'}} FaultMsg  test hook (www/faults.js): fail the next compress job
- * @typedef {InitMsg|AnalyseMsg|CompressMsg|DecodeMsg|EmbedMsg|FaultMsg} ToWorker
+ * @typedef {InitMsg|AnalyseMsg|CompressMsg|DecodeMsg|EmbedMsg|CalibrateMsg|FaultMsg} ToWorker
  */
 
 // ---- worker → page ------------------------------------------------------
@@ -102,24 +104,25 @@
 /**
  * @typedef {{type: 'ready', simd: boolean, version: string, features: string[]}} ReadyMsg
  * @typedef {{type: 'failed', message: string}} FailedMsg
- * @typedef {{type: 'progress', id: number, event: {type: 'phase', phase: string} | {type: 'loss', point: {sweep: number, kind: string, loss: number}}}} ProgressMsg
+ * @typedef {{type: 'progress', id: number, event: {type: 'phase', phase: string} | {type: 'loss', point: {sweep: number, kind: string, loss: number}} | {type: 'calibration', done: number, total: number}}} ProgressMsg
  * @typedef {{type: 'analysed', id: number, histogram: Histogram, min: number, max: number, rows: {mean: Float32Array, std: Float32Array, absMax: Float32Array}, rowsRead: number, nOut: number, nIn: number, ms: number}} AnalysedMsg
  * @typedef {{type: 'compressed', id: number, report: TensorReport, parts: PackedPart[], params: PackedParams, groupHistograms: Histogram[], ms: number, wasmBytes: number}} CompressedMsg
  * @typedef {{type: 'decoded', id: number, data: Uint8Array}} DecodedMsg
  * @typedef {{type: 'embedded', id: number, original: Float32Array, packed: Float32Array|null, dim: number, originalMs: number, packedMs: number}} EmbeddedMsg
+ * @typedef {{type: 'calibrated', id: number, bytes: Uint8Array, ms: number}} CalibratedMsg
  * @typedef {{type: 'error', id: number, message: string, code: string}} ErrorMsg
- * @typedef {ReadyMsg|FailedMsg|ProgressMsg|AnalysedMsg|CompressedMsg|DecodedMsg|EmbeddedMsg|ErrorMsg} FromWorker
+ * @typedef {ReadyMsg|FailedMsg|ProgressMsg|AnalysedMsg|CompressedMsg|DecodedMsg|EmbeddedMsg|CalibratedMsg|ErrorMsg} FromWorker
  */
 
 /** Message types, so a typo is a lookup error rather than a silent drop. */
 export const MSG = Object.freeze({
-  init: 'init', analyse: 'analyse', compress: 'compress', decode: 'decode', embed: 'embed', fault: 'fault',
+  init: 'init', analyse: 'analyse', compress: 'compress', decode: 'decode', embed: 'embed', calibrate: 'calibrate', fault: 'fault',
   ready: 'ready', failed: 'failed', progress: 'progress', analysed: 'analysed', compressed: 'compressed',
-  decoded: 'decoded', embedded: 'embedded', error: 'error',
+  decoded: 'decoded', embedded: 'embedded', calibrated: 'calibrated', error: 'error',
 });
 
 /** Job message type → the message that ends it successfully. */
-export const DONE_FOR = Object.freeze({ analyse: 'analysed', compress: 'compressed', decode: 'decoded', embed: 'embedded' });
+export const DONE_FOR = Object.freeze({ analyse: 'analysed', compress: 'compressed', decode: 'decoded', embed: 'embedded', calibrate: 'calibrated' });
 
 /** Default settings (the engine's defaults; ALGORITHM.md §7: multi-codebook, G ≈ 16). */
 /** @type {CompressOptions} */

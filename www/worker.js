@@ -5,6 +5,7 @@
 import { MSG } from './protocol.js';
 import { toF32 } from './safetensors.js';
 import { loadEngine, compressTensor, embedSentences, wasmMemoryBytes } from './engine.js';
+import { calibrate } from './calibration-worker.js';
 import { splitPacked, groupIdsOf, decodeF32, fromF32 } from './packed.js';
 import { histogram, rowStats, range, centralRange } from './stats.js';
 import { armFault, injectArmedFault } from './faults.js';
@@ -28,6 +29,7 @@ self.onmessage = async (/** @type {MessageEvent<import('./protocol.js').ToWorker
       case MSG.compress: return await compress(msg);
       case MSG.decode: return decode(msg);
       case MSG.embed: return await embed(msg);
+      case MSG.calibrate: return await calibrate(msg, post);
       case MSG.fault: return armFault(/** @type {any} */ (msg).kind);
       default: throw new Error(`unknown message type \`${msg.type}\``);
     }

@@ -9,11 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use super::compress::Calibration;
+use super::compress::{Calibration, Control};
 use crate::format::safetensors::{self as st, OwnedTensor};
-use crate::runtime::bert::LinearInputObserver;
+use crate::runtime::bert::{BertModel, LinearInputObserver};
 use crate::runtime::dense::{matmul_transposed, transpose};
-use crate::runtime::{RuntimeError, SentenceEncoder};
+use crate::runtime::RuntimeError;
 
 /// Rows folded into the f64 sums at a time (bounds the f32 rounding of each partial XᵀX).
 const ROWS_PER_CHUNK: usize = 256;
@@ -103,8 +103,9 @@ impl LinearInputObserver for CalibrationAccumulator {
 
 /// Run `encoder` over `texts` (in batches of `batch_size`) and return `H` per
 /// Linear weight name. `progress(done)` is called after each batch.
+#[cfg(feature = "tokenizer")]
 pub fn calibrate<S: AsRef<str>>(
-    encoder: &SentenceEncoder,
+    encoder: &crate::runtime::SentenceEncoder,
     texts: &[S],
     batch_size: usize,
     progress: &mut dyn FnMut(usize),
@@ -112,9 +113,38 @@ pub fn calibrate<S: AsRef<str>>(
     if texts.is_empty() {
         return Err(RuntimeError::Input("no calibration sentences".into()));
     }
+    let ids = encoder.tokenizer.encode_all(texts)?;
+    let out = calibrate_tokens(&encoder.model, &ids, batch_size, &mut |done| {
+        progress(done);
+        Control::Continue
+    })?;
+    Ok(out.expect("never cancelled"))
+}
+
+/// [`calibrate`] on token ids (each sentence with its special tokens, as the
+/// tokenizer gives them): the same batches, so the same matrices. This is
+/// the entry without a tokenizer (the npm package's core module).
+/// `progress(done)` is called after each batch; [`Control::Cancel`] stops
+/// and returns `Ok(None)`.
+pub fn calibrate_tokens(
+    model: &BertModel,
+    sentences: &[Vec<u32>],
+    batch_size: usize,
+    progress: &mut dyn FnMut(usize) -> Control,
+) -> Result<Option<Calibration>, RuntimeError> {
+    if sentences.is_empty() {
+        return Err(RuntimeError::Input("no calibration sentences".into()));
+    }
     let mut acc = CalibrationAccumulator::new();
-    encoder.embed_batched_observed(texts, batch_size, Some(&mut acc), progress)?;
-    Ok(acc.finish())
+    let mut done = 0;
+    for chunk in sentences.chunks(batch_size.max(1)) {
+        model.embed_observed(chunk, Some(&mut acc))?;
+        done += chunk.len();
+        if progress(done) == Control::Cancel {
+            return Ok(None);
+        }
+    }
+    Ok(Some(acc.finish()))
 }
 
 /// Serialise calibration matrices as safetensors (one F32 tensor per name,

@@ -4,6 +4,9 @@ use serde::Deserialize;
 
 use super::error::{Result, RuntimeError};
 
+/// sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2.
+pub const DEFAULT_MAX_TOKENS: usize = 256;
+
 /// The fields of a Hugging Face BERT `config.json` the runtime uses.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct BertConfig {
@@ -102,6 +105,12 @@ impl BertConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Tokens per sentence the sentence encoder keeps (special tokens
+    /// included): [`DEFAULT_MAX_TOKENS`], or fewer if the position table is shorter.
+    pub fn sentence_max_tokens(&self) -> usize {
+        DEFAULT_MAX_TOKENS.min(self.max_position_embeddings)
     }
 
     /// Width of one attention head.

@@ -2,7 +2,7 @@
 
 use super::bert::{BertModel, LinearInputObserver};
 use super::error::Result;
-use super::tokenize::{SentenceTokenizer, DEFAULT_MAX_TOKENS};
+use super::tokenize::SentenceTokenizer;
 
 /// A sentence encoder: `tokenizer.json` + `config.json` + weights.
 #[derive(Debug)]
@@ -18,10 +18,8 @@ impl SentenceEncoder {
     /// or a jlcm packed file (packed Linear weights run on the packed kernels).
     pub fn from_bytes(config_json: &str, tokenizer_json: &[u8], weights: &[u8]) -> Result<Self> {
         let model = BertModel::from_safetensors(config_json, weights)?;
-        let tokenizer = SentenceTokenizer::from_bytes(
-            tokenizer_json,
-            DEFAULT_MAX_TOKENS.min(model.config().max_position_embeddings),
-        )?;
+        let tokenizer =
+            SentenceTokenizer::from_bytes(tokenizer_json, model.config().sentence_max_tokens())?;
         Ok(Self { tokenizer, model })
     }
 

@@ -17,18 +17,23 @@
 pub mod bert;
 pub mod config;
 pub mod dense;
+#[cfg(feature = "tokenizer")]
 pub mod encoder;
 pub mod error;
 pub mod linear;
 pub mod npy;
 pub mod ops;
 pub mod panel;
+#[cfg(feature = "tokenizer")]
 pub mod tokenize;
 pub mod weights;
 
 pub use bert::{BertModel, LinearInputObserver};
 pub use config::BertConfig;
+pub use config::DEFAULT_MAX_TOKENS;
+#[cfg(feature = "tokenizer")]
 pub use encoder::SentenceEncoder;
 pub use error::RuntimeError;
 pub use linear::{Linear, LinearWeight, PackedStrategy, PANEL_MIN_ROWS};
+#[cfg(feature = "tokenizer")]
 pub use tokenize::SentenceTokenizer;

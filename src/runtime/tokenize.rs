@@ -5,8 +5,7 @@ use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 
 use super::error::{Result, RuntimeError};
 
-/// sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2.
-pub const DEFAULT_MAX_TOKENS: usize = 256;
+pub use super::config::DEFAULT_MAX_TOKENS;
 
 /// A Hugging Face tokenizer (from `tokenizer.json`) that truncates to a
 /// maximum number of tokens, special tokens included.

@@ -7,6 +7,7 @@ use wasm_bindgen::JsValue;
 use crate::engine::EngineError;
 use crate::format::FormatError;
 use crate::kernels::KernelError;
+use crate::runtime::RuntimeError;
 
 /// Stable error codes (documented in the package README and `types.d.ts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +121,21 @@ impl From<KernelError> for BindingError {
             KernelError::Format(f) => f.into(),
             KernelError::Shape { .. } => Self::new(ErrorCode::Shape, e.to_string()),
             KernelError::Unavailable(_) => Self::new(ErrorCode::Unsupported, e.to_string()),
+        }
+    }
+}
+
+impl From<RuntimeError> for BindingError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::Format(f) => f.into(),
+            RuntimeError::Kernel(k) => k.into(),
+            RuntimeError::Config(_) | RuntimeError::Weight { .. } => {
+                Self::new(ErrorCode::Model, e.to_string())
+            }
+            RuntimeError::Tokenizer(_) => Self::new(ErrorCode::Tokenizer, e.to_string()),
+            RuntimeError::Input(_) => Self::new(ErrorCode::Input, e.to_string()),
+            RuntimeError::Npy(_) => Self::new(ErrorCode::Format, e.to_string()),
         }
     }
 }

@@ -13,19 +13,37 @@
 //! | `PackedFileBuilder`                  | `format::packed::PackedFile::to_bytes` |
 //! | `decodePackedFile`, `inspectPackedFile` | `PackedFile::{from_bytes, decode}`  |
 //! | `PackedMatrix`                       | `kernels::PackedMatrix`                |
-//! | `SentenceEncoder`                    | `runtime::SentenceEncoder`             |
+//! | `SentenceModel`                      | `runtime::BertModel` (token ids in)    |
+//! | `computeCalibration`                 | `engine::calib::calibrate_tokens`      |
+//! | `Tokenizer` (`jlcm/text` module)     | `runtime::SentenceTokenizer`           |
+//!
+//! The npm package holds two wasm modules built from this crate
+//! (`scripts/build-wasm.sh`): the core (default here) and, with the
+//! `text-module` feature, the tokenizer alone (`text.rs`), which pulls in
+//! the large `tokenizers` crate and is loaded only when text is tokenised.
 
+#[cfg(not(feature = "text-module"))]
 pub mod analyse;
+#[cfg(not(feature = "text-module"))]
+pub mod calibrate;
+#[cfg(not(feature = "text-module"))]
 pub mod compress;
 pub mod convert;
 pub mod error;
+#[cfg(not(feature = "text-module"))]
 pub mod header;
+#[cfg(not(feature = "text-module"))]
 pub mod matvec;
+#[cfg(not(feature = "text-module"))]
 pub mod packfile;
+#[cfg(not(feature = "text-module"))]
 pub mod runtime;
+#[cfg(feature = "text-module")]
+pub mod text;
 
 use wasm_bindgen::prelude::*;
 
+#[cfg(not(feature = "text-module"))]
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = include_str!("../../pkg-config/types.d.ts");
 
@@ -37,18 +55,21 @@ pub fn start() {
 }
 
 /// Whether this build uses WebAssembly SIMD128 kernels.
+#[cfg(not(feature = "text-module"))]
 #[wasm_bindgen(js_name = simd128Enabled)]
 pub fn simd128_enabled() -> bool {
     cfg!(target_feature = "simd128")
 }
 
 /// The crate version.
+#[cfg(not(feature = "text-module"))]
 #[wasm_bindgen]
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
 
 /// The packed format version this build reads and writes.
+#[cfg(not(feature = "text-module"))]
 #[wasm_bindgen(js_name = formatVersion)]
 pub fn format_version() -> u32 {
     crate::format::packed::FORMAT_VERSION

@@ -42,11 +42,13 @@ else
   "$jlcm_bin" compress "$model/model.safetensors" -o "$app/minilm.4bit.safetensors" --bits 4 --iters 1 >/dev/null 2>&1
   "$jlcm_bin" embed "$model" --text "$sentences" -o "$app/native-dense.npy" >/dev/null 2>&1
   "$jlcm_bin" embed "$model" --text "$sentences" --weights "$app/minilm.4bit.safetensors" -o "$app/native-packed.npy" >/dev/null 2>&1
-  (cd "$app" && node embed.js "$model" minilm.4bit.safetensors "$sentences" native-dense.npy native-packed.npy)
+  echo "consumer: calibration from sentences in Node (jlcm/text + computeCalibration) vs native jlcm calibrate"
+  "$jlcm_bin" calibrate "$model" --text "$sentences" --batch-size 5 -o "$app/native-calib.safetensors" >/dev/null 2>&1
+  (cd "$app" && node embed.js "$model" minilm.4bit.safetensors "$sentences" native-dense.npy native-packed.npy native-calib.safetensors 5)
 fi
 
 echo "consumer (b) page + (c) module worker, bundled by esbuild:"
-(cd "$app" && "$repo/node_modules/.bin/esbuild" page.js worker.js --bundle --format=esm \
+(cd "$app" && "$repo/node_modules/.bin/esbuild" page.js worker.js --bundle --splitting --format=esm \
   --loader:.wasm=file --outdir=dist --log-level=warning)
 cp "$app/index.html" "$app/dist/"
 node "$here/browser.mjs" "$app/dist" "$node_sha"

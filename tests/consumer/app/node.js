@@ -2,7 +2,12 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as jlcm from "jlcm";
+import * as text from "jlcm/text";
 import { compressAndDecode } from "./check.js";
+import { tokenizeCheck } from "./check-text.js";
 
 jlcm.initSync({ module: readFileSync(fileURLToPath(import.meta.resolve("jlcm/jlcm_bg.wasm"))) });
-console.log(JSON.stringify({ node: await compressAndDecode(jlcm) }));
+const node = await compressAndDecode(jlcm);
+text.initTextSync({ module: readFileSync(fileURLToPath(import.meta.resolve("jlcm/jlcm_text_bg.wasm"))) });
+node.text = tokenizeCheck(text);
+console.log(JSON.stringify({ node }));

@@ -9,7 +9,13 @@ function settle(key, fn) {
 }
 settle("page", async () => {
   await init({ module_or_path: wasmUrl });
-  return compressAndDecode(jlcm);
+  const result = await compressAndDecode(jlcm);
+  // The tokenizer module is fetched only now, on first use (a separate chunk).
+  const fetchedBefore = performance.getEntriesByType("resource").some((e) => e.name.includes("jlcm_text_bg"));
+  const { textCheck } = await import("./page-text.js");
+  result.text = await textCheck();
+  result.text.lazy = !fetchedBefore;
+  return result;
 });
 settle("worker", () => new Promise((resolve, reject) => {
   const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });

@@ -25,3 +25,20 @@ export async function compressFirst(bytes: Uint8Array): Promise<number> {
     throw e;
   }
 }
+
+// The second module: sentence embeddings and calibration from text.
+import { loadSentenceEncoder, Tokenizer, type TokenBatch } from "jlcm/text";
+import { SentenceModel, computeCalibration, type CalibrationProgress } from "jlcm";
+
+export async function embedAndCalibrate(config: string, tokenizer: Uint8Array, weights: Uint8Array): Promise<number> {
+  const enc = await loadSentenceEncoder(config, tokenizer, weights);
+  const emb: Float32Array = enc.embed(["a sentence"]);
+  const seen: CalibrationProgress[] = [];
+  const h: Uint8Array = enc.computeCalibration(["a sentence"], { batchSize: 8 }, { onProgress: (p) => { seen.push(p); } });
+  enc.free();
+  const model = new SentenceModel(config, weights);
+  const tok = new Tokenizer(tokenizer, model.maxTokens);
+  const batch: TokenBatch = tok.encode(["another"]);
+  const h2: Uint8Array = computeCalibration(config, weights, batch);
+  return emb.length + h.length + h2.length + model.embedTokens(batch).length;
+}
