@@ -124,10 +124,12 @@ fn check_decode_fits(file: &PackedFile) -> JsResult<()> {
     let mut total: u64 = 0;
     for e in &file.entries {
         let bytes = match e {
-            PackedEntry::Packed(p) => (p.n_out as u64)
-                .saturating_mul(p.n_in as u64)
-                .saturating_mul(p.dtype.bitsize() as u64)
-                / 8,
+            PackedEntry::Packed(p) => {
+                (p.n_out as u64)
+                    .saturating_mul(p.n_in as u64)
+                    .saturating_mul(p.dtype.bitsize() as u64)
+                    / 8
+            }
             PackedEntry::Raw { tensor, .. } => tensor.data.len() as u64,
         };
         total = total.saturating_add(bytes);

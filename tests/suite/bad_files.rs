@@ -87,7 +87,9 @@ mod wasm {
             err.is_instance_of::<js_sys::Error>(),
             "not an Error: {err:?}"
         );
-        let code = prop(&err, "code").as_string().expect("Error.code is a string");
+        let code = prop(&err, "code")
+            .as_string()
+            .expect("Error.code is a string");
         let message = prop(&err, "message").as_string().unwrap_or_default();
         (code, message)
     }
@@ -209,7 +211,10 @@ mod wasm {
             complaints.extend(check(file, surface, &entry[surface], &got));
         }
         assert!(complaints.is_empty(), "\n{}", complaints.join("\n"));
-        assert!(errors > 0 && oks > 0, "{surface}: {errors} errors, {oks} ok");
+        assert!(
+            errors > 0 && oks > 0,
+            "{surface}: {errors} errors, {oks} ok"
+        );
     }
 
     #[test]
