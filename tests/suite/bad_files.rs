@@ -367,4 +367,25 @@ mod wasm {
         assert_too_large("decodePackedFile", decode(&bytes), "`enc.huge`");
         module_still_works();
     }
+
+    /// Sub-byte tensors (F4: two values a byte) are kept byte for byte by
+    /// `addRaw` (the byte count was `bitsize / 8 = 0` per element before),
+    /// and a byte count that does not match the shape is still refused.
+    #[test]
+    fn add_raw_keeps_sub_byte_tensors() {
+        let spec =
+            || js_sys::JSON::parse(r#"{"name": "q.f4", "dtype": "F4", "shape": [2, 4]}"#).unwrap();
+        let mut builder = PackedFileBuilder::new();
+        builder
+            .add_raw(spec(), &[0x12, 0x34, 0x56, 0x78])
+            .expect("F4 [2, 4] in 4 bytes");
+        let (code, msg) = builder
+            .add_raw(spec(), &[0; 8])
+            .map_err(thrown)
+            .expect_err("8 bytes");
+        assert_eq!(code, "E_FORMAT", "{msg}");
+        assert!(msg.contains("q.f4"), "{msg}");
+        let dense = decode_packed_file(&builder.to_bytes().expect("bytes")).expect("decode");
+        assert!(dense.ends_with(&[0x12, 0x34, 0x56, 0x78]));
+    }
 }
