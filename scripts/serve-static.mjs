@@ -14,6 +14,14 @@ const TYPES = {
   '.md': 'text/plain; charset=utf-8', '.png': 'image/png', '.svg': 'image/svg+xml', '.safetensors': 'application/octet-stream',
 };
 const MODEL_PREFIX = '/models/all-MiniLM-L6-v2/';
+/**
+ * The Content-Security-Policy sent with every response: the policy of
+ * index.html's <meta> tag, which a dedicated worker does not inherit (a
+ * worker takes its policy from its own script's response), plus what only a
+ * header can say (frame-ancestors). Nothing but this origin: no remote
+ * script, style, font or connection.
+ */
+export const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; style-src 'self'; img-src 'self' data: blob:; font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'none'; frame-ancestors 'none'";
 
 /**
  * @param {{root: string, modelDir?: string, port?: number, host?: string}} o
@@ -39,6 +47,8 @@ export function startServer({ root, modelDir, port = 0, host = '127.0.0.1' }) {
         'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
         'content-length': st.size,
         'cache-control': 'no-cache',
+        'content-security-policy': CSP,
+        'x-content-type-options': 'nosniff',
       });
       if (req.method === 'HEAD') { res.end(); return; }
       fs.createReadStream(file).pipe(res);

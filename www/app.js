@@ -12,9 +12,10 @@ import { renderGroupsView } from './views/groups.js';
 import { renderErrorView } from './views/error.js';
 import { LossView } from './views/loss.js';
 import { ModelView } from './views/model.js';
-import { packedEntries, denseEntries, saveSafetensors } from './download.js';
+import { packedEntries, denseEntries, saveSafetensors, keepPartsOffHeap, partsInMemory } from './download.js';
 import { formatBytes } from './stats.js';
 import { slow } from './timing.js';
+import { useEngineHeaders } from './headers.js';
 
 const $ = (/** @type {string} */ sel) => /** @type {HTMLElement} */ (document.querySelector(sel));
 
@@ -57,6 +58,8 @@ async function startPool() {
   } catch (e) {
     notice(`The wasm engine is not available (${e.message}). Build it with scripts/serve.sh; browsing still works, compression does not.`, 'error');
   }
+  // Headers are validated by the engine's reader (same messages as the CLI).
+  if (module) await useEngineHeaders(glueUrl, module).catch((e) => notice(`Header checks fall back to the page's reader (${e.message}).`, 'error'));
   const p = new WorkerPool({ size, glueUrl, module, onNotice: (t) => notice(t, 'error') });
   const status = $('#engine-status');
   p.ready.then((r) => {
@@ -74,12 +77,23 @@ async function startPool() {
   return p;
 }
 
-/** @param {string} text @param {'info'|'error'} [kind] */
-function notice(text, kind = 'info') {
+/**
+ * @param {string} text @param {'info'|'error'} [kind]
+ * @param {{label: string, run: () => void}} [action]  a button in the notice
+ */
+function notice(text, kind = 'info', action) {
   const box = $('#notices');
   const n = document.createElement('div');
   n.className = `notice ${kind}`;
   n.textContent = text;
+  if (action) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'notice-action';
+    b.textContent = action.label;
+    b.onclick = () => { n.remove(); action.run(); };
+    n.append(b);
+  }
   const close = document.createElement('button');
   close.type = 'button';
   close.textContent = '×';
@@ -177,8 +191,9 @@ function ref(t) {
 function showResult(name) {
   const r = state.results.get(name);
   if (r) {
-    renderGroupsView($('#view-groups'), r);
-    renderErrorView($('#view-error'), r);
+    // Only the view on screen is drawn (showView draws the other on switching).
+    if (state.view === 'groups') renderGroupsView($('#view-groups'), r);
+    if (state.view === 'error') renderErrorView($('#view-error'), r);
   } else {
     $('#view-groups').innerHTML = '<p class="muted">Compress the selected tensor to see its groups and codebooks.</p>';
     $('#view-error').innerHTML = '<p class="muted">Compress the selected tensor to see where its error sits.</p>';
@@ -266,7 +281,7 @@ async function compress(tensors) {
   const bar = $('#progress');
   bar.hidden = false;
   const progress = () => {
-    /** @type {HTMLElement} */ ($('#progress-bar')).style.width = `${(100 * done) / tensors.length}%`;
+    /** @type {HTMLElement} */ ($('#progress-bar')).style.transform = `scaleX(${done / tensors.length})`;
     $('#progress-text').textContent = `${done} / ${tensors.length} tensors, ${((performance.now() - t0) / 1000).toFixed(1)} s`;
   };
   progress();
@@ -292,7 +307,7 @@ async function compress(tensors) {
           table.update(t.name, { status: 'running', progress: Math.min(1, step / steps) });
         },
       });
-      state.results.set(t.name, r);
+      state.results.set(t.name, keepPartsOffHeap(r));
       lossView.set(t.name, r.report.losses.map((p) => p.loss));
       table.update(t.name, { status: 'done', bpw: r.report.bpw, err: r.report.relOutputError, progress: 1 });
       if (state.selected === t.name) showResult(t.name);
@@ -317,7 +332,11 @@ async function compress(tensors) {
   state.run = null;
   refreshButtons();
   if (cancelled) notice(`Cancelled: ${tensors.length - cancelled - failed.length} of ${tensors.length} tensors finished.`);
-  else notice(`Compressed ${tensors.length - failed.length} tensor(s) in ${(ms / 1000).toFixed(2)} s${failed.length ? `, ${failed.length} failed` : ''}.`);
+  else if (failed.length) {
+    const again = tensors.filter((t) => failed.includes(t.name));
+    notice(`Compressed ${tensors.length - failed.length} tensor(s) in ${(ms / 1000).toFixed(2)} s; ${failed.length} failed: ${failed.slice(0, 3).join(', ')}${failed.length > 3 ? ', …' : ''}.`, 'error',
+      { label: `Retry ${failed.length} failed`, run: () => compress(again) });
+  } else notice(`Compressed ${tensors.length} tensor(s) in ${(ms / 1000).toFixed(2)} s.`);
 }
 
 /** @param {import('./safetensors.js').TensorInfo} t @returns {import('./protocol.js').HessianRef|null} */
@@ -336,9 +355,10 @@ async function download(kind) {
   try {
     const out = kind === 'packed'
       ? packedEntries(m.tensors, state.results, m.metadata)
-      : denseEntries(m.tensors, state.results, m.metadata, async (r) => (await pool.run({ type: MSG.decode, parts: r.parts, params: r.params }, { label: `decoding ${r.report.name}` })).data);
+      : denseEntries(m.tensors, state.results, m.metadata, async (r) => (await pool.run({ type: MSG.decode, parts: await partsInMemory(r.parts), params: r.params }, { label: `decoding ${r.report.name}` })).data);
     const res = await saveSafetensors(`${base}.${kind === 'packed' ? 'jlcm' : 'decoded'}.safetensors`, out, { useFilePicker });
-    notice(`Saved ${formatBytes(res.bytes)} (${kind}) via ${res.how}.`);
+    /** @type {any} */ (window).jlcm.lastSave = { kind, ...res };
+    notice(`Saved ${formatBytes(res.bytes)} (${kind}) via ${res.how}, in ${res.parts} parts.`);
   } catch (e) {
     if (e.name !== 'AbortError') notice(`Download failed: ${e.message}`, 'error');
   }

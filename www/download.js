@@ -1,8 +1,17 @@
 // Writing the packed file (and the decoded dense file) in parts, in the
-// same layout and order as the native CLI (the same bytes for the same seed): through the
-// File System Access API where the browser has it, else as a Blob built from
-// parts. Copied-through tensors are File.slice()s of the input, so the Blob
-// refers to the input file and never holds a second copy of it.
+// same layout and order as the native CLI (the same bytes for the same seed):
+// the header is planned from the parts' sizes first (headerBytes), then the
+// header and each part are written in turn to a stream: the File System
+// Access API where the browser has it, else a Blob made of parts. Nothing
+// ever builds one contiguous copy of the output:
+// - a compressed tensor's index part (the bulk of its bytes) is moved into a
+//   Blob as soon as the tensor is compressed (keepPartsOffHeap), so the tab's
+//   JS heap holds only small parts (codebooks, group ids, scales); the browser
+//   keeps Blob data outside the renderer and may page it to disk;
+// - copied-through tensors are File.slice()s of the input, so the output
+//   refers to the input file and never holds a second copy of it;
+// - a Blob made of Blobs refers to them; the file-picker stream writes each
+//   part as it comes.
 
 import { headerBytes } from './safetensors.js';
 import { FORMAT_KEY, FORMAT_VERSION, PARAM_PREFIX } from './protocol.js';
@@ -35,12 +44,44 @@ export function packedEntries(tensors, results, inputMetadata) {
     const r = results.get(t.name);
     if (r) {
       metadata[PARAM_PREFIX + t.name] = JSON.stringify(r.params);
-      for (const p of r.parts) entries.push({ name: p.name, dtype: p.dtype, shape: p.shape, byteLength: p.data.length, bytes: async () => p.data });
+      for (const p of r.parts) entries.push({ name: p.name, dtype: p.dtype, shape: p.shape, byteLength: partLength(p), bytes: async () => p.blob ?? p.data });
     } else {
       entries.push(rawEntry(t));
     }
   }
   return { entries, metadata };
+}
+
+/** Parts at least this large are kept in Blobs, off the JS heap. */
+const OFF_HEAP_BYTES = 64 << 10;
+
+/**
+ * Move a compressed tensor's large parts (the index part) into Blobs, so
+ * that a run over a whole model does not accumulate its packed indices on
+ * the tab's heap. Small parts (codebooks, group ids, scales) stay as bytes:
+ * the views draw them. Returns the result, changed in place.
+ * @param {import('./protocol.js').CompressedMsg} r
+ */
+export function keepPartsOffHeap(r) {
+  r.parts = r.parts.map((p) => (p.data && p.data.length >= OFF_HEAP_BYTES
+    ? { name: p.name, dtype: p.dtype, shape: p.shape, byteLength: p.data.length, blob: new Blob([p.data]) }
+    : p));
+  return r;
+}
+
+/**
+ * A result's parts with their bytes in memory (read back from Blobs), for
+ * decoding one tensor.
+ * @param {import('./protocol.js').PackedPart[]} parts
+ * @returns {Promise<import('./protocol.js').PackedPart[]>}
+ */
+export async function partsInMemory(parts) {
+  return Promise.all(parts.map(async (p) => (p.data ? p : { name: p.name, dtype: p.dtype, shape: p.shape, data: new Uint8Array(await p.blob.arrayBuffer()) })));
+}
+
+/** @param {any} p */
+function partLength(p) {
+  return p.data ? p.data.length : p.byteLength;
 }
 
 /**
@@ -88,12 +129,16 @@ function rawEntry(t) {
  * @param {string} fileName
  * @param {{entries: OutputEntry[], metadata: Record<string,string>}} out
  * @param {{useFilePicker: boolean, onProgress?: (done: number, total: number) => void}} o
- * @returns {Promise<{bytes: number, how: string}>}
+ * @returns {Promise<{bytes: number, how: string, parts: number, largestPart: number}>}
+ *   parts: writes (or Blob parts) the output was made of, header included;
+ *   largestPart: the largest of them, in bytes
  */
 export async function saveSafetensors(fileName, { entries, metadata }, o) {
   const header = headerBytes(entries, metadata);
   const total = header.length + entries.reduce((a, e) => a + e.byteLength, 0);
   const progress = o.onProgress ?? (() => {});
+  const parts = 1 + entries.length;
+  const largestPart = Math.max(header.length, ...entries.map((e) => e.byteLength));
   const picker = /** @type {any} */ (window).showSaveFilePicker;
   if (o.useFilePicker && typeof picker === 'function') {
     const handle = await picker({ suggestedName: fileName, types: [{ description: 'safetensors', accept: { 'application/octet-stream': ['.safetensors'] } }] });
@@ -103,6 +148,8 @@ export async function saveSafetensors(fileName, { entries, metadata }, o) {
       let done = header.length;
       for (const e of entries) {
         const b = await e.bytes();
+        const n = /** @type {any} */ (b).size ?? /** @type {any} */ (b).length;
+        if (n !== e.byteLength) throw new Error(`tensor \`${e.name}\`: ${n} bytes, the header says ${e.byteLength}`);
         await w.write(b);
         done += e.byteLength;
         progress(done, total);
@@ -112,17 +159,18 @@ export async function saveSafetensors(fileName, { entries, metadata }, o) {
       await w.abort().catch(() => {});
       throw err;
     }
-    return { bytes: total, how: 'file-system-access' };
+    return { bytes: total, how: 'file-system-access', parts, largestPart };
   }
   /** @type {(Blob|Uint8Array)[]} */
-  const parts = [header];
+  const blobParts = [header];
   let done = header.length;
   for (const e of entries) {
-    parts.push(await e.bytes());
+    blobParts.push(await e.bytes());
     done += e.byteLength;
     progress(done, total);
   }
-  const blob = new Blob(parts, { type: 'application/octet-stream' });
+  const blob = new Blob(blobParts, { type: 'application/octet-stream' });
+  if (blob.size !== total) throw new Error(`the output has ${blob.size} bytes, its header plans ${total}`);
   const url = URL.createObjectURL(blob);
   const a = document.createElement('a');
   a.href = url;
@@ -131,7 +179,7 @@ export async function saveSafetensors(fileName, { entries, metadata }, o) {
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
-  return { bytes: blob.size, how: 'blob' };
+  return { bytes: blob.size, how: 'blob', parts, largestPart };
 }
 
 /**

@@ -4,6 +4,8 @@
 
 /** @type {any} */
 let wasm = null;
+/** The raw wasm exports (its memory). @type {any} */
+let exportsOf = null;
 
 /**
  * Load the wasm-bindgen glue and instantiate it from an already compiled
@@ -13,14 +15,19 @@ let wasm = null;
  */
 export async function loadEngine(glueUrl, module) {
   const glue = await import(glueUrl);
-  if (typeof glue.initSync === 'function') glue.initSync({ module });
-  else await glue.default({ module_or_path: module });
+  if (typeof glue.initSync === 'function') exportsOf = glue.initSync({ module });
+  else exportsOf = await glue.default({ module_or_path: module });
   wasm = glue;
   return {
     simd: hasSimd128(),
     version: call(['version'], () => '?'),
     features: ['compressTensor', 'decodePackedFile', 'SentenceEncoder'].filter((n) => n in wasm),
   };
+}
+
+/** Bytes of this worker's wasm memory now (it only grows: its peak so far). */
+export function wasmMemoryBytes() {
+  return exportsOf?.memory?.buffer?.byteLength ?? 0;
 }
 
 /** The exports this page uses; missing ones are reported by name. */

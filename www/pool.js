@@ -25,6 +25,9 @@ import { timed } from './timing.js';
  * @property {number} index
  */
 
+/** A worker whose wasm memory grew past this is replaced after its job. */
+export const RECYCLE_WASM_BYTES = 256 << 20;
+
 export class CancelledError extends Error {
   constructor(label) {
     super(`${label}: cancelled`);
@@ -62,7 +65,7 @@ export class WorkerPool {
     const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: `jlcm-${index}` });
     /** @type {Slot} */
     const slot = { worker, job: null, ready: false, index };
-    worker.onmessage = (e) => timed(`worker message ${e.data?.type}`, () => this.onMessage(slot, e.data));
+    worker.onmessage = (e) => timed(() => `worker message ${e.data?.type}`, () => this.onMessage(slot, e.data));
     worker.onerror = (e) => {
       e.preventDefault();
       this.crashed(slot, e.message || 'the worker stopped (out of memory?)');
@@ -91,8 +94,19 @@ export class WorkerPool {
     if (m.type === MSG.progress) { job.onProgress(m); return; }
     slot.job = null;
     job.slot = null;
+    if (m.type === MSG.error && m.code === 'wasm_trap') {
+      // The engine aborted (panic or out of memory): its instance is spent.
+      this.replace(slot);
+      job.reject(Object.assign(new Error(`${job.label}: the engine stopped (${m.message}; out of memory?); its worker was restarted`), { code: m.code }));
+      return;
+    }
     if (m.type === MSG.error) job.reject(Object.assign(new Error(`${job.label}: ${m.message}`), { code: m.code }));
-    else if (m.type === DONE_FOR[job.msg.type]) job.resolve(m);
+    else if (m.type === DONE_FOR[job.msg.type]) {
+      job.resolve(m);
+      // A wasm memory only grows: after a large tensor, start afresh so an
+      // idle pool gives the memory back (the module is compiled already).
+      if (/** @type {any} */ (m).wasmBytes > RECYCLE_WASM_BYTES) { this.replace(slot); return; }
+    }
     else job.reject(new Error(`${job.label}: unexpected answer \`${m.type}\``));
     this.pump();
   }
@@ -157,6 +171,15 @@ export class WorkerPool {
       this.replace(slot);
     }
     job.reject(new CancelledError(job.label));
+  }
+
+  /**
+   * Test hook (www/faults.js): make the worker in slot `index` fail its next
+   * compress job the way `kind` fails.
+   * @param {'trap'|'uncaught'} kind @param {number} [index]
+   */
+  armFault(kind, index = 0) {
+    this.slots[index].worker.postMessage({ type: MSG.fault, kind });
   }
 
   /** Jobs running or waiting. */

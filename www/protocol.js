@@ -50,7 +50,8 @@
  * @typedef {{type: 'compress', id: number, tensor: TensorRef, options: CompressOptions, hessian: HessianRef|null}} CompressMsg
  * @typedef {{type: 'decode', id: number, parts: PackedPart[], params: PackedParams}} DecodeMsg
  * @typedef {{type: 'embed', id: number, model: {key: string, config: string, tokenizer: Blob, weights: Blob, packed: Blob|null, packedKey: string}, sentences: string[]}} EmbedMsg
- * @typedef {InitMsg|AnalyseMsg|CompressMsg|DecodeMsg|EmbedMsg} ToWorker
+ * @typedef {{type: 'fault', kind: 'trap'|'uncaught'}} FaultMsg  test hook (www/faults.js): fail the next compress job
+ * @typedef {InitMsg|AnalyseMsg|CompressMsg|DecodeMsg|EmbedMsg|FaultMsg} ToWorker
  */
 
 // ---- worker → page ------------------------------------------------------
@@ -103,7 +104,7 @@
  * @typedef {{type: 'failed', message: string}} FailedMsg
  * @typedef {{type: 'progress', id: number, event: {type: 'phase', phase: string} | {type: 'loss', point: {sweep: number, kind: string, loss: number}}}} ProgressMsg
  * @typedef {{type: 'analysed', id: number, histogram: Histogram, min: number, max: number, rows: {mean: Float32Array, std: Float32Array, absMax: Float32Array}, rowsRead: number, nOut: number, nIn: number, ms: number}} AnalysedMsg
- * @typedef {{type: 'compressed', id: number, report: TensorReport, parts: PackedPart[], params: PackedParams, groupHistograms: Histogram[], ms: number}} CompressedMsg
+ * @typedef {{type: 'compressed', id: number, report: TensorReport, parts: PackedPart[], params: PackedParams, groupHistograms: Histogram[], ms: number, wasmBytes: number}} CompressedMsg
  * @typedef {{type: 'decoded', id: number, data: Uint8Array}} DecodedMsg
  * @typedef {{type: 'embedded', id: number, original: Float32Array, packed: Float32Array|null, dim: number, originalMs: number, packedMs: number}} EmbeddedMsg
  * @typedef {{type: 'error', id: number, message: string, code: string}} ErrorMsg
@@ -112,7 +113,7 @@
 
 /** Message types, so a typo is a lookup error rather than a silent drop. */
 export const MSG = Object.freeze({
-  init: 'init', analyse: 'analyse', compress: 'compress', decode: 'decode', embed: 'embed',
+  init: 'init', analyse: 'analyse', compress: 'compress', decode: 'decode', embed: 'embed', fault: 'fault',
   ready: 'ready', failed: 'failed', progress: 'progress', analysed: 'analysed', compressed: 'compressed',
   decoded: 'decoded', embedded: 'embedded', error: 'error',
 });

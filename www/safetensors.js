@@ -56,12 +56,25 @@ export function isCompressible(dtype, shape) {
 }
 
 /**
+ * The engine's header reader (wasm `parseHeader(bytes, fileLength)`), when
+ * loaded (www/headers.js): the same validation and messages as the CLI.
+ * @type {((bytes: Uint8Array, fileLength: number) => any) | null}
+ */
+let engineParseHeader = null;
+
+/** @param {(bytes: Uint8Array, fileLength: number) => any} parse */
+export function useEngineHeaderParser(parse) {
+  engineParseHeader = parse;
+}
+
+/**
  * Read and validate the header of a safetensors File (two small slices).
  * @param {File} file
  * @returns {Promise<{tensors: TensorInfo[], metadata: Record<string,string>, dataStart: number}>}
  */
 export async function readHeader(file) {
   const name = file.name || 'file';
+  if (engineParseHeader) return readHeaderWithEngine(file, name, engineParseHeader);
   if (file.size < 8) throw new FileFormatError(name, `only ${file.size} bytes: too short for a safetensors file`);
   const prefix = new DataView(await file.slice(0, 8).arrayBuffer());
   const len = Number(prefix.getBigUint64(0, true));
@@ -75,6 +88,34 @@ export async function readHeader(file) {
     throw new FileFormatError(name, `header is not valid JSON (${e.message})`);
   }
   return validateHeader(json, name, file.size, 8 + len, file);
+}
+
+/**
+ * Read the prefix and the header (when its length is plausible) and let the
+ * engine validate them against the file's length: every check of
+ * src/format/safetensors.rs, with its messages.
+ * @param {File} file @param {string} name @param {(bytes: Uint8Array, fileLength: number) => any} parse
+ */
+async function readHeaderWithEngine(file, name, parse) {
+  let bytes = new Uint8Array(await file.slice(0, 8).arrayBuffer());
+  if (bytes.length === 8) {
+    const len = new DataView(bytes.buffer).getBigUint64(0, true);
+    if (len <= BigInt(MAX_HEADER_LEN) && 8n + len <= BigInt(file.size)) bytes = new Uint8Array(await file.slice(0, 8 + Number(len)).arrayBuffer());
+  }
+  let h;
+  try {
+    h = parse(bytes, file.size);
+  } catch (e) {
+    throw new FileFormatError(name, e?.message ?? String(e));
+  }
+  /** @type {TensorInfo[]} */
+  const tensors = h.tensors.map((/** @type {any} */ t) => ({
+    name: t.name, dtype: t.dtype, shape: t.shape, start: Number(t.start), end: Number(t.end), file, shard: name,
+    compressible: isCompressible(t.dtype, t.shape),
+  }));
+  tensors.sort((a, b) => a.start - b.start);
+  const metadata = h.metadata instanceof Map ? Object.fromEntries(h.metadata) : { ...h.metadata };
+  return { tensors, metadata, dataStart: Number(h.dataStart) };
 }
 
 /**

@@ -7,7 +7,8 @@ export const slow = [];
 /**
  * Run `fn`, recording it if it took more than 20 ms.
  * @template T
- * @param {string} label
+ * @param {string | (() => string)} label  a function is called after `fn`
+ *   (so reading a message's data inside `fn`, its deserialisation, is timed)
  * @param {() => T} fn
  * @returns {T}
  */
@@ -17,6 +18,6 @@ export function timed(label, fn) {
     return fn();
   } finally {
     const ms = performance.now() - t0;
-    if (ms > 20) slow.push([label, Math.round(ms)]);
+    if (ms > 20) slow.push([typeof label === 'function' ? label() : label, Math.round(ms)]);
   }
 }

@@ -4,9 +4,10 @@
 
 import { MSG } from './protocol.js';
 import { toF32 } from './safetensors.js';
-import { loadEngine, compressTensor, embedSentences } from './engine.js';
+import { loadEngine, compressTensor, embedSentences, wasmMemoryBytes } from './engine.js';
 import { splitPacked, groupIdsOf, decodeF32, fromF32 } from './packed.js';
 import { histogram, rowStats, range, centralRange } from './stats.js';
+import { armFault, injectArmedFault } from './faults.js';
 
 /** @type {Promise<void>|null} */
 let ready = null;
@@ -27,10 +28,14 @@ self.onmessage = async (/** @type {MessageEvent<import('./protocol.js').ToWorker
       case MSG.compress: return await compress(msg);
       case MSG.decode: return decode(msg);
       case MSG.embed: return await embed(msg);
+      case MSG.fault: return armFault(/** @type {any} */ (msg).kind);
       default: throw new Error(`unknown message type \`${msg.type}\``);
     }
   } catch (err) {
-    post({ type: MSG.error, id, message: err?.message ?? String(err), code: err?.code ?? err?.name ?? 'error' });
+    // A wasm trap (a Rust panic, or an allocation that failed: out of memory)
+    // leaves the instance unusable: `wasm_trap` makes the pool restart us.
+    const code = err instanceof WebAssembly.RuntimeError ? 'wasm_trap' : err?.code ?? err?.name ?? 'error';
+    post({ type: MSG.error, id, message: err?.message ?? String(err), code });
   }
 };
 
@@ -104,6 +109,7 @@ async function analyse(msg) {
 /** @param {import('./protocol.js').CompressMsg} msg */
 async function compress(msg) {
   const t0 = performance.now();
+  await injectArmedFault();
   const t = msg.tensor;
   const raw = new Uint8Array(await t.file.slice(t.start, t.end).arrayBuffer());
   let hessian = null;
@@ -131,7 +137,7 @@ async function compress(msg) {
     const pad = (hi - lo) * 0.03;
     return histogram(flat, lo - pad, hi + pad, 80);
   });
-  post({ type: MSG.compressed, id: msg.id, report, parts, params, groupHistograms, ms: performance.now() - t0 },
+  post({ type: MSG.compressed, id: msg.id, report, parts, params, groupHistograms, ms: performance.now() - t0, wasmBytes: wasmMemoryBytes() },
     parts.map((p) => p.data.buffer));
 }
 

@@ -98,11 +98,18 @@ export function rendererMemoryMB() {
   }
   let rss = 0;
   let priv = 0;
+  let otherPriv = 0;
   for (const [pid, i] of info) {
-    if (!i.renderer) continue;
-    for (let p = pid; p > 1; p = parent.get(p) ?? 0) if (p === root) { rss += i.rss; priv += i.private; break; }
+    for (let p = pid; p > 1; p = parent.get(p) ?? 0) {
+      if (p !== root) continue;
+      if (i.renderer) { rss += i.rss; priv += i.private; } else otherPriv += i.private;
+      break;
+    }
   }
-  return { rssMB: Math.round(rss / 1024), privateMB: Math.round(priv / 1024) };
+  if (info.has(root)) otherPriv += info.get(root).private;
+  // browserPrivateMB: the browser's other processes (the browser process,
+  // which holds Blob data, the network and GPU processes).
+  return { rssMB: Math.round(rss / 1024), privateMB: Math.round(priv / 1024), browserPrivateMB: Math.round(otherPriv / 1024) };
 }
 
 /**

@@ -32,17 +32,36 @@ export function renderGroupsView(root, r) {
     [{ label: 'rows in group', values: report.groupSizes, bars: true }],
     { title: 'Rows per group', xLabel: 'group', yLabel: 'rows', height: 160, xIntegers: true });
   const box = /** @type {HTMLElement} */ (root.querySelector('#group-multiples'));
+  const plots = [];
   for (let g = 0; g < G; g++) {
     const cell = document.createElement('div');
     cell.className = 'multiple';
-    const cb = books[shared ? 0 : g];
-    const marks = Array.from(cb, (v) => v * scales[g]);
     const cap = document.createElement('div');
     cap.className = 'caption';
     cap.textContent = `group ${g}: ${report.groupSizes[g]} rows`;
     const plot = document.createElement('div');
     cell.append(cap, plot);
     box.append(cell);
-    histogramChart(plot, r.groupHistograms[g], { width: Math.max(200, cell.clientWidth - 10), height: 110, marks, colour: colour(g), compact: true });
+    plots.push(plot);
   }
+  // One layout to size the cells, then the charts a few per frame, so that
+  // up to 256 small multiples never block the main thread in one go.
+  const width = Math.max(200, (box.firstElementChild?.clientWidth ?? 210) - 10);
+  const token = (drawing.get(root) ?? 0) + 1;
+  drawing.set(root, token);
+  let g = 0;
+  const batch = () => {
+    if (drawing.get(root) !== token) return; // redrawn meanwhile
+    for (const end = Math.min(G, g + PLOTS_PER_FRAME); g < end; g++) {
+      const marks = Array.from(books[shared ? 0 : g], (v) => v * scales[g]);
+      histogramChart(plots[g], r.groupHistograms[g], { width, height: 110, marks, colour: colour(g), compact: true });
+    }
+    if (g < G) requestAnimationFrame(batch);
+  };
+  batch();
 }
+
+/** Small multiples drawn per animation frame. */
+const PLOTS_PER_FRAME = 4;
+/** The latest drawing of each view root, so a stale one stops. @type {WeakMap<HTMLElement, number>} */
+const drawing = new WeakMap();

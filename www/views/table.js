@@ -159,7 +159,7 @@ export class TensorTable {
     const done = rows.filter((r) => r.bpw != null);
     const w = done.reduce((a, r) => a + r.t.shape.reduce((x, y) => x * y, 1), 0);
     const bpw = w ? done.reduce((a, r) => a + (r.bpw ?? 0) * r.t.shape.reduce((x, y) => x * y, 1), 0) / w : null;
-    this.tfoot.innerHTML = `<tr><td title="${comp.length} compressible (${formatBytes(compBytes)})">Total: ${rows.length} tensors (${comp.length} compressible), ${fmtCount(params)} values</td><td></td><td></td>
+    this.tfoot.innerHTML = `<tr><td colspan="3" title="${comp.length} compressible (${formatBytes(compBytes)})">Total: ${rows.length} tensors (${comp.length} compressible), ${fmtCount(params)} values</td>
       <td class="num">${formatBytes(bytes)}</td>
       <td class="num">${bpw == null ? '' : bpw.toFixed(3)}</td><td></td><td>${done.length} done</td></tr>`;
   }
