@@ -3,6 +3,9 @@
 # print execs and coverage per target. Not part of CI (too long).
 #
 # Usage: bash scripts/fuzz.sh [SECONDS_PER_TARGET=600] [TARGET...]
+#   FUZZ_RUNS=N: also stop a target after N executions (libFuzzer -runs;
+#   whichever of SECONDS and N comes first). On a shared machine:
+#   FUZZ_RUNS=10000000 nice -n 15 bash scripts/fuzz.sh 3000 packed
 # Needs: cargo install cargo-fuzz; a nightly toolchain (rustup toolchain
 # install nightly --profile minimal). Seeds: fuzz/seeds/ (committed), the
 # bad-file corpus, and slices of the real MiniLM compressed by the release
@@ -45,9 +48,9 @@ for t in "${targets[@]}"; do
     compress) dict=() ;;
     *) dict=(-dict=fuzz/dict/safetensors.dict) ;;
   esac
-  echo "=== $t: ${secs}s"
+  echo "=== $t: ${secs}s${FUZZ_RUNS:+ or $FUZZ_RUNS runs}, $(date -u +%H:%M:%S) UTC, load $(cut -d' ' -f1-3 /proc/loadavg)"
   cargo "${toolchain[@]}" fuzz run "${sanitizer_flag[@]}" -O "$t" "fuzz/corpus/$t" -- \
-    -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 "${dict[@]}" \
+    -max_total_time="$secs" ${FUZZ_RUNS:+-runs="$FUZZ_RUNS"} -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 "${dict[@]}" \
     2>&1 | tee "$log_dir/$t.log" | grep -E '^#[0-9]+[[:space:]]+(INITED|DONE|pulse)|stat::|ERROR|SUMMARY' || true
-  echo "--- $t: $(grep -E 'stat::number_of_executed_units' "$log_dir/$t.log" | tail -1) ; $(grep -E '^#[0-9]+[[:space:]]+DONE' "$log_dir/$t.log" | tail -1)"
+  echo "--- $t ($(date -u +%H:%M:%S) UTC): $(grep -E 'stat::number_of_executed_units' "$log_dir/$t.log" | tail -1) ; $(grep -E '^#[0-9]+[[:space:]]+DONE' "$log_dir/$t.log" | tail -1)"
 done

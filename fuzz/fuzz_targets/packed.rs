@@ -1,9 +1,10 @@
 //! Arbitrary bytes into the packed reader: parse and validate, decode to a
-//! dense file, and run the kernel on every packed tensor that validated.
+//! dense file, and run the kernels (every instruction set; one input and a
+//! batch) on every packed tensor that validated.
 #![no_main]
 
 use jlcm::format::packed::{PackedEntry, PackedFile};
-use jlcm::kernels::PackedMatrix;
+use jlcm::kernels::{Isa, PackedMatrix};
 use libfuzzer_sys::fuzz_target;
 
 /// Skip decoding tensors larger than this many weights (a small file can
@@ -33,19 +34,33 @@ fuzz_target!(|data: &[u8]| {
     for e in &file.entries {
         let PackedEntry::Packed(p) = e else { continue };
         let _ = p.check_fits(1 << 20);
-        let Ok(m) = PackedMatrix::new(p.clone()) else {
-            continue;
-        };
-        let x: Vec<f32> = (0..m.n_in()).map(|i| (i % 7) as f32 - 3.0).collect();
-        let mut y = vec![0f32; m.n_out()];
-        m.matmul(&x, 1, &mut y).expect("shapes agree");
-        // The kernel agrees with the dense decode.
         let w = p.decode_f32();
-        for (r, yr) in y.iter().enumerate() {
-            let row = &w[r * m.n_in()..(r + 1) * m.n_in()];
-            let want: f32 = row.iter().zip(&x).map(|(a, b)| a * b).sum();
-            let tol = 1e-3 * (1.0 + row.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum::<f32>());
-            assert!((yr - want).abs() <= tol, "row {r}: {yr} vs {want}");
+        // Every instruction set this CPU has (portable, AVX2), one input
+        // (the row path) and a batch of 5 (the tiled batch >= 4 path), all
+        // against the dense decode.
+        for isa in Isa::available() {
+            let Ok(m) = PackedMatrix::with_isa(p.clone(), isa) else {
+                continue;
+            };
+            let (n_in, n_out) = (m.n_in(), m.n_out());
+            for batch in [1usize, 5] {
+                let x: Vec<f32> = (0..batch * n_in).map(|i| (i % 7) as f32 - 3.0).collect();
+                let mut y = vec![0f32; batch * n_out];
+                m.matmul(&x, batch, &mut y).expect("shapes agree");
+                for b in 0..batch {
+                    let xb = &x[b * n_in..(b + 1) * n_in];
+                    for r in 0..n_out {
+                        let row = &w[r * n_in..(r + 1) * n_in];
+                        let want: f32 = row.iter().zip(xb).map(|(a, b)| a * b).sum();
+                        let mag: f32 = row.iter().zip(xb).map(|(a, b)| (a * b).abs()).sum();
+                        let got = y[b * n_out + r];
+                        assert!(
+                            (got - want).abs() <= 1e-3 * (1.0 + mag),
+                            "{isa:?} batch {batch}: y[{b}][{r}] = {got}, dense {want}"
+                        );
+                    }
+                }
+            }
         }
     }
 });

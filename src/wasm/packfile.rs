@@ -59,8 +59,10 @@ impl PackedFileBuilder {
     fn add_raw_impl(&mut self, tensor: JsValue, bytes: &[u8]) -> JsResult<()> {
         let spec = TensorSpec::from_js(tensor)?;
         let entry = spec.entry(bytes.len())?;
-        let expected = entry.num_elements().checked_mul(entry.dtype.bitsize() / 8);
-        if expected != Some(bytes.len()) {
+        // Checked bits, whole bytes (`bitsize / 8` is 0 for F4/F6).
+        let shape: Vec<u64> = spec.shape.iter().map(|&d| d as u64).collect();
+        let expected = st::data_bytes(&shape, entry.dtype).ok();
+        if expected != Some(bytes.len() as u64) {
             return Err(crate::format::FormatError::ShapeMismatch {
                 name: spec.name,
                 shape: spec.shape,
@@ -105,7 +107,42 @@ impl PackedFileBuilder {
 #[wasm_bindgen(js_name = decodePackedFile)]
 pub fn decode_packed_file(bytes: &[u8]) -> Result<Vec<u8>, JsValue> {
     let file = PackedFile::from_bytes(bytes).map_err(BindingError::from)?;
+    check_decode_fits(&file)?;
     Ok(file.decode().map_err(BindingError::from)?)
+}
+
+/// Most bytes of dense tensors `decodePackedFile` builds in wasm memory: the
+/// decoded tensors and the output file are both held (about twice this),
+/// beside the packed input, within wasm32's 4 GiB (and 2 GiB per allocation).
+pub const WASM_DECODE_BUDGET_BYTES: u64 = 1 << 30;
+
+/// Refuse, before decoding anything, a packed file whose dense tensors
+/// cannot be held in wasm memory (a small packed file can describe a
+/// matrix of gigabytes): `E_TOO_LARGE`, naming the tensor at which the
+/// decoded size passes the budget, suggesting the native CLI.
+fn check_decode_fits(file: &PackedFile) -> JsResult<()> {
+    let mut total: u64 = 0;
+    for e in &file.entries {
+        let bytes = match e {
+            PackedEntry::Packed(p) => {
+                (p.n_out as u64)
+                    .saturating_mul(p.n_in as u64)
+                    .saturating_mul(p.dtype.bitsize() as u64)
+                    / 8
+            }
+            PackedEntry::Raw { tensor, .. } => tensor.data.len() as u64,
+        };
+        total = total.saturating_add(bytes);
+        if total > WASM_DECODE_BUDGET_BYTES {
+            return Err(crate::format::FormatError::TooLarge {
+                name: e.name().to_string(),
+                bytes: total,
+                limit: WASM_DECODE_BUDGET_BYTES,
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// One tensor of an inspected packed file.
@@ -173,7 +210,11 @@ pub fn inspect(file: &PackedFile, file_bytes: u64) -> PackedFileInfo {
                 mode: Some(p.mode),
                 bpw: Some(p.bpw()),
                 bytes: p.stored_bits().div_ceil(8),
-                original_bytes: (p.n_out * p.n_in * p.dtype.bitsize() / 8) as u64,
+                // u64: on wasm32 a valid tensor's byte count can pass usize.
+                original_bytes: (p.n_out as u64)
+                    .saturating_mul(p.n_in as u64)
+                    .saturating_mul(p.dtype.bitsize() as u64)
+                    / 8,
             },
             PackedEntry::Raw { name, tensor } => PackedTensorInfo {
                 name: name.clone(),

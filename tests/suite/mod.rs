@@ -19,6 +19,9 @@ use rand::Rng;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+/// The bad-file corpus through the JS binding (issue 5).
+mod bad_files;
+
 /// FNV-1a over bytes: the fingerprint compared between native and wasm.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
