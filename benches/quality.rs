@@ -234,7 +234,10 @@ fn settings() -> Vec<(String, Method)> {
             let name = Path::new(path)
                 .file_stem()
                 .map_or(String::new(), |s| s.to_string_lossy().into_owned());
-            v.push((format!("JLCM plan {name} d{dim}"), Method::JlcmPlan { plan, dim }));
+            v.push((
+                format!("JLCM plan {name} d{dim}"),
+                Method::JlcmPlan { plan, dim },
+            ));
         }
     }
     v

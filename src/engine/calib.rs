@@ -293,7 +293,13 @@ impl SensitivityProbe {
         let distortion = emb
             .chunks_exact(self.hidden)
             .zip(self.reference.chunks_exact(self.hidden))
-            .map(|(a, b)| 1.0 - a.iter().zip(b).map(|(x, y)| (*x as f64) * (*y as f64)).sum::<f64>())
+            .map(|(a, b)| {
+                1.0 - a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| (*x as f64) * (*y as f64))
+                    .sum::<f64>()
+            })
             .sum::<f64>()
             / n as f64;
         Ok(Sensitivity { loss, distortion })
@@ -301,7 +307,11 @@ impl SensitivityProbe {
 }
 
 /// Embeddings of tokenised sentences, `batch_size` at a time.
-fn embed_ids(model: &BertModel, ids: &[Vec<u32>], batch_size: usize) -> Result<Vec<f32>, RuntimeError> {
+fn embed_ids(
+    model: &BertModel,
+    ids: &[Vec<u32>],
+    batch_size: usize,
+) -> Result<Vec<f32>, RuntimeError> {
     let mut out = Vec::with_capacity(ids.len() * model.hidden_size());
     for chunk in ids.chunks(batch_size.max(1)) {
         out.extend(model.embed(chunk)?);
