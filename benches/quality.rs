@@ -5,7 +5,10 @@
 //! `JLCM_MODEL_DIR` or `bash scripts/fetch-model.sh`'s default cache
 //! (`~/.cache/jlcm/models/all-MiniLM-L6-v2`); the bench stops with a clear
 //! message if it is absent. `JLCM_QUALITY_ONLY=REGEX` runs only the settings
-//! whose label matches.
+//! whose label matches. `JLCM_QUALITY_PLAN=FILE[:DIM],...` adds a JLCM
+//! setting per plan written by `jlcm compress --save-plan` (bits per weight,
+//! e.g. a `--target-size` allocation), so a budget is scored beside the
+//! baselines in the same run.
 //!
 //! What it does:
 //! 1. Runs the original model (`jlcm::runtime::SentenceEncoder`, calibration
