@@ -5,7 +5,10 @@
 //! `JLCM_MODEL_DIR` or `bash scripts/fetch-model.sh`'s default cache
 //! (`~/.cache/jlcm/models/all-MiniLM-L6-v2`); the bench stops with a clear
 //! message if it is absent. `JLCM_QUALITY_ONLY=REGEX` runs only the settings
-//! whose label matches.
+//! whose label matches. `JLCM_QUALITY_PLAN=FILE[:DIM],...` adds a JLCM
+//! setting per plan written by `jlcm compress --save-plan` (bits per weight,
+//! e.g. a `--target-size` allocation), so a budget is scored beside the
+//! baselines in the same run.
 //!
 //! What it does:
 //! 1. Runs the original model (`jlcm::runtime::SentenceEncoder`, calibration
@@ -98,6 +101,13 @@ enum Method {
     /// picks and 2 bits elsewhere (a hand-made bit allocation).
     JlcmMixed {
         three_bit: fn(&str) -> bool,
+    },
+    /// JLCM codebook G16 with the bits of each weight taken from a plan
+    /// written by `jlcm compress --save-plan` (e.g. a size budget allocated
+    /// by sensitivity), at codeword dimension `dim`.
+    JlcmPlan {
+        plan: BTreeMap<String, u8>,
+        dim: u8,
     },
     Rtn {
         bits: u8,
@@ -214,6 +224,25 @@ fn settings() -> Vec<(String, Method)> {
             three_bit: |n| layer_of(n) == 5 || n.contains(".value."),
         },
     ));
+    // Plans from the CLI's size budget: `JLCM_QUALITY_PLAN=FILE[:DIM],...`.
+    if let Ok(list) = std::env::var("JLCM_QUALITY_PLAN") {
+        for item in list.split(',').filter(|s| !s.is_empty()) {
+            let (path, dim) = match item.rsplit_once(':') {
+                Some((p, d)) => (p, d.parse().expect("JLCM_QUALITY_PLAN: FILE[:DIM]")),
+                None => (item, 1u8),
+            };
+            let text = std::fs::read_to_string(path).expect("read JLCM_QUALITY_PLAN file");
+            let plan: BTreeMap<String, u8> =
+                serde_json::from_str(&text).expect("JLCM_QUALITY_PLAN: a JSON object of bits");
+            let name = Path::new(path)
+                .file_stem()
+                .map_or(String::new(), |s| s.to_string_lossy().into_owned());
+            v.push((
+                format!("JLCM plan {name} d{dim}"),
+                Method::JlcmPlan { plan, dim },
+            ));
+        }
+    }
     v
 }
 
@@ -429,6 +458,34 @@ fn compress_one(
                 iters,
                 groups: 16,
                 dim: 1,
+                seed: SEED,
+                ..CompressOptions::default()
+            };
+            let h = hessian_for(name, n_in, Some(calib), opts.damping).expect("calibration H");
+            let (packed, _) = compress_matrix(
+                name,
+                Dtype::F32,
+                &[n_out, n_in],
+                w,
+                n_out,
+                n_in,
+                &h,
+                &opts,
+                &mut |_| Control::Continue,
+            )
+            .expect("compress");
+            Quantized {
+                n_out,
+                n_in,
+                weights: packed.decode_f32(),
+                stored_bits: packed.stored_bits(),
+            }
+        }
+        Method::JlcmPlan { ref plan, dim } => {
+            let opts = CompressOptions {
+                bits: plan[name],
+                dim,
+                groups: 16,
                 seed: SEED,
                 ..CompressOptions::default()
             };

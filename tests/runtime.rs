@@ -8,7 +8,11 @@
 
 use std::path::PathBuf;
 
-use jlcm::engine::calib::{calibrate, calibration_to_safetensors};
+use jlcm::engine::calib::{
+    calibrate, calibration_to_safetensors, calibration_with_sensitivity_to_safetensors,
+    sensitivities_from_metadata, Sensitivities, SensitivityProbe,
+};
+use jlcm::engine::compress::hessian_for;
 use jlcm::engine::{compress_file, CompressOptions, Control};
 use jlcm::format::packed::PackedFile;
 use jlcm::runtime::{npy, BertModel, LinearWeight, PackedStrategy, SentenceEncoder};
@@ -307,4 +311,52 @@ fn assert_psd(name: &str, h: &[f32], n: usize) {
             }
         }
     }
+}
+
+#[test]
+fn sensitivity_probe_ranks_value_above_query_and_restores_the_model() {
+    let Some(m) = load_model() else { return };
+    let mut enc = SentenceEncoder::from_bytes(&m.config, &m.tokenizer, &m.weights).unwrap();
+    let texts = sentences();
+    let calib = calibrate(&enc, &texts, 8, &mut |_| {}).unwrap();
+    let probe = SensitivityProbe::new(&enc, &texts, 8).unwrap();
+    let before = enc.embed(&texts).unwrap();
+    let opts = CompressOptions::default();
+    let mut per_loss = Vec::new();
+    for kind in ["attention.self.query", "attention.self.value"] {
+        let name = format!("encoder.layer.5.{kind}.weight");
+        let h = hessian_for(&name, 384, Some(&calib), opts.damping).unwrap();
+        let s = probe.measure(&mut enc.model, &name, &h, &opts).unwrap();
+        assert!(s.loss > 0.0 && s.distortion > 0.0, "{name}: {s:?}");
+        assert!(
+            s.distortion < 0.1,
+            "{name}: one 2-bit layer moved the embeddings by {s:?}"
+        );
+        per_loss.push(s.per_loss());
+    }
+    // The finding the size budget relies on: per unit of calibrated loss,
+    // a value projection moves the embeddings far more than a query one.
+    assert!(
+        per_loss[1] > 5.0 * per_loss[0],
+        "value {} vs query {}",
+        per_loss[1],
+        per_loss[0]
+    );
+    // The probe put the original weights back.
+    assert_eq!(enc.embed(&texts).unwrap(), before);
+    // Sensitivities survive the calibration file.
+    let mut sens = Sensitivities::new();
+    sens.insert(
+        "x".into(),
+        jlcm::engine::calib::Sensitivity {
+            loss: 2.0,
+            distortion: 0.5,
+        },
+    );
+    let bytes = calibration_with_sensitivity_to_safetensors(&calib, Some(&sens)).unwrap();
+    let file = jlcm::format::safetensors::SafetensorsFile::parse(&bytes).unwrap();
+    assert_eq!(
+        sensitivities_from_metadata(&file.header.metadata).unwrap(),
+        Some(sens)
+    );
 }

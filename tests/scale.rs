@@ -446,6 +446,136 @@ fn budget_meets_the_target_and_gives_bits_where_loss_falls_fastest() {
 }
 
 #[test]
+fn budget_by_sensitivity_gives_bits_where_the_end_to_end_error_is() {
+    // The same two tensors as above: by calibrated loss `loud` gets the
+    // extra bit. A calibration file whose sensitivities say `quiet` moves
+    // the model's output 10^4 times more per unit of loss (25x more than
+    // `loud` in total) must flip the choice; `--allocate-by loss` must not.
+    let (n_out, n_in) = (64, 64);
+    let loud: Vec<f32> = common::weights(n_out, n_in, 5)
+        .iter()
+        .map(|v| v * 20.0)
+        .collect();
+    let quiet = common::weights(n_out, n_in, 6);
+    let tensor = |w: &[f32]| OwnedTensor {
+        dtype: Dtype::F32,
+        shape: vec![n_out, n_in],
+        data: st::from_f32(Dtype::F32, w),
+    };
+    let dir = tmp_dir("budget-sensitivity");
+    let input = dir.join("model.safetensors");
+    let model = vec![
+        ("loud.weight".to_string(), tensor(&loud)),
+        ("quiet.weight".to_string(), tensor(&quiet)),
+    ];
+    std::fs::write(&input, st::write(&model, &BTreeMap::new()).expect("writes")).expect("writes");
+    let mut identity = vec![0f32; n_in * n_in];
+    for i in 0..n_in {
+        identity[i * n_in + i] = 1.0;
+    }
+    let h = |shape: usize| OwnedTensor {
+        dtype: Dtype::F32,
+        shape: vec![shape, shape],
+        data: st::from_f32(Dtype::F32, &identity),
+    };
+    let calib_tensors = vec![
+        ("loud.weight".to_string(), h(n_in)),
+        ("quiet.weight".to_string(), h(n_in)),
+    ];
+    let mut sens = jlcm::engine::calib::Sensitivities::new();
+    for (name, distortion) in [("loud.weight", 1.0), ("quiet.weight", 1e4)] {
+        sens.insert(
+            name.to_string(),
+            jlcm::engine::calib::Sensitivity {
+                loss: 1.0,
+                distortion,
+            },
+        );
+    }
+    let mut meta = BTreeMap::new();
+    meta.insert(
+        jlcm::engine::calib::SENSITIVITY_KEY.to_string(),
+        serde_json::to_string(&sens).expect("json"),
+    );
+    let calib = dir.join("calib.safetensors");
+    std::fs::write(&calib, st::write(&calib_tensors, &meta).expect("writes")).expect("writes");
+    let plain_calib = dir.join("plain-calib.safetensors");
+    std::fs::write(
+        &plain_calib,
+        st::write(&calib_tensors, &BTreeMap::new()).expect("writes"),
+    )
+    .expect("writes");
+    let spec = |name: &str, bits: u8| {
+        EntrySpec::packed(
+            name,
+            Dtype::F32,
+            &[n_out, n_in],
+            n_out,
+            n_in,
+            bits,
+            1,
+            4,
+            Mode::Codebook,
+        )
+    };
+    let target = planned_file_len(
+        &[spec("loud.weight", 3), spec("quiet.weight", 2)],
+        &BTreeMap::new(),
+    )
+    .expect("plans")
+        + 100;
+    let plan_bits = |calib: &Path, by: &str| -> BTreeMap<String, u8> {
+        let plan = dir.join(format!("plan-{by}.json"));
+        jlcm(&[
+            "compress",
+            input.to_str().unwrap(),
+            "-o",
+            dir.join("unused.safetensors").to_str().unwrap(),
+            "--calib",
+            calib.to_str().unwrap(),
+            "--allocate-by",
+            by,
+            "--target-size",
+            &target.to_string(),
+            "--groups",
+            "4",
+            "--min-bits",
+            "2",
+            "--max-bits",
+            "4",
+            "--plan-only",
+            "--save-plan",
+            plan.to_str().unwrap(),
+        ]);
+        serde_json::from_str(&std::fs::read_to_string(&plan).expect("plan")).expect("json")
+    };
+    let by_loss = plan_bits(&calib, "loss");
+    assert_eq!((by_loss["loud.weight"], by_loss["quiet.weight"]), (3, 2));
+    let by_sensitivity = plan_bits(&calib, "sensitivity");
+    assert_eq!(
+        (
+            by_sensitivity["loud.weight"],
+            by_sensitivity["quiet.weight"]
+        ),
+        (2, 3)
+    );
+    // `auto` uses the sensitivities when the file has them, the loss when not.
+    assert_eq!(plan_bits(&calib, "auto"), by_sensitivity);
+    assert_eq!(plan_bits(&plain_calib, "auto"), by_loss);
+    // Asking for sensitivities a file does not have is one clear error.
+    let out = Command::new(env!("CARGO_BIN_EXE_jlcm"))
+        .args(["compress", input.to_str().unwrap(), "-o"])
+        .arg(dir.join("bad.safetensors"))
+        .args(["--calib", plain_calib.to_str().unwrap()])
+        .args(["--allocate-by", "sensitivity", "--target-size"])
+        .arg(target.to_string())
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("calibrate --sensitivity"));
+}
+
+#[test]
 fn ctrl_c_leaves_no_output_and_no_temporary_file() {
     // Big enough that the debug-build engine is still busy when the signal
     // comes (we wait for the temporary file, then interrupt).

@@ -9,11 +9,14 @@
 
 use std::collections::BTreeMap;
 
-use super::compress::{Calibration, Control};
-use crate::format::safetensors::{self as st, OwnedTensor};
-use crate::runtime::bert::{BertModel, LinearInputObserver};
+use serde::{Deserialize, Serialize};
+
+use super::compress::{compress_matrix, Calibration, CompressOptions, Control};
+use super::hessian::Hessian;
+use crate::format::safetensors::{self as st, Dtype, OwnedTensor};
+use crate::runtime::bert::LinearInputObserver;
 use crate::runtime::dense::{matmul_transposed, transpose};
-use crate::runtime::RuntimeError;
+use crate::runtime::{BertModel, LinearWeight, RuntimeError};
 
 /// Rows folded into the f64 sums at a time (bounds the f32 rounding of each partial XᵀX).
 const ROWS_PER_CHUNK: usize = 256;
@@ -150,6 +153,15 @@ pub fn calibrate_tokens(
 /// Serialise calibration matrices as safetensors (one F32 tensor per name,
 /// in name order), the format `--calib` and `read_calibration` read.
 pub fn calibration_to_safetensors(calib: &Calibration) -> Result<Vec<u8>, RuntimeError> {
+    calibration_with_sensitivity_to_safetensors(calib, None)
+}
+
+/// [`calibration_to_safetensors`], with end-to-end sensitivities (if any)
+/// in the header's `__metadata__` under [`SENSITIVITY_KEY`].
+pub fn calibration_with_sensitivity_to_safetensors(
+    calib: &Calibration,
+    sensitivity: Option<&Sensitivities>,
+) -> Result<Vec<u8>, RuntimeError> {
     let tensors: Vec<(String, OwnedTensor)> = calib
         .iter()
         .map(|(name, (shape, h))| {
@@ -168,7 +180,174 @@ pub fn calibration_to_safetensors(calib: &Calibration) -> Result<Vec<u8>, Runtim
         "jlcm.calibration".to_string(),
         "XtX/n over non-padding tokens".to_string(),
     );
+    if let Some(sens) = sensitivity {
+        meta.insert(
+            SENSITIVITY_KEY.to_string(),
+            serde_json::to_string(sens).map_err(|e| RuntimeError::Input(e.to_string()))?,
+        );
+    }
     Ok(st::write(&tensors, &meta)?)
+}
+
+/// Metadata key of a calibration file under which [`Sensitivities`] are stored (JSON).
+pub const SENSITIVITY_KEY: &str = "jlcm.sensitivity";
+
+/// How much the model's output moves when one Linear weight is quantised,
+/// per unit of that weight's calibrated loss `L`.
+///
+/// `L` (ALGORITHM.md) is the squared error of one layer's outputs; what a
+/// user sees is the sentence embedding. The two are related by a factor
+/// that differs a lot between layers (a value projection or a late FFN
+/// moves the embedding far more per unit of `L` than a query projection).
+/// The factor is measured, not modelled: quantise that one weight (the
+/// engine, the given options), run the model on the calibration sentences
+/// and compare with the original embeddings. Quantisation errors of
+/// different layers are close to independent, so the squared embedding
+/// errors, `2 (1 - cos)`, add up: `Σ_t factor_t · L_t` predicts the whole
+/// model's `1 - cos`, which is what the size budget minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sensitivity {
+    /// Calibrated loss `L` of the probe quantisation.
+    pub loss: f64,
+    /// Mean over the sentences of `1 - cos(embedding, original embedding)`
+    /// with only this weight quantised.
+    pub distortion: f64,
+}
+
+impl Sensitivity {
+    /// `distortion / loss`: embedding distortion per unit of calibrated loss.
+    pub fn per_loss(&self) -> f64 {
+        if self.loss > 0.0 && self.distortion.is_finite() {
+            self.distortion.max(0.0) / self.loss
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Sensitivity per weight name.
+pub type Sensitivities = BTreeMap<String, Sensitivity>;
+
+/// Read the sensitivities stored in a calibration file's metadata, if any.
+pub fn sensitivities_from_metadata(
+    metadata: &BTreeMap<String, String>,
+) -> Result<Option<Sensitivities>, RuntimeError> {
+    match metadata.get(SENSITIVITY_KEY) {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(text).map(Some).map_err(|e| {
+            RuntimeError::Input(format!("calibration metadata `{SENSITIVITY_KEY}`: {e}"))
+        }),
+    }
+}
+
+/// Calibration sentences, tokenised once, and the original model's
+/// embeddings of them: what [`SensitivityProbe::measure`] compares against.
+#[derive(Debug, Clone)]
+pub struct SensitivityProbe {
+    ids: Vec<Vec<u32>>,
+    reference: Vec<f32>,
+    hidden: usize,
+    batch_size: usize,
+}
+
+impl SensitivityProbe {
+    /// Tokenise `texts` and embed them with the (unquantised) `encoder`.
+    #[cfg(feature = "tokenizer")]
+    pub fn new<S: AsRef<str>>(
+        encoder: &crate::runtime::SentenceEncoder,
+        texts: &[S],
+        batch_size: usize,
+    ) -> Result<Self, RuntimeError> {
+        if texts.is_empty() {
+            return Err(RuntimeError::Input("no calibration sentences".into()));
+        }
+        let ids = encoder.tokenizer.encode_all(texts)?;
+        let batch_size = batch_size.max(1);
+        let reference = embed_ids(&encoder.model, &ids, batch_size)?;
+        Ok(Self {
+            ids,
+            reference,
+            hidden: encoder.hidden_size(),
+            batch_size,
+        })
+    }
+
+    /// Quantise the dense Linear weight `name` of `model` with `opts` under
+    /// `h`, embed the sentences with only that weight replaced, and put the
+    /// original weight back. `model` must be the model the probe was made with.
+    pub fn measure(
+        &self,
+        model: &mut BertModel,
+        name: &str,
+        h: &Hessian,
+        opts: &CompressOptions,
+    ) -> Result<Sensitivity, RuntimeError> {
+        let bad = |problem: String| RuntimeError::Weight {
+            name: name.to_string(),
+            problem,
+        };
+        let lin = model
+            .linears_mut()
+            .find(|l| l.name == name)
+            .ok_or_else(|| bad("no Linear layer has this weight".into()))?;
+        let (n_out, n_in) = (lin.n_out, lin.n_in);
+        let w = match &lin.weight {
+            LinearWeight::Dense { wt } => transpose(wt, n_in, n_out),
+            LinearWeight::Packed { .. } => {
+                return Err(bad("is packed; sensitivity needs the dense original".into()))
+            }
+        };
+        let (packed, report) = compress_matrix(
+            name,
+            Dtype::F32,
+            &[n_out, n_in],
+            &w,
+            n_out,
+            n_in,
+            h,
+            opts,
+            &mut |_| Control::Continue,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        let loss = report.losses.last().map_or(0.0, |p| p.loss);
+        let quantised = LinearWeight::Dense {
+            wt: transpose(&packed.decode_f32(), n_out, n_in),
+        };
+        let original = std::mem::replace(&mut lin.weight, quantised);
+        let emb = embed_ids(model, &self.ids, self.batch_size);
+        if let Some(lin) = model.linears_mut().find(|l| l.name == name) {
+            lin.weight = original;
+        }
+        let emb = emb?;
+        let n = self.ids.len();
+        let distortion = emb
+            .chunks_exact(self.hidden)
+            .zip(self.reference.chunks_exact(self.hidden))
+            .map(|(a, b)| {
+                1.0 - a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| (*x as f64) * (*y as f64))
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            / n as f64;
+        Ok(Sensitivity { loss, distortion })
+    }
+}
+
+/// Embeddings of tokenised sentences, `batch_size` at a time.
+fn embed_ids(
+    model: &BertModel,
+    ids: &[Vec<u32>],
+    batch_size: usize,
+) -> Result<Vec<f32>, RuntimeError> {
+    let mut out = Vec::with_capacity(ids.len() * model.hidden_size());
+    for chunk in ids.chunks(batch_size.max(1)) {
+        out.extend(model.embed(chunk)?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

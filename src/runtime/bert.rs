@@ -160,6 +160,21 @@ impl BertModel {
         })
     }
 
+    /// All Linear layers, in forward order, mutable (e.g. to swap one weight
+    /// for a quantised copy and measure the effect end to end).
+    pub fn linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {
+        self.layers.iter_mut().flat_map(|l| {
+            [
+                &mut l.query,
+                &mut l.key,
+                &mut l.value,
+                &mut l.attention_output,
+                &mut l.intermediate,
+                &mut l.output,
+            ]
+        })
+    }
+
     /// Choose how every packed Linear layer multiplies (default [`PackedStrategy::Auto`]).
     pub fn set_packed_strategy(&mut self, strategy: PackedStrategy) {
         for l in &mut self.layers {

@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use jlcm::engine::budget::{self, Candidate, TensorChoices};
+use jlcm::engine::calib::sensitivities_from_metadata;
 use jlcm::engine::compress::{hessian_for, selected, Calibration};
 use jlcm::engine::{compress_matrix, CompressOptions, Control, Event, MoveRule, TensorReport};
 use jlcm::format::packed::{Mode, PackedEntry, PackedTensor};
@@ -88,6 +89,13 @@ pub struct CompressArgs {
     /// Most bits the size budget gives a tensor.
     #[arg(long, default_value_t = 4)]
     max_bits: u8,
+    /// What the size budget minimises: `loss` (the sum of every tensor's
+    /// calibrated loss L), `sensitivity` (L weighted by each weight's
+    /// end-to-end sensitivity, from a calibration file written by
+    /// `jlcm calibrate --sensitivity`: the predicted embedding error), or
+    /// `auto` (sensitivity when the calibration file has it).
+    #[arg(long, value_enum, default_value_t = AllocateBy::Auto)]
+    allocate_by: AllocateBy,
     /// Bits at least for embeddings and the output head (names containing
     /// `embed` or `lm_head`) under a size budget.
     #[arg(long, default_value_t = 4)]
@@ -111,6 +119,17 @@ pub struct CompressArgs {
     /// instead of estimating them again (tensors it does not name get --bits).
     #[arg(long, conflicts_with_all = ["target_size", "target_bpw"])]
     plan: Option<PathBuf>,
+}
+
+/// The objective of the size budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AllocateBy {
+    /// Sensitivity-weighted when the calibration file has sensitivities, loss otherwise.
+    Auto,
+    /// Sum of calibrated losses.
+    Loss,
+    /// Sum of sensitivity-weighted losses (predicted embedding error).
+    Sensitivity,
 }
 
 /// A memory-mapped calibration file; one `H` is read at a time.
@@ -464,6 +483,30 @@ fn allocate_bits(
             a.max_bits
         );
     }
+    let stored = match calib {
+        Some(c) => sensitivities_from_metadata(&c.file.header.metadata)?,
+        None => None,
+    };
+    let sensitivity = match (a.allocate_by, stored) {
+        (AllocateBy::Loss, _) | (AllocateBy::Auto, None) => None,
+        (_, Some(s)) => Some(s),
+        (AllocateBy::Sensitivity, None) => bail!(
+            "--allocate-by sensitivity needs a calibration file written by `jlcm calibrate --sensitivity`"
+        ),
+    };
+    // Factor per tensor; a tensor the file does not cover gets the median.
+    let factor_of = |name: &str| -> f64 {
+        let Some(s) = &sensitivity else { return 1.0 };
+        if let Some(x) = s.get(name) {
+            return x.per_loss();
+        }
+        let mut all: Vec<f64> = s.values().map(|x| x.per_loss()).collect();
+        all.sort_by(f64::total_cmp);
+        all.get(all.len() / 2).copied().unwrap_or(1.0)
+    };
+    if sensitivity.is_some() {
+        eprintln!("allocating bits by predicted embedding error (calibrated loss x sensitivity)");
+    }
     let bits_of = |j: &Job| -> Vec<u8> {
         if is_head(&j.entry.name) {
             (a.head_bits..=a.max_bits.max(a.head_bits)).collect()
@@ -526,6 +569,7 @@ fn allocate_bits(
     for (&i, est) in todo.iter().zip(estimates) {
         let est = est?;
         let j = &jobs[i];
+        let factor = factor_of(&j.entry.name);
         let candidates = bits_of(j)
             .into_iter()
             .zip(est)
@@ -538,7 +582,7 @@ fn allocate_bits(
                 Candidate {
                     bits,
                     bytes: spec.data_bytes(),
-                    loss,
+                    loss: loss * factor,
                 }
             })
             .collect();
@@ -577,7 +621,16 @@ fn allocate_bits(
     // The table.
     eprintln!(
         "{:<56} {:>13} {:>4} {:>7} {:>12} {:>11}",
-        "tensor", "shape", "bits", "bpw", "bytes", "est. loss"
+        "tensor",
+        "shape",
+        "bits",
+        "bpw",
+        "bytes",
+        if sensitivity.is_some() {
+            "est. 1-cos"
+        } else {
+            "est. loss"
+        }
     );
     let mut hist: BTreeMap<u8, (usize, u64)> = BTreeMap::new();
     for (k, &i) in todo.iter().enumerate() {
@@ -607,12 +660,17 @@ fn allocate_bits(
         })
         .collect();
     eprintln!(
-        "allocation: {}; compressed data {} + copied tensors and header {} = {} of {target} bytes; {:.3} bpw over all {total_w} weights; est. total loss {:.4e}",
+        "allocation: {}; compressed data {} + copied tensors and header {} = {} of {target} bytes; {:.3} bpw over all {total_w} weights; {} {:.4e}",
         hist_text.join(", "),
         alloc.bytes,
         fixed,
         alloc.bytes + fixed,
         (alloc.bytes + fixed) as f64 * 8.0 / total_w.max(1) as f64,
+        if sensitivity.is_some() {
+            "predicted mean 1 - cos (init-only estimate)"
+        } else {
+            "est. total loss"
+        },
         alloc.loss
     );
     Ok(())
