@@ -17,6 +17,7 @@ import { packedEntries, denseEntries, saveSafetensors, keepPartsOffHeap, partsIn
 import { formatBytes } from './stats.js';
 import { slow } from './timing.js';
 import { useEngineHeaders } from './headers.js';
+import { looksPacked, openPacked, packedSummary, packedTensorText } from './packed-file.js';
 
 const $ = (/** @type {string} */ sel) => /** @type {HTMLElement} */ (document.querySelector(sel));
 
@@ -138,7 +139,9 @@ async function loadDemo() {
 /** @param {File[]} files */
 async function open(files) {
   try {
-    const model = await openModel(files);
+    let model = await openModel(files);
+    // A jlcm packed file is checked whole by the engine and shown as packed.
+    if (looksPacked(model)) model = await openPacked(model);
     state.run?.abort();
     state.model = model;
     state.results.clear();
@@ -147,12 +150,15 @@ async function open(files) {
     table.setTensors(model.tensors);
     $('#drop-zone').classList.add('compact');
     const comp = model.tensors.filter((t) => t.compressible).length;
-    $('#model-summary').textContent = `${model.title}: ${model.tensors.length} tensors (${comp} compressible), ${formatBytes(model.totalBytes)} in ${model.shards.length} file(s); headers read in ${model.openMs.toFixed(0)} ms.`;
+    if (model.packed) {
+      for (const t of model.tensors) if (t.packed) table.update(t.name, { status: 'packed', bpw: t.packed.bpw });
+    }
+    $('#model-summary').textContent = model.packed ? packedSummary(model.title, model.packed) : `${model.title}: ${model.tensors.length} tensors (${comp} compressible), ${formatBytes(model.totalBytes)} in ${model.shards.length} file(s); headers read in ${model.openMs.toFixed(0)} ms.`;
     /** @type {any} */ (window).jlcm.openedAt = performance.now();
     refreshButtons();
     modelView.onModel();
     calibration.onModel();
-    const first = model.tensors.find((t) => t.compressible);
+    const first = model.tensors.find((t) => t.compressible) || (model.packed && model.tensors.find((t) => t.packed));
     if (first) select(first.name);
   } catch (e) {
     notice(`Could not open: ${e.message}`, 'error');
@@ -168,6 +174,12 @@ async function select(name) {
   refreshButtons();
   showResult(name);
   const view = $('#view-tensor');
+  if (state.model?.packed) {
+    view.innerHTML = '<h2 class="tensor-title"></h2><p class="muted"></p>';
+    view.querySelector('h2').textContent = name;
+    view.querySelector('p').textContent = packedTensorText(t);
+    return;
+  }
   if (!t.compressible || !['F32', 'F16', 'BF16'].includes(t.dtype) || t.shape.length < 2) {
     view.innerHTML = `<h2 class="tensor-title"></h2><p class="muted">Not compressed (${t.shape.length < 2 ? 'not a matrix' : t.dtype}); copied through as is.</p>`;
     view.querySelector('h2').textContent = name;

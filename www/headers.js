@@ -5,6 +5,7 @@
 // reader (safetensors.js) stays the fallback when the wasm is not built.
 
 import { useEngineHeaderParser } from './safetensors.js';
+import { useEnginePackedInspector } from './packed-file.js';
 
 /**
  * Instantiate the wasm package on the main thread (from the module compiled
@@ -18,5 +19,7 @@ export async function useEngineHeaders(glueUrl, module) {
   await glue.default({ module_or_path: module });
   if (typeof glue.parseHeader !== 'function') return false;
   useEngineHeaderParser((bytes, fileLength) => glue.parseHeader(bytes, fileLength));
+  // Packed files dropped on the page are checked whole by the engine (packed-file.js).
+  if (typeof glue.inspectPackedFile === 'function') useEnginePackedInspector((bytes) => glue.inspectPackedFile(bytes));
   return true;
 }

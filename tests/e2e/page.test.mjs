@@ -413,10 +413,23 @@ async function errorNotices() {
 
 test('every file of tests/bad-files gives a readable message naming the problem; the page still works', async () => {
   const manifest = JSON.parse(fs.readFileSync(path.join(BAD_FILES, 'manifest.json'), 'utf8'));
-  const seen = { refused: 0, opened: 0, compressRefused: 0 };
+  const seen = { refused: 0, opened: 0, compressRefused: 0, packedRefused: 0, packedShown: 0 };
   for (const entry of manifest.files) {
     await clearNotices();
+    const titleBefore = await page().evaluate(() => window.jlcm.state.model?.title ?? null);
     await page().setInputFiles('#pick-files', path.join(BAD_FILES, entry.file));
+    if (entry.parse === 'ok' && entry.inspect !== 'ok') {
+      // A bad packed file (valid safetensors): the engine's packed reader
+      // refuses it with one readable notice, `jlcm inspect`'s message.
+      await page().waitForFunction(() => document.querySelector('.notice.error'), null, { timeout: 5000 });
+      const [text] = await errorNotices();
+      assert.ok(text.includes(entry.file), `${entry.file}: the message names the file: ${text}`);
+      for (const c of entry.inspect.contains) assert.ok(text.includes(c), `${entry.file}: the message says \`${c}\`: ${text}`);
+      assert.ok(!/undefined|\[object|RuntimeError|unreachable/.test(text), `${entry.file}: readable: ${text}`);
+      assert.equal(await page().evaluate(() => window.jlcm.state.model?.title ?? null), titleBefore, `${entry.file}: the previous model stays open`);
+      seen.packedRefused++;
+      continue;
+    }
     if (entry.parse !== 'ok') {
       // Refused when opened: one readable message naming the file and saying
       // what is wrong, in the engine's own words (the CLI's message).
@@ -430,6 +443,20 @@ test('every file of tests/bad-files gives a readable message naming the problem;
     }
     await page().waitForFunction((f) => window.jlcm.state.model?.title === f, entry.file, { timeout: 5000 });
     seen.opened++;
+    if (entry.file.includes('.packed.')) {
+      // A valid packed file: shown as already packed, bits and bpw per tensor, nothing to compress.
+      const shown = await page().evaluate(() => ({ packed: Boolean(window.jlcm.state.model.packed), compressible: window.jlcm.state.model.tensors.filter((t) => t.compressible).length, summary: document.querySelector('#model-summary').textContent }));
+      assert.ok(shown.packed, `${entry.file}: recognised as packed`);
+      assert.equal(shown.compressible, 0, `${entry.file}: nothing compressible`);
+      assert.match(shown.summary, /jlcm packed file .*not compressible.* bpw/, `${entry.file}: ${shown.summary}`);
+      await search('');
+      await expectStatus('enc.w', 'packed');
+      const bpw = await page().textContent('#tensor-table tr[data-name="enc.w"] td:nth-child(5)');
+      assert.ok(Number(bpw) > 0, `${entry.file}: bpw shown (${bpw})`);
+      assert.match(await page().textContent('#view-tensor'), /Already packed by jlcm: \d+ bits/);
+      assert.deepEqual(await errorNotices(), [], `${entry.file}: no error`);
+      seen.packedShown++;
+    }
     if (entry.compress !== 'ok') {
       // Opens (the header is valid), refused when compressed, naming the tensor.
       await search('');
