@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { openBrowser, nativeCli, modelDir, rendererCpuMs, timedRun, ARTIFACTS, REPO } from './harness.mjs';
+import { openBrowser, nativeCli, modelDir, rendererCpuMs, rendererThreadCpuMs, timedRun, ARTIFACTS, REPO } from './harness.mjs';
 
 const LINEAR_FILTER = 'encoder.*weight';
 const LINEAR_REGEX = '^encoder\\..*\\.weight$';
@@ -61,23 +61,29 @@ async function measure(hFile) {
     await page.waitForFunction(() => /36 H matrices/.test(document.querySelector('#hessian-name').textContent));
   }
   await page.click('.tabs button[data-view="loss"]');
-  await page.evaluate(() => { window.__longTasks.length = 0; });
+  await page.evaluate(() => { window.__longTasks.length = 0; window.jlcm.slow.length = 0; });
   const load = os.loadavg().map((x) => +x.toFixed(1));
+  const threads0 = rendererThreadCpuMs();
   const cpu0 = rendererCpuMs();
   const w0 = Date.now();
   await page.click('#compress-all');
   await page.waitForFunction(() => window.jlcm.state.run === null && window.jlcm.state.lastRun, null, { timeout: 900_000, polling: 200 });
   const wallMs = Date.now() - w0;
   const cpu1 = rendererCpuMs();
+  const threads1 = rendererThreadCpuMs();
+  /** CPU ms by renderer thread name during the run (threads that ended count from 0; only > 20 ms shown). */
+  const byThread = {};
+  if (threads0 && threads1) for (const [k, v] of Object.entries(threads1)) if (v - (threads0[k] ?? 0) > 20) byThread[k] = Math.round(v - (threads0[k] ?? 0));
   const last = await page.evaluate(() => window.jlcm.state.lastRun);
   assert.equal(last.tensors, 36);
   assert.deepEqual(last.failed, []);
   const longTasks = await page.evaluate(() => [...window.__longTasks]);
   const pageRun = {
-    wallMs, runMs: Math.round(last.ms), cpuMs: cpu0 == null ? null : cpu1 - cpu0,
+    wallMs, runMs: Math.round(last.ms), cpuMs: cpu0 == null ? null : cpu1 - cpu0, cpuMsByThread: byThread,
     workers: await page.evaluate(() => window.jlcm.pool.size),
     longTasks: longTasks.length, longTasksOver100: longTasks.filter((x) => x > 100).length, maxLongTaskMs: Math.round(Math.max(0, ...longTasks)),
     loadAverageBefore: load,
+    slowPageJs: await page.evaluate(() => window.jlcm.slow.slice(0, 10)),
   };
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-packed')]);
   const pageOut = path.join(TMP, `page-${hFile ? 'calib' : 'identity'}.safetensors`);
