@@ -18,7 +18,10 @@ import { openBrowser, nativeCli, modelDir, rendererCpuMs, rendererThreadCpuMs, t
 
 const LINEAR_FILTER = 'encoder.*weight';
 const LINEAR_REGEX = '^encoder\\..*\\.weight$';
-const CALIB_TEXT = process.env.JLCM_CALIB_TEXT ?? path.join(REPO, '../../shared/data/calib.txt');
+/** Calibration sentences: $JLCM_CALIB_TEXT, else /work/shared/data/calib.txt seen from /work/main or /work/wt/<name>. */
+const CALIB_TEXT = process.env.JLCM_CALIB_TEXT
+  ?? ['../shared/data/calib.txt', '../../shared/data/calib.txt'].map((p) => path.join(REPO, p)).find((p) => fs.existsSync(p))
+  ?? '/work/shared/data/calib.txt';
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'jlcm-e2e-speed-'));
 const H_FILE = path.join(TMP, 'calib.safetensors');
 /** @type {Record<string, any>} */
