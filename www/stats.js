@@ -25,14 +25,51 @@ export function range(v) {
  * @returns {[number, number]}
  */
 export function centralRange(v, q = 0.001) {
-  const step = Math.max(1, Math.floor(v.length / 20000));
-  const sample = [];
-  for (let i = 0; i < v.length; i += step) sample.push(v[i]);
-  if (!sample.length) return [0, 1];
-  sample.sort((a, b) => a - b);
-  const lo = sample[Math.floor(q * (sample.length - 1))];
-  const hi = sample[Math.ceil((1 - q) * (sample.length - 1))];
+  const step = Math.max(1, Math.ceil(v.length / 20000));
+  // A Float32Array sample sorted without a comparator (the engine's numeric
+  // sort): ~10x cheaper than an Array sorted with `(a, b) => a - b`, which
+  // was most of the page's own CPU per compressed tensor (16 groups each).
+  const sample = new Float32Array(Math.ceil(v.length / step));
+  let n = 0;
+  for (let i = 0; i < v.length; i += step) if (v[i] === v[i]) sample[n++] = v[i];
+  if (!n) return [0, 1];
+  const kLo = Math.floor(q * (n - 1));
+  const kHi = Math.ceil((1 - q) * (n - 1));
+  select(sample, 0, n - 1, kLo);
+  select(sample, kLo, n - 1, kHi);
+  const lo = sample[kLo];
+  const hi = sample[kHi];
   return lo === hi ? [lo - 0.5, hi + 0.5] : [lo, hi];
+}
+
+/**
+ * Quickselect (three-way partition, so runs of equal values such as a pruned
+ * tensor's zeros stay linear): reorders `a[left..=right]` so that `a[k]` is
+ * the value a full sort would put there.
+ * @param {Float32Array} a @param {number} left @param {number} right @param {number} k
+ */
+function select(a, left, right, k) {
+  while (right > left) {
+    const x = a[left], y = a[(left + right) >> 1], z = a[right];
+    const pivot = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y);
+    let lt = left, gt = right, i = left;
+    while (i <= gt) {
+      if (a[i] < pivot) swap(a, lt++, i++);
+      else if (a[i] > pivot) swap(a, i, gt--);
+      else i++;
+    }
+    // [left, lt) < pivot, [lt, gt] = pivot, (gt, right] > pivot
+    if (k < lt) right = lt - 1;
+    else if (k > gt) left = gt + 1;
+    else return;
+  }
+}
+
+/** @param {Float32Array} a @param {number} i @param {number} j */
+function swap(a, i, j) {
+  const t = a[i];
+  a[i] = a[j];
+  a[j] = t;
 }
 
 /**

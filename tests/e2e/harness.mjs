@@ -139,6 +139,45 @@ export function rendererCpuMs() {
 }
 
 /**
+ * CPU time (ms) of the renderer processes' threads, summed by thread name
+ * (`CrRendererMain` = the page's main thread, `DedicatedWorker thread` = the
+ * workers, `V8 Worker`/`ThreadPoolForeg` = background compilation and GC).
+ * @returns {Record<string, number>|null}
+ */
+export function rendererThreadCpuMs() {
+  if (!fs.existsSync('/proc')) return null;
+  const tick = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim() || 100);
+  const parent = new Map();
+  const renderers = [];
+  let root = 0;
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      parent.set(Number(pid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmd.includes(`--jlcm-e2e-run=${process.pid}\0`) && !cmd.includes('--type=')) root = Number(pid);
+      if (cmd.includes('--type=renderer')) renderers.push(Number(pid));
+    } catch { /* gone */ }
+  }
+  /** @type {Record<string, number>} */
+  const byName = {};
+  for (const pid of renderers) {
+    let p = pid;
+    while (p > 1 && p !== root) p = parent.get(p) ?? 0;
+    if (p !== root) continue;
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).replace(/\d+$/, '').trim();
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        byName[name] = (byName[name] ?? 0) + (Number(f[11]) + Number(f[12])) * tick;
+      } catch { /* gone */ }
+    }
+  }
+  return byName;
+}
+
+/**
  * Run a command, returning its wall and CPU time (ms) via /usr/bin/time.
  * @param {string} cmd @param {string[]} args
  */

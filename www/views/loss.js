@@ -13,6 +13,8 @@ export class LossView {
     /** @type {Map<string, number[]>} */
     this.curves = new Map();
     this.pending = false;
+    /** How long the last redraw took (ms): spaces the next one. */
+    this.drawMs = 0;
     /** @type {any} */
     this.plot = null;
     /** @type {string[]} names in the plot's series order */
@@ -45,7 +47,14 @@ export class LossView {
   schedule() {
     if (this.pending) return;
     this.pending = true;
-    setTimeout(() => { this.pending = false; timed('loss chart', () => this.draw()); }, 500);
+    // At most one redraw per 500 ms, and the main thread at most ~5% busy
+    // with it: a long run's chart (36+ curves) takes tens of ms to draw.
+    setTimeout(() => {
+      this.pending = false;
+      const t0 = performance.now();
+      timed('loss chart', () => this.draw());
+      this.drawMs = performance.now() - t0;
+    }, Math.max(500, 20 * this.drawMs));
   }
 
   draw() {
