@@ -433,6 +433,36 @@ fn vm_hwm_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Compress one weight with JLCM under its calibrated H.
+fn jlcm_one(
+    name: &str,
+    w: &[f32],
+    n_out: usize,
+    n_in: usize,
+    calib: &Calibration,
+    opts: &CompressOptions,
+) -> Quantized {
+    let h = hessian_for(name, n_in, Some(calib), opts.damping).expect("calibration H");
+    let (packed, _) = compress_matrix(
+        name,
+        Dtype::F32,
+        &[n_out, n_in],
+        w,
+        n_out,
+        n_in,
+        &h,
+        opts,
+        &mut |_| Control::Continue,
+    )
+    .expect("compress");
+    Quantized {
+        n_out,
+        n_in,
+        weights: packed.decode_f32(),
+        stored_bits: packed.stored_bits(),
+    }
+}
+
 /// Compress one weight with `method`: dequantised weight and stored bits.
 fn compress_one(
     name: &str,
@@ -461,25 +491,7 @@ fn compress_one(
                 seed: SEED,
                 ..CompressOptions::default()
             };
-            let h = hessian_for(name, n_in, Some(calib), opts.damping).expect("calibration H");
-            let (packed, _) = compress_matrix(
-                name,
-                Dtype::F32,
-                &[n_out, n_in],
-                w,
-                n_out,
-                n_in,
-                &h,
-                &opts,
-                &mut |_| Control::Continue,
-            )
-            .expect("compress");
-            Quantized {
-                n_out,
-                n_in,
-                weights: packed.decode_f32(),
-                stored_bits: packed.stored_bits(),
-            }
+            jlcm_one(name, w, n_out, n_in, calib, &opts)
         }
         Method::JlcmPlan { ref plan, dim } => {
             let opts = CompressOptions {
@@ -489,25 +501,7 @@ fn compress_one(
                 seed: SEED,
                 ..CompressOptions::default()
             };
-            let h = hessian_for(name, n_in, Some(calib), opts.damping).expect("calibration H");
-            let (packed, _) = compress_matrix(
-                name,
-                Dtype::F32,
-                &[n_out, n_in],
-                w,
-                n_out,
-                n_in,
-                &h,
-                &opts,
-                &mut |_| Control::Continue,
-            )
-            .expect("compress");
-            Quantized {
-                n_out,
-                n_in,
-                weights: packed.decode_f32(),
-                stored_bits: packed.stored_bits(),
-            }
+            jlcm_one(name, w, n_out, n_in, calib, &opts)
         }
         Method::JlcmMixed { three_bit } => {
             let bits = if three_bit(name) { 3 } else { 2 };

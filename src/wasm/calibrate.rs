@@ -8,6 +8,7 @@ use wasm_bindgen::prelude::*;
 
 use super::convert::from_js;
 use super::error::{BindingError, ErrorCode, JsResult};
+use super::get;
 use super::runtime::{token_batch, SentenceModel};
 use crate::engine::calib::{calibrate_tokens, calibration_to_safetensors};
 use crate::engine::Control;
@@ -53,19 +54,7 @@ pub fn compute_calibration(
     let out = BertModel::from_safetensors(config_json, weights)
         .map_err(BindingError::from)
         .and_then(|model| calibration_impl(&model, &tokens, options, &context, &mut thrown));
-    match (out, thrown) {
-        (_, Some(js_error)) => Err(js_error),
-        (Ok(bytes), None) => Ok(bytes),
-        (Err(e), None) => Err(e.into()),
-    }
-}
-
-fn get(object: &JsValue, key: &str) -> JsValue {
-    if object.is_object() {
-        js_sys::Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
-    } else {
-        JsValue::UNDEFINED
-    }
+    super::settle(out, thrown)
 }
 
 #[wasm_bindgen]

@@ -5,6 +5,7 @@ use wasm_bindgen::prelude::*;
 
 use super::convert::{from_js, tensor_values, to_js, TensorSpec};
 use super::error::{BindingError, ErrorCode, JsResult};
+use super::get;
 use crate::engine::{
     compress_matrix_owned, CompressOptions, Control, Event, Hessian, TensorReport,
 };
@@ -132,19 +133,7 @@ pub fn compress_tensor(
 ) -> Result<CompressedTensor, JsValue> {
     let mut thrown: Option<JsValue> = None;
     let out = compress_impl(tensor, bytes, options, context, &mut thrown);
-    match (out, thrown) {
-        (_, Some(js_error)) => Err(js_error),
-        (Ok(t), None) => Ok(t),
-        (Err(e), None) => Err(e.into()),
-    }
-}
-
-fn get(object: &JsValue, key: &str) -> JsValue {
-    if object.is_object() {
-        js_sys::Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
-    } else {
-        JsValue::UNDEFINED
-    }
+    super::settle(out, thrown)
 }
 
 fn compress_impl(

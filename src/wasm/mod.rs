@@ -47,6 +47,29 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = include_str!("../../pkg-config/types.d.ts");
 
+/// `object[key]`, or `undefined` when `object` is not an object (options
+/// and contexts passed from JavaScript are optional plain objects).
+#[cfg(not(feature = "text-module"))]
+fn get(object: &JsValue, key: &str) -> JsValue {
+    if object.is_object() {
+        js_sys::Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    } else {
+        JsValue::UNDEFINED
+    }
+}
+
+/// The result of a call that runs JavaScript callbacks: an exception a
+/// callback threw wins over the call's own result, else the binding error
+/// becomes the `Error` with a `code`.
+#[cfg(not(feature = "text-module"))]
+fn settle<T>(out: error::JsResult<T>, thrown: Option<JsValue>) -> Result<T, JsValue> {
+    match (out, thrown) {
+        (_, Some(js_error)) => Err(js_error),
+        (Ok(value), None) => Ok(value),
+        (Err(e), None) => Err(e.into()),
+    }
+}
+
 /// Runs once when the module is instantiated: panics (bugs) are logged to
 /// the console with their message before the `RuntimeError`.
 #[wasm_bindgen(start)]

@@ -21,7 +21,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use jlcm::engine::budget::{self, Candidate, TensorChoices};
 use jlcm::engine::calib::sensitivities_from_metadata;
 use jlcm::engine::compress::{hessian_for, selected, Calibration};
-use jlcm::engine::{compress_matrix_owned, CompressOptions, Control, Event, MoveRule, TensorReport};
+use jlcm::engine::{
+    compress_matrix_owned, CompressOptions, Control, Event, MoveRule, TensorReport,
+};
 use jlcm::format::packed::{Mode, PackedEntry, PackedTensor};
 use jlcm::format::safetensors::{self as st, SafetensorsFile, TensorEntry};
 use jlcm::format::stream::{plan_header, EntrySpec, StreamWriter};
