@@ -1,9 +1,10 @@
 // The page at scale (issue 6.5): a Llama-7B-shaped sharded model (32
 // layers, 4096 hidden, 11008 MLP, 32000 vocab, F16, 2 shards + index:
 // 291 tensors, 13.5 GB) opens with all its tensors listed; one whole decoder
-// layer's 7 weights, filled with real heavy-tailed values (the rest of the
+// layer's 7 weights and the 32000 x 4096 output head (the largest weight,
+// 131 M parameters), filled with real heavy-tailed values (the rest of the
 // file is sparse zeros), compress tensor by tensor through the worker pool;
-// the packed output (the whole model: 7 packed tensors + 284 copied through)
+// the packed output (the whole model: 8 packed tensors + 283 copied through)
 // is written in parts through the File System Access API; tab memory is
 // sampled throughout and must stay bounded. Figures: artifacts/scale.json.
 
@@ -43,7 +44,7 @@ function llama7b() {
     [m('model.embed_tokens.weight', [VOCAB, HIDDEN]), ...layers.slice(0, 24).flat()],
     [...layers.slice(24).flat(), m('model.norm.weight', [HIDDEN]), m('lm_head.weight', [VOCAB, HIDDEN])],
   ];
-  const real = new Set(layers[LAYER].filter((t) => t.shape.length === 2).map((t) => t.name));
+  const real = new Set([...layers[LAYER].filter((t) => t.shape.length === 2).map((t) => t.name), 'lm_head.weight']);
   const weightMap = {};
   const files = [];
   shards.forEach((part, s) => {
@@ -74,7 +75,7 @@ function memorySampler() {
   };
 }
 
-test('Llama-7B-shaped model: one decoder layer compresses through the pool, the output is written in parts, memory stays bounded', async () => {
+test('Llama-7B-shaped model: one decoder layer and the output head compress through the pool, the output is written in parts, memory stays bounded', async () => {
   const t0 = Date.now();
   const model = llama7b();
   const generatedMs = Date.now() - t0;
@@ -97,10 +98,10 @@ test('Llama-7B-shaped model: one decoder layer compresses through the pool, the 
     figures.tableShownMs = Date.now() - tOpen;
     figures.opened = { ...rendererMemoryMB(), jsHeapMB: await heapMB() };
 
-    // Compress the layer's 7 weights (default settings: 2 bits, d 1, G 16, 10 iterations).
-    await b.page.fill('#tensor-search', `model\\.layers\\.${LAYER}\\.`);
+    // Compress the layer's 7 weights and the head (default settings: 2 bits, d 1, G 16, 10 iterations).
+    await b.page.fill('#tensor-search', `^(model\\.layers\\.${LAYER}\\.|lm_head\\.)`);
     const shown = await b.page.evaluate(() => document.querySelectorAll('#tensor-table tbody tr').length);
-    assert.equal(shown, 9, 'the layer: 7 weights and 2 norms');
+    assert.equal(shown, 10, 'the layer: 7 weights and 2 norms; the head');
     const mem = memorySampler();
     const cpu0 = rendererCpuMs();
     const tRun = Date.now();
@@ -110,12 +111,12 @@ test('Llama-7B-shaped model: one decoder layer compresses through the pool, the 
     const cpu1 = rendererCpuMs();
     const runSamples = mem.stop();
     const last = await b.page.evaluate(() => window.jlcm.state.lastRun);
-    assert.equal(last.tensors, 7);
+    assert.equal(last.tensors, 8);
     assert.deepEqual(last.failed, []);
     const perTensor = await b.page.evaluate(() => [...window.jlcm.state.results].map(([name, r]) => ({
       name, shape: r.params.shape, ms: Math.round(r.ms), bpw: +r.report.bpw.toFixed(4), relWeightError: +r.report.relWeightError.toFixed(4), wasmMB: Math.round(r.wasmBytes / 2 ** 20),
     })));
-    assert.equal(perTensor.length, 7);
+    assert.equal(perTensor.length, 8);
     for (const t of perTensor) assert.ok(t.bpw > 2 && t.bpw < 2.1 && t.relWeightError > 0 && t.relWeightError < 1, JSON.stringify(t));
     figures.compress = {
       wallMs: runWallMs, cpuMs: cpu0 == null ? null : cpu1 - cpu0, params: model.realParams, perTensor,
@@ -128,7 +129,7 @@ test('Llama-7B-shaped model: one decoder layer compresses through the pool, the 
     figures.afterCompress = { ...rendererMemoryMB(), jsHeapMB: await heapMB() };
     await shot(b.page, 'scale-layer-compressed');
 
-    // Write the whole packed model (13.5 GB: 7 packed tensors, 284 copied
+    // Write the whole packed model (13.5 GB: 8 packed tensors, 283 copied
     // through from the input) through the File System Access API. A stand-in
     // for the save dialog streams every part through (reads each byte, keeps
     // none), as a disk writer would.
@@ -163,7 +164,7 @@ test('Llama-7B-shaped model: one decoder layer compresses through the pool, the 
     assert.equal(saved.lastSave.how, 'file-system-access');
     assert.equal(saved.bytes, saved.lastSave.bytes, 'every planned byte was written');
     assert.equal(saved.writes, saved.lastSave.parts);
-    assert.equal(saved.writes, 1 + 284 + 7 * 3, 'header, 284 copied-through tensors, 3 parts per packed tensor');
+    assert.equal(saved.writes, 1 + 283 + 8 * 3, 'header, 283 copied-through tensors, 3 parts per packed tensor');
     const packedBytes = await b.page.evaluate(() => [...window.jlcm.state.results.values()].reduce((a, r) => a + r.parts.reduce((x, p) => x + (p.data ? p.data.length : p.byteLength), 0), 0));
     figures.save = {
       wallMs: saveMs, outputBytes: saved.bytes, writes: saved.writes, largestWrite: saved.largest, packedLayerBytes: packedBytes,
