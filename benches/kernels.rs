@@ -396,27 +396,41 @@ fn runtime_bench(
         "| weights | batch | sentences/s | ms per batch | packed / dense |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    let with = |s: jlcm::runtime::PackedStrategy| {
+        let mut m = packed.clone();
+        m.set_packed_strategy(s);
+        m
+    };
+    let kernel = with(jlcm::runtime::PackedStrategy::Kernel);
+    let panels = with(jlcm::runtime::PackedStrategy::DecodePanels);
+    let models = [&dense, &packed, &kernel, &panels];
+    let labels = [
+        "dense f32",
+        "packed 2-bit",
+        "packed 2-bit, lookup kernels",
+        "packed 2-bit, decoded panels",
+    ];
     for (b, batch) in [(1usize, &batch32[..1]), (32, &batch32[..])] {
-        let mut rates = [0f64; 2];
+        let mut rates = [0f64; 4];
         // Interleave dense and packed rounds; keep each one's best.
         let start = now_ms();
         let mut round = 0;
-        while round < 3 || now_ms() - start < 2.0 * seconds * 1e3 {
-            for (k, model) in [&dense, &packed].iter().enumerate() {
+        while round < 3 || now_ms() - start < 4.0 * seconds * 1e3 {
+            for (k, model) in models.iter().enumerate() {
                 let t = now_ms();
                 std::hint::black_box(model.embed(batch).expect("embed"));
                 rates[k] = rates[k].max(b as f64 * 1e3 / (now_ms() - t).max(1e-3));
             }
             round += 1;
         }
-        for (k, label) in ["dense f32", "packed 2-bit"].iter().enumerate() {
+        for (k, label) in labels.iter().enumerate() {
             let _ = writeln!(
                 out,
                 "| {label} | {b} | {:.1} | {:.2} | {} |",
                 rates[k],
                 b as f64 * 1e3 / rates[k],
-                if k == 1 {
-                    format!("{:.2}", rates[1] / rates[0])
+                if k > 0 {
+                    format!("{:.2}", rates[k] / rates[0])
                 } else {
                     String::new()
                 }
