@@ -101,6 +101,31 @@ fn vector_codebooks_every_dim_bit_width_shape_and_mode() {
     }
 }
 
+/// The tiled path runs each decoded tile over blocks of inputs of
+/// [`jlcm::kernels::prepared::TILE_INPUT_BYTES`]: with `n_in = 9001` a
+/// block is 14 inputs, so batches of 13-31 end a block mid-way (odd and even
+/// block ends, a last block of 1-3 inputs). Every input of every block is
+/// checked against the reference.
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn tiled_path_over_several_input_blocks() {
+    use jlcm::kernels::prepared::TILE_INPUT_BYTES;
+    let n_in: usize = 9001;
+    let stride = n_in.div_ceil(8) * 8;
+    assert!(
+        TILE_INPUT_BYTES / (4 * stride) < 15,
+        "the blocks must be small here"
+    );
+    for (k, batch) in [13usize, 15, 16, 29, 31].into_iter().enumerate() {
+        let (bits, dim) = [(2, 1), (4, 1), (8, 4), (3, 1), (4, 2)][k];
+        check_layout(
+            spec(19, n_in, bits, dim, 2, Mode::Codebook),
+            batch,
+            777 + k as u64,
+        );
+    }
+}
+
 /// The batched (tiled micro-GEMM) path and the per-input plans on both
 /// sides of [`jlcm::kernels::prepared::TILE_MIN_BATCH`]: batches 1..70 (odd,
 /// even, ragged against the 2-input micro-kernel), ragged shapes, every

@@ -459,7 +459,45 @@ impl PreparedLayout {
         }
         let mut acc = vec![0f32; batch];
         let mut idx = [0u8; DECODE_CHUNK];
-        for r in 0..self.n_out {
+        // Four rows at a time share the input loads; the rest one by one.
+        let quads = self.n_out / 4;
+        let mut acc4 = vec![[0f32; 4]; batch];
+        let mut idx4 = [[0u8; DECODE_CHUNK]; 4];
+        for r0 in (0..quads * 4).step_by(4) {
+            let cbs: [&[f32]; 4] =
+                std::array::from_fn(|i| self.codebook(Self::row_codebook(p, r0 + i)));
+            acc4.fill([0.0; 4]);
+            for s0 in (0..n_sub).step_by(DECODE_CHUNK) {
+                let n = DECODE_CHUNK.min(n_sub - s0);
+                let ids: [&[u8]; 4] = if self.bits == 8 {
+                    // Whole bytes: the packed row is the index list.
+                    std::array::from_fn(|i| &p.row_indices(r0 + i)[s0..s0 + n])
+                } else {
+                    for (i, out) in idx4.iter_mut().enumerate() {
+                        unpack_indices(p.row_indices(r0 + i), s0, self.bits, &mut out[..n]);
+                    }
+                    std::array::from_fn(|i| &idx4[i][..n])
+                };
+                for (b, a) in acc4.iter_mut().enumerate() {
+                    let xs = &x_pad[b * padded + s0 * d..b * padded + (s0 + n) * d];
+                    let sums = match isa {
+                        Isa::Portable => decode_dot4(cbs, d, ids, xs),
+                        Isa::Simd128 => simd128::decode_dot4(cbs, d, ids, xs),
+                        // SAFETY: `Isa::Avx2` is only chosen when the CPU has AVX2 and FMA.
+                        Isa::Avx2 => unsafe { x86::decode_dot4(cbs, d, ids, xs) },
+                    };
+                    for (ai, si) in a.iter_mut().zip(sums) {
+                        *ai += si;
+                    }
+                }
+            }
+            for (b, a) in acc4.iter().enumerate() {
+                for (i, ai) in a.iter().enumerate() {
+                    y[b * self.n_out + r0 + i] = self.row_scale(p, r0 + i) * ai;
+                }
+            }
+        }
+        for r in quads * 4..self.n_out {
             let cb = self.codebook(Self::row_codebook(p, r));
             let row = p.row_indices(r);
             acc.fill(0.0);
@@ -666,6 +704,13 @@ pub fn decode_dot(codebook: &[f32], d: usize, idx: &[u8], x: &[f32]) -> f32 {
         }
     }
     acc
+}
+
+/// Four rows of the decode plan at once: `out[i] = decode_dot(codebooks[i],
+/// d, idx[i], x)` (all `idx[i]` as long), so that SIMD variants load each
+/// input slice once for four rows.
+pub fn decode_dot4(codebooks: [&[f32]; 4], d: usize, idx: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+    std::array::from_fn(|i| decode_dot(codebooks[i], d, idx[i], x))
 }
 
 /// The micro-GEMM of the tiled path: `w` holds 4 rows and `x` 2 inputs,

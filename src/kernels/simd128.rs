@@ -13,7 +13,8 @@ pub use simd::*;
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 pub use super::prepared::{
-    build_lut_table, decode_bytes_b2, decode_dot, dense_matvec, gemm_4x2, lut_block_sums,
+    build_lut_table, decode_bytes_b2, decode_dot, decode_dot4, dense_matvec, gemm_4x2,
+    lut_block_sums,
 };
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -325,6 +326,38 @@ mod simd {
             }
         }
         horizontal_sum(f32x4_add(acc[0], acc[1]))
+    }
+
+    /// See [`crate::kernels::prepared::decode_dot4`]. For `d = 4` with a
+    /// full 256-codeword codebook per row (`b = 8`, the 2 bpw vector
+    /// layout): one input load per slice for the four rows, one codeword
+    /// load, multiply and add per row (the indices need no bounds check:
+    /// every byte value is a codeword). Other layouts: [`decode_dot`] per row.
+    pub fn decode_dot4(codebooks: [&[f32]; 4], d: usize, idx: [&[u8]; 4], x: &[f32]) -> [f32; 4] {
+        let n = idx[0].len();
+        if d != 4 || codebooks.iter().any(|c| c.len() < 256 * 4) || idx.iter().any(|i| i.len() != n)
+        {
+            return std::array::from_fn(|i| decode_dot(codebooks[i], d, idx[i], x));
+        }
+        let x = &x[..4 * n];
+        let cbs = codebooks.map(|c| c.as_ptr());
+        let ids = idx.map(|i| i.as_ptr());
+        let xp = x.as_ptr();
+        let mut acc = [f32x4_splat(0.0); 4];
+        for s in 0..n {
+            // SAFETY: `s < n`, the length of every index list and of `x / 4`;
+            // a codeword `k <= 255` reads floats `4k .. 4k + 4 <= 1024`, inside
+            // its codebook (checked above).
+            unsafe {
+                let xv = v128_load(xp.add(4 * s) as *const v128);
+                for i in 0..4 {
+                    let k = *ids[i].add(s) as usize;
+                    let c = v128_load(cbs[i].add(4 * k) as *const v128);
+                    acc[i] = f32x4_add(acc[i], f32x4_mul(c, xv));
+                }
+            }
+        }
+        acc.map(horizontal_sum)
     }
 
     /// See [`crate::kernels::prepared::gemm_4x2`].

@@ -64,6 +64,18 @@ mod stub {
     ///
     /// # Safety
     /// Always safe; `unsafe` only to match the x86-64 signature.
+    pub unsafe fn decode_dot4(
+        codebooks: [&[f32]; 4],
+        d: usize,
+        idx: [&[u8]; 4],
+        x: &[f32],
+    ) -> [f32; 4] {
+        prepared::decode_dot4(codebooks, d, idx, x)
+    }
+    /// Stub: the portable kernel.
+    ///
+    /// # Safety
+    /// Always safe; `unsafe` only to match the x86-64 signature.
     pub unsafe fn gemm_4x2(w: &[f32], x: &[f32], stride: usize) -> [f32; 8] {
         prepared::gemm_4x2(w, x, stride)
     }
@@ -278,6 +290,26 @@ mod avx2 {
                 _mm_castsi128_ps(_mm_shuffle_epi8(cb, pattern)),
             );
         }
+    }
+
+    /// See [`crate::kernels::prepared::decode_dot4`]: [`decode_dot`] per row
+    /// (AVX2 already covers two codewords of 4 per vector).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn decode_dot4(
+        codebooks: [&[f32]; 4],
+        d: usize,
+        idx: [&[u8]; 4],
+        x: &[f32],
+    ) -> [f32; 4] {
+        [
+            decode_dot(codebooks[0], d, idx[0], x),
+            decode_dot(codebooks[1], d, idx[1], x),
+            decode_dot(codebooks[2], d, idx[2], x),
+            decode_dot(codebooks[3], d, idx[3], x),
+        ]
     }
 
     /// See [`crate::kernels::prepared::decode_dot`].
