@@ -437,5 +437,116 @@ fn runtime_bench(
             );
         }
     }
+    // Fairness check of the batch-32 figures: the same dense f32 weights
+    // through the packed path's tiled micro-kernel (16 rows copied into a
+    // tile instead of decoded, the same 4x2 micro-GEMM and input blocks).
+    let rows = batch32.iter().map(Vec::len).sum::<usize>();
+    let _ = writeln!(
+        out,
+        "\nLinear layers of layer 0 alone at {rows} rows (batch 32), GFLOP/s:\n"
+    );
+    let _ = writeln!(
+        out,
+        "| layer | n_out x n_in | dense (runtime's blocked kernel) | dense rows on the tiled 4x2 micro-kernel | packed 2-bit (tiled path) |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|");
+    let pairs: Vec<(&Linear, &Linear)> = dense.linears().zip(kernel.linears()).take(6).collect();
+    for (d, k) in pairs.into_iter().filter(|(d, _)| {
+        d.name.contains("query")
+            || d.name.contains("intermediate")
+            || d.name.ends_with("0.output.dense.weight")
+    }) {
+        let x: Vec<f32> = (0..rows * d.n_in)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        let mut y = vec![0f32; rows * d.n_out];
+        let w = match &d.weight {
+            LinearWeight::Dense { wt } => transpose_back(wt, d.n_in, d.n_out),
+            LinearWeight::Packed { .. } => continue,
+        };
+        let flop = 2.0 * (rows * d.n_in * d.n_out) as f64;
+        let mut best = [0f64; 3];
+        let start = now_ms();
+        let mut round = 0;
+        while round < 3 || now_ms() - start < seconds * 1e3 {
+            for (m, b) in best.iter_mut().enumerate() {
+                let t = now_ms();
+                match m {
+                    0 => d.forward(&x, rows, &mut y).expect("dense"),
+                    1 => dense_rows_tiled(&w, d.n_out, d.n_in, &x, rows, &mut y),
+                    _ => k.forward(&x, rows, &mut y).expect("packed"),
+                }
+                *b = b.max(flop / 1e6 / (now_ms() - t).max(1e-3));
+            }
+            round += 1;
+        }
+        let short = d
+            .name
+            .trim_start_matches("encoder.layer.0.")
+            .trim_end_matches(".weight");
+        let _ = writeln!(
+            out,
+            "| {short} | {} x {} | {:.2} | {:.2} | {:.2} |",
+            d.n_out, d.n_in, best[0], best[1], best[2]
+        );
+    }
     out
+}
+
+/// `wt` (`n_in x n_out`) back to row-major `W` (`n_out x n_in`).
+#[allow(dead_code)]
+fn transpose_back(wt: &[f32], n_in: usize, n_out: usize) -> Vec<f32> {
+    let mut w = vec![0f32; wt.len()];
+    for i in 0..n_in {
+        for o in 0..n_out {
+            w[o * n_in + i] = wt[i * n_out + o];
+        }
+    }
+    w
+}
+
+/// `y = x Wᵀ` for dense row-major `W` with the packed tiled path's loop
+/// structure and micro-kernel (`kernels::prepared::PreparedLayout`'s
+/// `matmul_tiled`), the 16 rows of a tile copied instead of decoded.
+#[allow(dead_code)]
+fn dense_rows_tiled(w: &[f32], n_out: usize, n_in: usize, x: &[f32], batch: usize, y: &mut [f32]) {
+    use jlcm::kernels::prepared::{MICRO_INPUTS, MICRO_ROWS, TILE_INPUT_BYTES, TILE_ROWS};
+    let stride = n_in.div_ceil(8) * 8;
+    let padded_batch = batch.div_ceil(MICRO_INPUTS) * MICRO_INPUTS;
+    let mut xp = vec![0f32; padded_batch * stride];
+    for b in 0..batch {
+        xp[b * stride..b * stride + n_in].copy_from_slice(&x[b * n_in..(b + 1) * n_in]);
+    }
+    let mut tile = vec![0f32; TILE_ROWS * stride];
+    let block = (TILE_INPUT_BYTES / (4 * stride))
+        .max(1)
+        .div_ceil(MICRO_INPUTS)
+        * MICRO_INPUTS;
+    for b_start in (0..batch).step_by(block) {
+        let b_end = (b_start + block).min(batch);
+        for r0 in (0..n_out).step_by(TILE_ROWS) {
+            let rows = TILE_ROWS.min(n_out - r0);
+            for i in 0..rows {
+                tile[i * stride..i * stride + n_in]
+                    .copy_from_slice(&w[(r0 + i) * n_in..(r0 + i + 1) * n_in]);
+            }
+            tile[rows * stride..].fill(0.0);
+            for b0 in (b_start..b_end).step_by(MICRO_INPUTS) {
+                let xs = &xp[b0 * stride..(b0 + MICRO_INPUTS) * stride];
+                for q in 0..rows.div_ceil(MICRO_ROWS) {
+                    let ws = &tile[q * MICRO_ROWS * stride..(q + 1) * MICRO_ROWS * stride];
+                    let sums = jlcm::kernels::simd128::gemm_4x2(ws, xs, stride);
+                    for i in 0..MICRO_ROWS {
+                        let r = r0 + q * MICRO_ROWS + i;
+                        if r >= n_out {
+                            break;
+                        }
+                        for j in 0..MICRO_INPUTS.min(batch - b0) {
+                            y[(b0 + j) * n_out + r] = sums[i * MICRO_INPUTS + j];
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -40,17 +40,15 @@ pub enum PackedStrategy {
 /// by `benches/runtime.rs` (native AVX2, 2-bit MiniLM layers): decoding costs
 /// about 1 ns per weight, so the dense kernel on decoded panels overtakes the
 /// lookup kernels between 16 and 32 rows and reaches dense speed by 512.
-/// In wasm the panels never win: the dense blocked kernel they run on is
-/// autovectorised, and the kernels' tiled path (16 rows decoded with one
-/// shuffle per 4 weights, explicit SIMD128 4x2 micro-GEMM, inputs in
-/// L2-sized blocks) ran batch 32 at 2.2x the panels' speed in Node
-/// (`scripts/bench-runtime-wasm.sh`, BENCHMARKS.md session 3).
-#[cfg(not(target_arch = "wasm32"))]
 pub const PANEL_MIN_ROWS: usize = 32;
-/// See the native value: in wasm the tiled lookup-kernel path is used at
-/// every batch size.
-#[cfg(target_arch = "wasm32")]
-pub const PANEL_MIN_ROWS: usize = usize::MAX;
+
+/// Whether [`PackedStrategy::Auto`] decodes panels at all. Not in wasm: the
+/// dense blocked kernel the panels run on is autovectorised there, and the
+/// kernels' tiled path (16 rows decoded with one shuffle per 4 weights, an
+/// explicit SIMD128 4x2 micro-GEMM, inputs in L2-sized blocks) ran batch 32
+/// at 2.2x the panels' speed in Node (`scripts/bench-runtime-wasm.sh`,
+/// BENCHMARKS.md session 3).
+pub const AUTO_PANELS: bool = cfg!(not(target_arch = "wasm32"));
 
 /// A Linear layer: weight name (as in model.safetensors), weight and bias.
 #[derive(Debug, Clone)]
@@ -151,7 +149,7 @@ impl Linear {
             }
             LinearWeight::Packed { matrix, codebooks } => {
                 let panels = match self.strategy {
-                    PackedStrategy::Auto => rows >= PANEL_MIN_ROWS,
+                    PackedStrategy::Auto => AUTO_PANELS && rows >= PANEL_MIN_ROWS,
                     PackedStrategy::Kernel => false,
                     PackedStrategy::DecodePanels => true,
                 };

@@ -34,6 +34,6 @@ pub use config::DEFAULT_MAX_TOKENS;
 #[cfg(feature = "tokenizer")]
 pub use encoder::SentenceEncoder;
 pub use error::RuntimeError;
-pub use linear::{Linear, LinearWeight, PackedStrategy, PANEL_MIN_ROWS};
+pub use linear::{Linear, LinearWeight, PackedStrategy, AUTO_PANELS, PANEL_MIN_ROWS};
 #[cfg(feature = "tokenizer")]
 pub use tokenize::SentenceTokenizer;
