@@ -292,8 +292,11 @@ mod avx2 {
         }
     }
 
-    /// See [`crate::kernels::prepared::decode_dot4`]: [`decode_dot`] per row
-    /// (AVX2 already covers two codewords of 4 per vector).
+    /// See [`crate::kernels::prepared::decode_dot4`]. For `d = 4` with a
+    /// full 256-codeword codebook per row (`b = 8`): one input load per
+    /// slice for the four rows, one codeword load and FMA per row (every
+    /// byte is a valid codeword, so no bounds check). Other layouts:
+    /// [`decode_dot`] per row.
     ///
     /// # Safety
     /// The CPU must have AVX2 and FMA.
@@ -304,6 +307,30 @@ mod avx2 {
         idx: [&[u8]; 4],
         x: &[f32],
     ) -> [f32; 4] {
+        let n = idx[0].len();
+        if d == 4
+            && codebooks.iter().all(|c| c.len() >= 256 * 4)
+            && idx.iter().all(|i| i.len() == n)
+        {
+            let xp = x[..4 * n].as_ptr();
+            let cbs = codebooks.map(|c| c.as_ptr());
+            let ids = idx.map(|i| i.as_ptr());
+            let mut acc = [_mm_setzero_ps(); 4];
+            for s in 0..n {
+                // `s < n` = every index list's length = `x.len() / 4` (sliced
+                // above); a codeword `k <= 255` reads floats `4k .. 4k + 4 <=
+                // 1024`, inside its codebook (checked above).
+                let xv = _mm_loadu_ps(xp.add(4 * s));
+                for i in 0..4 {
+                    let k = *ids[i].add(s) as usize;
+                    acc[i] = _mm_fmadd_ps(_mm_loadu_ps(cbs[i].add(4 * k)), xv, acc[i]);
+                }
+            }
+            return acc.map(|a| {
+                let pairs = _mm_add_ps(a, _mm_movehl_ps(a, a));
+                _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs)))
+            });
+        }
         [
             decode_dot(codebooks[0], d, idx[0], x),
             decode_dot(codebooks[1], d, idx[1], x),
