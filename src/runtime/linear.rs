@@ -27,7 +27,8 @@ pub enum LinearWeight {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PackedStrategy {
     /// Lookup kernels for few input rows, panel decoding from
-    /// [`PANEL_MIN_ROWS`] rows on.
+    /// [`PANEL_MIN_ROWS`] rows on where [`AUTO_PANELS`] (natively; in wasm
+    /// the kernels' tiled path at every size).
     #[default]
     Auto,
     /// Always the lookup kernels ([`PackedMatrix::matmul`]).
