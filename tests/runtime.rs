@@ -360,3 +360,54 @@ fn sensitivity_probe_ranks_value_above_query_and_restores_the_model() {
         Some(sens)
     );
 }
+
+/// The texts whose token ids `tests/data/token_ids.json` records: the tricky
+/// cases of `tokenizer_cases.json` (accents, CJK, emoji, control characters,
+/// longer than 256 tokens, the empty string) then every held-out line.
+fn tokenizer_texts() -> Vec<String> {
+    let mut texts: Vec<String> =
+        serde_json::from_slice(&data("tokenizer_cases.json")).expect("tokenizer_cases.json");
+    texts.extend(
+        String::from_utf8(data("heldout.txt"))
+            .unwrap()
+            .lines()
+            .map(String::from),
+    );
+    texts
+}
+
+/// The `tokenizers` crate's ids for `tokenizer_texts()` are the ones recorded
+/// in `tests/data/token_ids.json`, which the package's JavaScript tokenizer is
+/// tested against (`tests/consumer/tokenizer.mjs`). `JLCM_BLESS_TOKEN_IDS=1`
+/// rewrites the file from the crate instead of checking it.
+#[test]
+fn tokenizer_ids_match_the_recorded_reference() {
+    let Some(m) = load_model() else { return };
+    let tok = jlcm::runtime::SentenceTokenizer::from_bytes(&m.tokenizer, 256).unwrap();
+    let texts = tokenizer_texts();
+    let ids = tok.encode_all(&texts).unwrap();
+    assert!(
+        ids.iter().any(|s| s.len() == 256),
+        "a case must hit truncation"
+    );
+    assert!(
+        ids.iter().any(|s| s.len() == 2),
+        "the empty case gives [CLS] [SEP]"
+    );
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/token_ids.json");
+    if std::env::var("JLCM_BLESS_TOKEN_IDS").as_deref() == Ok("1") {
+        let body = serde_json::json!({
+            "tokenizer": "tokenizers crate, all-MiniLM-L6-v2 tokenizer.json, max 256 tokens",
+            "ids": ids,
+        });
+        std::fs::write(&path, serde_json::to_string(&body).unwrap() + "\n").unwrap();
+        return;
+    }
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let recorded: Vec<Vec<u32>> = serde_json::from_value(recorded["ids"].clone()).unwrap();
+    assert_eq!(recorded.len(), texts.len(), "one id list per text");
+    for (i, (got, want)) in ids.iter().zip(&recorded).enumerate() {
+        assert_eq!(got, want, "token ids of text {i}: {:?}", texts[i]);
+    }
+}
