@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build the npm package: the two SIMD128 wasm modules (scripts/build-wasm.sh:
-# core `jlcm`, tokenizer `jlcm/text`), assembled with pkg-config/ and packed
-# into dist/jlcm-<v>.tgz.
+# Build the npm package: the SIMD128 wasm module and the `jlcm/text` entry
+# (scripts/build-wasm.sh), assembled with pkg-config/ and packed into
+# dist/jlcm-<v>.tgz. `jlcm/text` imports the dependency
+# `@huggingface/tokenizers`, which the consumer's npm installs.
 # Usage: bash scripts/build-pkg.sh        (prints the tarball's path last)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ repo=$PWD
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 stage=$target_dir/pkg-stage
 rm -rf "$stage" && mkdir -p "$stage" dist
-# The two wasm modules (core + lazily loaded tokenizer), text.js, typings.
+# The wasm module, text.js, typings.
 bash scripts/build-wasm.sh "$stage"
 cp pkg-config/README.md "$stage"/README.md
 version=$(cargo metadata --no-deps --format-version 1 | node -e \

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Build the two SIMD128 wasm modules of the npm package into OUT_DIR:
-#   core  jlcm.js + jlcm_bg.wasm            engine, format, kernels, MiniLM runtime on token ids
-#   text  jlcm_text.js + jlcm_text_bg.wasm  the `tokenizers` crate (tokenizer.json), loaded lazily
-# plus pkg-config/text.js (the `jlcm/text` entry joining both) and the typings.
-# Each module has its own cargo profile (Cargo.toml: wasm-core, wasm-text), so
-# their feature sets never overwrite each other's build. wasm-bindgen-cli
+# Build the npm package's SIMD128 wasm module into OUT_DIR:
+#   jlcm.js + jlcm_bg.wasm  engine, format, kernels, MiniLM runtime on token ids
+# plus pkg-config/text.js (the `jlcm/text` entry: tokenizer.json through
+# `@huggingface/tokenizers`, then the core SentenceModel) and the typings.
+# Its own cargo profile (Cargo.toml: wasm-core) keeps the test suites'
+# default-feature wasm builds from overwriting it. wasm-bindgen-cli
 # (pinned) and npm binaryen's wasm-opt (Debian's breaks wasm-bindgen output,
 # TOOLCHAIN.md trap 1). WASM_OPT_LEVEL (-O | -Oz | none) sets wasm-opt [-O].
-# Usage: bash scripts/build-wasm.sh OUT_DIR      (prints the two gzipped sizes)
+# Usage: bash scripts/build-wasm.sh OUT_DIR      (prints the gzipped size)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -45,13 +45,11 @@ build_module() {
   cp "$tmp/$name.js" "$tmp/$name.d.ts" "$tmp/${name}_bg.wasm.d.ts" "$out/"
 }
 build_module wasm-core "" jlcm
-build_module wasm-text "--features text-module" jlcm_text
 cp pkg-config/text.js pkg-config/text.d.ts "$out/"
 
 # Refuse a core build without SIMD128 instructions.
 simd=$(wasm-objdump -d "$out/jlcm_bg.wasm" 2>/dev/null | grep -cE 'v128\.|i8x16\.|f32x4\.' || true)
 echo "build-wasm: $simd SIMD128 instructions in jlcm_bg.wasm" >&2
 [ "$simd" -gt 0 ] || { echo "build-wasm: no SIMD128 instructions: wrong RUSTFLAGS?" >&2; exit 1; }
-for f in jlcm_bg.wasm jlcm_text_bg.wasm; do
-  echo "build-wasm: $f $(wc -c < "$out/$f") bytes, $(gzip -9 -c "$out/$f" | wc -c) gzipped (wasm-opt $level)" >&2
-done
+f=jlcm_bg.wasm
+echo "build-wasm: $f $(wc -c < "$out/$f") bytes, $(gzip -9 -c "$out/$f" | wc -c) gzipped (wasm-opt $level)" >&2

@@ -6,7 +6,7 @@
 let wasm = null;
 /** URL of the glue, to find the package's `text.js` next to it. @type {string} */
 let glueHref = '';
-/** The package's `jlcm/text` entry (tokenizer module), loaded on first use. @type {Promise<any>|null} */
+/** The package's `jlcm/text` entry (tokenizer + SentenceEncoder), loaded on first use. @type {Promise<any>|null} */
 let textEntry = null;
 /** The raw wasm exports (its memory). @type {any} */
 let exportsOf = null;
@@ -95,17 +95,18 @@ export async function embedSentences(key, load, sentences) {
 }
 
 /**
- * The package's `jlcm/text` entry: its tokenizer wasm module is fetched and
- * instantiated here, the first time text is tokenised (not at page load).
+ * The package's `jlcm/text` entry (its tokenizer, `@huggingface/tokenizers`,
+ * bundled into text.js by scripts/build-web.sh): fetched here, the first time
+ * text is tokenised (not at page load).
  */
 function text() {
   need('SentenceModel');
-  textEntry ??= import(new URL('./text.js', glueHref).href).then(async (t) => { await t.default(); return t; });
+  textEntry ??= import(new URL('./text.js', glueHref).href);
   return textEntry;
 }
 
 /**
- * A cached `SentenceEncoder` (jlcm/text: tokenizer module + core SentenceModel).
+ * A cached `SentenceEncoder` (jlcm/text: tokenizer + core SentenceModel).
  * @param {string} key
  * @param {() => Promise<{config: string, tokenizer: Uint8Array, weights: Uint8Array}>} load
  */

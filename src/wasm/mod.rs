@@ -15,41 +15,30 @@
 //! | `PackedMatrix`                       | `kernels::PackedMatrix`                |
 //! | `SentenceModel`                      | `runtime::BertModel` (token ids in)    |
 //! | `computeCalibration`                 | `engine::calib::calibrate_tokens`      |
-//! | `Tokenizer` (`jlcm/text` module)     | `runtime::SentenceTokenizer`           |
 //!
-//! The npm package holds two wasm modules built from this crate
-//! (`scripts/build-wasm.sh`): the core (default here) and, with the
-//! `text-module` feature, the tokenizer alone (`text.rs`), which pulls in
-//! the large `tokenizers` crate and is loaded only when text is tokenised.
+//! The npm package's one wasm module is built from this crate
+//! (`scripts/build-wasm.sh`). Text is tokenised in JavaScript by the
+//! package's `jlcm/text` entry (`pkg-config/text.js`, Hugging Face's
+//! `@huggingface/tokenizers`), whose token ids feed `SentenceModel` and
+//! `computeCalibration`.
 
-#[cfg(not(feature = "text-module"))]
 pub mod analyse;
-#[cfg(not(feature = "text-module"))]
 pub mod calibrate;
-#[cfg(not(feature = "text-module"))]
 pub mod compress;
 pub mod convert;
 pub mod error;
-#[cfg(not(feature = "text-module"))]
 pub mod header;
-#[cfg(not(feature = "text-module"))]
 pub mod matvec;
-#[cfg(not(feature = "text-module"))]
 pub mod packfile;
-#[cfg(not(feature = "text-module"))]
 pub mod runtime;
-#[cfg(feature = "text-module")]
-pub mod text;
 
 use wasm_bindgen::prelude::*;
 
-#[cfg(not(feature = "text-module"))]
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = include_str!("../../pkg-config/types.d.ts");
 
 /// `object[key]`, or `undefined` when `object` is not an object (options
 /// and contexts passed from JavaScript are optional plain objects).
-#[cfg(not(feature = "text-module"))]
 fn get(object: &JsValue, key: &str) -> JsValue {
     if object.is_object() {
         js_sys::Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
@@ -61,7 +50,6 @@ fn get(object: &JsValue, key: &str) -> JsValue {
 /// The result of a call that runs JavaScript callbacks: an exception a
 /// callback threw wins over the call's own result, else the binding error
 /// becomes the `Error` with a `code`.
-#[cfg(not(feature = "text-module"))]
 fn settle<T>(out: error::JsResult<T>, thrown: Option<JsValue>) -> Result<T, JsValue> {
     match (out, thrown) {
         (_, Some(js_error)) => Err(js_error),
@@ -78,21 +66,18 @@ pub fn start() {
 }
 
 /// Whether this build uses WebAssembly SIMD128 kernels.
-#[cfg(not(feature = "text-module"))]
 #[wasm_bindgen(js_name = simd128Enabled)]
 pub fn simd128_enabled() -> bool {
     cfg!(target_feature = "simd128")
 }
 
 /// The crate version.
-#[cfg(not(feature = "text-module"))]
 #[wasm_bindgen]
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
 
 /// The packed format version this build reads and writes.
-#[cfg(not(feature = "text-module"))]
 #[wasm_bindgen(js_name = formatVersion)]
 pub fn format_version() -> u32 {
     crate::format::packed::FORMAT_VERSION

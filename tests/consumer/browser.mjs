@@ -40,9 +40,9 @@ try {
   const results = await page.evaluate(() => window.__results);
   console.log(JSON.stringify(results));
   if (!results.page.ok || !results.worker.ok) failed = true;
-  // The tokenizer module ran in both, and the page fetched it only when used.
-  if (!results.page.text || !results.worker.text) { console.error("the jlcm/text module did not run"); failed = true; }
-  if (results.page.text && !results.page.text.lazy) { console.error("jlcm_text_bg.wasm was fetched before it was used"); failed = true; }
+  // jlcm/text ran in both, and the page fetched it only when used.
+  if (!results.page.text || !results.worker.text) { console.error("jlcm/text did not run"); failed = true; }
+  if (results.page.text && !results.page.text.lazy) { console.error("jlcm/text was not a chunk of its own, fetched on first use"); failed = true; }
   for (const key of ["page", "worker"]) {
     if (expectedSha && results[key].sha256 !== expectedSha) {
       console.error(`${key}: packed bytes differ from Node's (${results[key].sha256} vs ${expectedSha})`);

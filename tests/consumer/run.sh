@@ -35,8 +35,10 @@ echo "same SHA-256 natively and in Node: $native_sha"
 if [ "${JLCM_SKIP_MODEL_TESTS:-}" = 1 ]; then
   echo "consumer: MiniLM runtime check skipped (JLCM_SKIP_MODEL_TESTS=1)"
 else
-  echo "consumer: MiniLM runtime in Node (dense and 4-bit packed) vs native jlcm embed"
   model=$(bash "$repo/scripts/fetch-model.sh")
+  echo "consumer: jlcm/text token ids in Node vs the tokenizers crate's (tests/data/token_ids.json)"
+  (cd "$app" && node token-ids.js "$model" "$repo/tests/data")
+  echo "consumer: MiniLM runtime in Node (dense and 4-bit packed) vs native jlcm embed"
   jlcm_bin="${CARGO_TARGET_DIR:-$repo/target}/release/jlcm"
   sentences="$repo/tests/data/st_sentences.txt"
   "$jlcm_bin" compress "$model/model.safetensors" -o "$app/minilm.4bit.safetensors" --bits 4 --iters 1 >/dev/null 2>&1

@@ -1,6 +1,5 @@
-// The check of the lazily loaded tokenizer module (`jlcm/text`) every
-// consumer runs: a tiny hand-made WordPiece tokenizer.json (the format of
-// all-MiniLM-L6-v2's), tokenised by the package's second wasm module.
+// The check of the tokenizer (`jlcm/text`) every consumer runs: a tiny
+// hand-made WordPiece tokenizer.json (the format of all-MiniLM-L6-v2's).
 
 const VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", "##s", ",", "jl", "##cm"];
 
@@ -26,7 +25,7 @@ export function tinyTokenizerJson() {
   return new TextEncoder().encode(JSON.stringify(json));
 }
 
-/** Tokenise with the text module (already initialised); throws on a wrong id. */
+/** Tokenise with jlcm/text; throws on a wrong id or error code. */
 export function tokenizeCheck(text) {
   const tokenizer = new text.Tokenizer(tinyTokenizerJson(), 5);
   const batch = tokenizer.encode(["Hello, worlds", "JLCM unknownword hello"]);
@@ -34,7 +33,7 @@ export function tokenizeCheck(text) {
   const got = JSON.stringify({ ids: [...batch.ids], lengths: [...batch.lengths] });
   // Truncated to 5 tokens, special tokens included.
   const want = JSON.stringify({ ids: [2, 4, 7, 5, 3, 2, 8, 9, 1, 3], lengths: [5, 5] });
-  if (got !== want) throw new Error(`tokenizer module: ${got}, expected ${want}`);
+  if (got !== want) throw new Error(`jlcm/text tokenizer: ${got}, expected ${want}`);
   let bad = "none";
   try { new text.Tokenizer(new TextEncoder().encode("{}")); } catch (e) { bad = e.code; }
   if (bad !== "E_TOKENIZER") throw new Error(`a bad tokenizer.json gave ${bad}, expected E_TOKENIZER`);

@@ -26,7 +26,7 @@ function readNpy(path) {
 
 const [dir, packedPath, sentencesPath, nativeDense, nativePacked, nativeCalib, calibBatch] = process.argv.slice(2);
 const wasmBytes = (name) => readFileSync(fileURLToPath(import.meta.resolve(`jlcm/${name}`)));
-const wasm = { core: { module_or_path: wasmBytes("jlcm_bg.wasm") }, text: { module_or_path: wasmBytes("jlcm_text_bg.wasm") } };
+const wasm = { core: { module_or_path: wasmBytes("jlcm_bg.wasm") } };
 const texts = readFileSync(sentencesPath, "utf8").split("\n").filter((l) => l.trim());
 const config = readFileSync(`${dir}/config.json`, "utf8");
 const tokenizer = readFileSync(`${dir}/tokenizer.json`);

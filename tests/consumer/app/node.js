@@ -8,6 +8,5 @@ import { tokenizeCheck } from "./check-text.js";
 
 jlcm.initSync({ module: readFileSync(fileURLToPath(import.meta.resolve("jlcm/jlcm_bg.wasm"))) });
 const node = await compressAndDecode(jlcm);
-text.initTextSync({ module: readFileSync(fileURLToPath(import.meta.resolve("jlcm/jlcm_text_bg.wasm"))) });
 node.text = tokenizeCheck(text);
 console.log(JSON.stringify({ node }));

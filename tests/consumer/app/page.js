@@ -10,11 +10,13 @@ function settle(key, fn) {
 settle("page", async () => {
   await init({ module_or_path: wasmUrl });
   const result = await compressAndDecode(jlcm);
-  // The tokenizer module is fetched only now, on first use (a separate chunk).
-  const fetchedBefore = performance.getEntriesByType("resource").some((e) => e.name.includes("jlcm_text_bg"));
+  // jlcm/text (and its tokenizer) is fetched only now, on first use: a
+  // separate chunk, so the dynamic import fetches a script not loaded before.
+  const scripts = () => performance.getEntriesByType("resource").map((e) => e.name).filter((n) => n.endsWith(".js"));
+  const before = new Set(scripts());
   const { textCheck } = await import("./page-text.js");
   result.text = await textCheck();
-  result.text.lazy = !fetchedBefore;
+  result.text.lazy = scripts().some((n) => !before.has(n));
   return result;
 });
 settle("worker", () => new Promise((resolve, reject) => {

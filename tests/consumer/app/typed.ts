@@ -26,7 +26,7 @@ export async function compressFirst(bytes: Uint8Array): Promise<number> {
   }
 }
 
-// The second module: sentence embeddings and calibration from text.
+// The text entry: sentence embeddings and calibration from text.
 import { loadSentenceEncoder, Tokenizer, type TokenBatch } from "jlcm/text";
 import { SentenceModel, computeCalibration, type CalibrationProgress } from "jlcm";
 
