@@ -4,7 +4,7 @@
 #   rustup: clippy, rustfmt
 #   Debian: chromium, chromium-driver, wabt     rustup: wasm32-unknown-unknown
 #   cargo: wasm-pack, wasm-bindgen-cli (= the wasm-bindgen version in Cargo.lock)
-#   npm: devDependencies from package-lock.json (binaryen, playwright-core, esbuild, typescript)
+#   npm: devDependencies from package-lock.json (binaryen, playwright-core, esbuild, typescript, @huggingface/tokenizers for the page)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"

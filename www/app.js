@@ -306,11 +306,7 @@ async function compress(tensors) {
     table.update(t.name, { status: 'queued', progress: 0 });
     state.results.delete(t.name);
   }
-  // Largest first (LPT): the pool takes jobs in queue order, so the big
-  // tensors start early and the small ones fill the workers' tails.
-  const size = (/** @type {import('./safetensors.js').TensorInfo} */ t) => t.shape.reduce((a, b) => a * b, 1);
-  const order = tensors.map((t, i) => [t, i]).sort((a, b) => size(b[0]) - size(a[0]) || a[1] - b[1]).map(([t]) => t);
-  const jobs = order.map(async (t) => {
+  const jobs = tensors.map(async (t) => {
     const hessian = hessianFor(t);
     const steps = 1 + 2 * opts.iters;
     let step = 0;
