@@ -40,6 +40,7 @@ use jlcm::engine::baselines::{
 };
 use jlcm::engine::calib::calibrate;
 use jlcm::engine::compress::{hessian_for, read_calibration, Calibration};
+use jlcm::engine::sequential::{compress_sequential, DEFAULT_CORRECTION_DAMPING};
 use jlcm::engine::{compress_matrix, CompressOptions, Control, Hessian, MoveRule};
 use jlcm::format::packed::Mode;
 use jlcm::format::safetensors::{self as st, Dtype, OwnedTensor, SafetensorsFile};
@@ -108,6 +109,14 @@ enum Method {
     JlcmPlan {
         plan: BTreeMap<String, u8>,
         dim: u8,
+    },
+    /// JLCM codebook G16 with sequential, target-corrected calibration
+    /// (`jlcm::engine::sequential`): the weights in forward order, each fitted
+    /// to the original outputs from the compressed model's inputs on the
+    /// calibration sentences. Bits from `plan`, or `bits` for every weight.
+    JlcmSequential {
+        plan: Option<BTreeMap<String, u8>>,
+        bits: u8,
     },
     Rtn {
         bits: u8,
@@ -224,6 +233,12 @@ fn settings() -> Vec<(String, Method)> {
             three_bit: |n| layer_of(n) == 5 || n.contains(".value."),
         },
     ));
+    for bits in [2u8, 3] {
+        v.push((
+            format!("JLCM {bits}b codebook G16 sequential"),
+            Method::JlcmSequential { plan: None, bits },
+        ));
+    }
     // Plans from the CLI's size budget: `JLCM_QUALITY_PLAN=FILE[:DIM],...`.
     if let Ok(list) = std::env::var("JLCM_QUALITY_PLAN") {
         for item in list.split(',').filter(|s| !s.is_empty()) {
@@ -239,8 +254,20 @@ fn settings() -> Vec<(String, Method)> {
                 .map_or(String::new(), |s| s.to_string_lossy().into_owned());
             v.push((
                 format!("JLCM plan {name} d{dim}"),
-                Method::JlcmPlan { plan, dim },
+                Method::JlcmPlan {
+                    plan: plan.clone(),
+                    dim,
+                },
             ));
+            if dim == 1 {
+                v.push((
+                    format!("JLCM plan {name} d1 sequential"),
+                    Method::JlcmSequential {
+                        plan: Some(plan),
+                        bits: 2,
+                    },
+                ));
+            }
         }
     }
     v
@@ -361,13 +388,23 @@ const EMBED_BATCH: usize = 32;
 
 // ---------------------------------------------------------------- calibration
 
+/// The calibration sentences (`JLCM_CALIB_TEXT` or the shared calib.txt).
+fn calib_text_path() -> PathBuf {
+    std::env::var_os("JLCM_CALIB_TEXT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/shared/data/calib.txt"))
+}
+
 /// Calibration matrices `XᵀX / n` for the 36 Linear weights, from the
 /// calibration sentences, with the project's calibration helper.
 fn calibration(encoder: &SentenceEncoder) -> Calibration {
-    let path = std::env::var_os("JLCM_CALIB_TEXT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/data/calib.txt"));
-    calibrate(encoder, &read_lines(&path), EMBED_BATCH, &mut |_| {}).expect("calibrate")
+    calibrate(
+        encoder,
+        &read_lines(&calib_text_path()),
+        EMBED_BATCH,
+        &mut |_| {},
+    )
+    .expect("calibrate")
 }
 
 /// Held-out second moments by weight name, as matrices.
@@ -553,6 +590,7 @@ fn compress_one(
                 stored_bits: packed.stored_bits(),
             }
         }
+        Method::JlcmSequential { .. } => unreachable!("run by sequential_all"),
         Method::Rtn { bits } => rtn(name, w, n_out, n_in, bits, GROUP),
         Method::KmeansTensor { bits } => {
             kmeans_per_tensor(name, w, n_out, n_in, &diag(&raw_h()), bits, SEED)
@@ -574,6 +612,53 @@ fn compress_one(
     }
 }
 
+/// All 36 weights by sequential calibration on the calibration sentences
+/// (the model runs inside, so the given `H` are not used).
+fn sequential_all(
+    dir: &Path,
+    plan: Option<&BTreeMap<String, u8>>,
+    bits: u8,
+) -> Vec<(String, Quantized)> {
+    let encoder = ModelFiles::read(dir).encoder(&BTreeMap::new());
+    let ids = encoder
+        .tokenizer
+        .encode_all(&read_lines(&calib_text_path()))
+        .expect("tokenise calibration sentences");
+    let opts = CompressOptions {
+        groups: 16,
+        dim: 1,
+        seed: SEED,
+        ..CompressOptions::default()
+    };
+    let names = linear_names();
+    let bits_of = |n: &str| {
+        names
+            .iter()
+            .any(|x| x == n)
+            .then(|| plan.map_or(bits, |p| p[n]))
+    };
+    let out = compress_sequential(
+        &encoder.model,
+        &ids,
+        &opts,
+        DEFAULT_CORRECTION_DAMPING,
+        &bits_of,
+        &mut |_| Control::Continue,
+    )
+    .expect("sequential calibration");
+    out.into_iter()
+        .map(|(n, r)| {
+            let q = Quantized {
+                n_out: r.packed.n_out,
+                n_in: r.packed.n_in,
+                weights: r.packed.decode_f32(),
+                stored_bits: r.packed.stored_bits(),
+            };
+            (n, q)
+        })
+        .collect()
+}
+
 /// Child process: compress all 36 weights with setting `index`, write the
 /// dequantised weights and the figures to `out`.
 fn run_child(index: usize, calib_path: &Path, out: &Path) {
@@ -586,17 +671,21 @@ fn run_child(index: usize, calib_path: &Path, out: &Path) {
     let rss_loaded = vm_hwm_kib();
     let start = Instant::now();
     let cpu_start = cpu_seconds();
-    let results: Vec<(String, Quantized)> = names
-        .par_iter()
-        .map(|name| {
-            let w = &weights[name];
-            let n_in = calib[name].0[0];
-            (
-                name.clone(),
-                compress_one(name, w, w.len() / n_in, n_in, &calib, method),
-            )
-        })
-        .collect();
+    let results: Vec<(String, Quantized)> = if let Method::JlcmSequential { plan, bits } = method {
+        sequential_all(&dir, plan.as_ref(), *bits)
+    } else {
+        names
+            .par_iter()
+            .map(|name| {
+                let w = &weights[name];
+                let n_in = calib[name].0[0];
+                (
+                    name.clone(),
+                    compress_one(name, w, w.len() / n_in, n_in, &calib, method),
+                )
+            })
+            .collect()
+    };
     let seconds = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_start;
     let rss_peak = vm_hwm_kib();

@@ -190,3 +190,39 @@ fn missing_input_and_bad_flags_are_one_line_errors() {
     assert!(err.contains("bits must be 1..=8, got 9"), "{err}");
     assert!(!Path::new("/tmp/never").exists());
 }
+
+#[test]
+fn sequential_without_a_model_folder_is_a_one_line_error() {
+    let dir = scratch("sequential");
+    let input = corpus_dir().join("one-row.safetensors");
+    let text = dir.join("calib.txt");
+    fs::write(&text, "one sentence\n").expect("write text");
+    let output = dir.join("out.safetensors");
+    let out = jlcm(&[
+        "compress",
+        input.to_str().expect("path"),
+        "-o",
+        output.to_str().expect("path"),
+        "--sequential",
+        dir.to_str().expect("path"),
+        "--calib-text",
+        text.to_str().expect("path"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("config.json"), "{err}");
+    assert!(!output.exists());
+    // --calib-text is required with --sequential (a usage error from clap).
+    let out = jlcm(&[
+        "compress",
+        input.to_str().expect("path"),
+        "-o",
+        output.to_str().expect("path"),
+        "--sequential",
+        dir.to_str().expect("path"),
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    assert!(!output.exists());
+}

@@ -411,3 +411,85 @@ fn tokenizer_ids_match_the_recorded_reference() {
         assert_eq!(got, want, "token ids of text {i}: {:?}", texts[i]);
     }
 }
+
+#[test]
+fn layer_by_layer_forward_equals_embed() {
+    let Some(m) = load_model() else { return };
+    let encoder = SentenceEncoder::from_bytes(&m.config, &m.tokenizer, &m.weights).unwrap();
+    let ids = encoder.tokenizer.encode_all(&sentences()).unwrap();
+    let model = &encoder.model;
+    let (mut hidden, lens) = model.input_hidden(&ids).unwrap();
+    let mut stages = 0;
+    for l in 0..model.num_layers() {
+        model
+            .forward_layer(l, &mut hidden, &lens, &mut |lins, x| {
+                stages += 1;
+                assert_eq!(x.len(), lens.iter().sum::<usize>() * lins[0].n_in);
+                Ok(None)
+            })
+            .unwrap();
+    }
+    assert_eq!(stages, 4 * model.num_layers());
+    assert_eq!(model.pool(&hidden, &lens), model.embed(&ids).unwrap());
+    assert!(model
+        .forward_layer(model.num_layers(), &mut hidden, &lens, &mut |_, _| Ok(None))
+        .is_err());
+}
+
+#[test]
+fn sequential_calibration_corrects_only_after_a_compressed_stage() {
+    use jlcm::engine::sequential::{compress_sequential, DEFAULT_CORRECTION_DAMPING};
+    let Some(m) = load_model() else { return };
+    let encoder = SentenceEncoder::from_bytes(&m.config, &m.tokenizer, &m.weights).unwrap();
+    let ids = encoder.tokenizer.encode_all(&sentences()).unwrap();
+    let opts = CompressOptions {
+        iters: 2,
+        ..CompressOptions::default()
+    };
+    // Layer 0 only, 3 bits for its value projection and 2 for the rest.
+    let bits = |n: &str| {
+        n.starts_with("encoder.layer.0.")
+            .then_some(if n.contains(".value.") { 3 } else { 2 })
+    };
+    let mut seen = Vec::new();
+    let out = compress_sequential(
+        &encoder.model,
+        &ids,
+        &opts,
+        DEFAULT_CORRECTION_DAMPING,
+        &bits,
+        &mut |p| {
+            seen.push((p.name.to_string(), p.done, p.total));
+            Control::Continue
+        },
+    )
+    .unwrap();
+    assert_eq!(out.len(), 6);
+    assert_eq!(seen.len(), 6);
+    assert_eq!(seen[5].1, 6);
+    assert_eq!(seen[0].2, 6);
+    for (name, r) in &out {
+        assert!(name.starts_with("encoder.layer.0."), "{name}");
+        assert_eq!(r.packed.bits, bits(name).unwrap());
+        assert!(!r.uncorrected);
+        if name.contains("attention.self") {
+            // The first stage sees the original inputs: the target is W.
+            assert!(r.target_shift < 1e-3, "{name}: shift {}", r.target_shift);
+        } else {
+            // Later stages see inputs through compressed weights.
+            assert!(r.target_shift > 1e-3, "{name}: shift {}", r.target_shift);
+        }
+    }
+    assert!(
+        compress_sequential(&encoder.model, &[], &opts, 0.3, &bits, &mut |_| {
+            Control::Continue
+        })
+        .is_err()
+    );
+    assert!(
+        compress_sequential(&encoder.model, &ids, &opts, f32::NAN, &bits, &mut |_| {
+            Control::Continue
+        })
+        .is_err()
+    );
+}

@@ -11,6 +11,7 @@ pub mod hessian;
 pub mod kmeans;
 pub mod learn;
 pub mod rng;
+pub mod sequential;
 pub(crate) mod vector;
 
 pub use compress::{

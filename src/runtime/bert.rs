@@ -254,6 +254,29 @@ impl BertModel {
         sentences: &[Vec<u32>],
         mut observer: Option<&mut (dyn LinearInputObserver + '_)>,
     ) -> Result<Vec<f32>> {
+        let (mut hidden, lens) = self.input_hidden(sentences)?;
+        let mut bufs = LayerBuffers::new(&self.config, &lens);
+        for l in 0..self.layers.len() {
+            self.run_layer(l, &mut hidden, &lens, &mut bufs, &mut |lins, x| {
+                if let Some(o) = observer.as_deref_mut() {
+                    let names: Vec<&str> = lins.iter().map(|l| l.name.as_str()).collect();
+                    o.observe(&names, x, x.len() / lins[0].n_in);
+                }
+                Ok(None)
+            })?;
+        }
+        Ok(self.pool(&hidden, &lens))
+    }
+
+    /// Number of encoder layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The encoder's input: token, position and type embeddings after their
+    /// LayerNorm, `T x hidden` for the `T = Σ len` tokens of `sentences` laid
+    /// end to end, and the sentence lengths. Checks the token ids.
+    pub fn input_hidden(&self, sentences: &[Vec<u32>]) -> Result<(Vec<f32>, Vec<usize>)> {
         let c = &self.config;
         let h = c.hidden_size;
         for (i, s) in sentences.iter().enumerate() {
@@ -292,56 +315,46 @@ impl BertModel {
             }
         }
         self.embedding_norm.apply(&mut hidden, eps);
+        Ok((hidden, lens))
+    }
 
-        let mut q = vec![0f32; t * h];
-        let mut k = vec![0f32; t * h];
-        let mut v = vec![0f32; t * h];
-        let mut context = vec![0f32; t * h];
-        let mut attn = vec![0f32; t * h];
-        let mut inter = vec![0f32; t * c.intermediate_size];
-        let max_len = lens.iter().copied().max().unwrap_or(0);
-        let mut scores = vec![0f32; max_len];
-        for layer in &self.layers {
-            if let Some(o) = observer.as_deref_mut() {
-                o.observe(
-                    &[&layer.query.name, &layer.key.name, &layer.value.name],
-                    &hidden,
-                    t,
-                );
-            }
-            layer.query.forward(&hidden, t, &mut q)?;
-            layer.key.forward(&hidden, t, &mut k)?;
-            layer.value.forward(&hidden, t, &mut v)?;
-            self_attention(
-                &q,
-                &k,
-                &v,
-                &lens,
-                h,
-                c.num_attention_heads,
-                &mut scores,
-                &mut context,
-            );
-            if let Some(o) = observer.as_deref_mut() {
-                o.observe(&[&layer.attention_output.name], &context, t);
-            }
-            layer.attention_output.forward(&context, t, &mut attn)?;
-            ops::add_in_place(&mut attn, &hidden);
-            layer.attention_norm.apply(&mut attn, eps);
-            if let Some(o) = observer.as_deref_mut() {
-                o.observe(&[&layer.intermediate.name], &attn, t);
-            }
-            layer.intermediate.forward(&attn, t, &mut inter)?;
-            self.activation.apply(&mut inter);
-            if let Some(o) = observer.as_deref_mut() {
-                o.observe(&[&layer.output.name], &inter, t);
-            }
-            layer.output.forward(&inter, t, &mut hidden)?;
-            ops::add_in_place(&mut hidden, &attn);
-            layer.output_norm.apply(&mut hidden, eps);
+    /// Run encoder layer `l` on `hidden` (`T x hidden`, sentences of `lens`
+    /// tokens end to end; replaced by the layer's output). Before each of its
+    /// four Linear stages — query/key/value (one shared input), attention
+    /// output, intermediate, output — `stage(linears, x)` sees the stage's
+    /// layers and their input `x` (`T x n_in`); it may return replacements
+    /// (same order and shapes) that this pass uses instead. The model is not
+    /// changed. This is the hook of sequential calibration: fit each stage
+    /// to inputs that already went through replaced earlier stages.
+    pub fn forward_layer(
+        &self,
+        l: usize,
+        hidden: &mut [f32],
+        lens: &[usize],
+        stage: &mut StageHook<'_>,
+    ) -> Result<()> {
+        if l >= self.layers.len() {
+            return Err(RuntimeError::Input(format!(
+                "layer {l} of a {}-layer model",
+                self.layers.len()
+            )));
         }
+        let t: usize = lens.iter().sum();
+        if hidden.len() != t * self.config.hidden_size {
+            return Err(RuntimeError::Input(format!(
+                "{} hidden values for {t} tokens of width {}",
+                hidden.len(),
+                self.config.hidden_size
+            )));
+        }
+        let mut bufs = LayerBuffers::new(&self.config, lens);
+        self.run_layer(l, hidden, lens, &mut bufs, stage)
+    }
 
-        let mut out = vec![0f32; sentences.len() * h];
+    /// Mean-pool each sentence of `hidden` and L2-normalise: the embeddings.
+    pub fn pool(&self, hidden: &[f32], lens: &[usize]) -> Vec<f32> {
+        let h = self.config.hidden_size;
+        let mut out = vec![0f32; lens.len() * h];
         let mut start = 0;
         for (i, &len) in lens.iter().enumerate() {
             ops::mean_pool_normalize(
@@ -352,7 +365,112 @@ impl BertModel {
             );
             start += len;
         }
-        Ok(out)
+        out
+    }
+
+    fn run_layer(
+        &self,
+        l: usize,
+        hidden: &mut [f32],
+        lens: &[usize],
+        b: &mut LayerBuffers,
+        stage: &mut StageHook<'_>,
+    ) -> Result<()> {
+        let c = &self.config;
+        let (h, eps) = (c.hidden_size, c.layer_norm_eps as f32);
+        let t: usize = lens.iter().sum();
+        let layer = &self.layers[l];
+        let check = |lins: &[&Linear], r: &Option<Vec<Linear>>| -> Result<()> {
+            match r {
+                Some(r)
+                    if r.len() != lins.len()
+                        || r.iter()
+                            .zip(lins)
+                            .any(|(a, b)| a.n_in != b.n_in || a.n_out != b.n_out) =>
+                {
+                    Err(RuntimeError::Input(format!(
+                        "replacement layers for `{}` do not match their shapes",
+                        lins[0].name
+                    )))
+                }
+                _ => Ok(()),
+            }
+        };
+        let qkv = [&layer.query, &layer.key, &layer.value];
+        let r = stage(&qkv, hidden)?;
+        check(&qkv, &r)?;
+        let (q, k, v) = match &r {
+            Some(v) => (&v[0], &v[1], &v[2]),
+            None => (&layer.query, &layer.key, &layer.value),
+        };
+        q.forward(hidden, t, &mut b.q)?;
+        k.forward(hidden, t, &mut b.k)?;
+        v.forward(hidden, t, &mut b.v)?;
+        self_attention(
+            &b.q,
+            &b.k,
+            &b.v,
+            lens,
+            h,
+            c.num_attention_heads,
+            &mut b.scores,
+            &mut b.context,
+        );
+        let one = |orig: &Linear, x: &[f32], stage: &mut StageHook<'_>| -> Result<Option<Linear>> {
+            let lins = [orig];
+            let r = stage(&lins, x)?;
+            check(&lins, &r)?;
+            Ok(r.and_then(|mut v| v.pop()))
+        };
+        let r = one(&layer.attention_output, &b.context, stage)?;
+        r.as_ref()
+            .unwrap_or(&layer.attention_output)
+            .forward(&b.context, t, &mut b.attn)?;
+        ops::add_in_place(&mut b.attn, hidden);
+        layer.attention_norm.apply(&mut b.attn, eps);
+        let r = one(&layer.intermediate, &b.attn, stage)?;
+        r.as_ref()
+            .unwrap_or(&layer.intermediate)
+            .forward(&b.attn, t, &mut b.inter)?;
+        self.activation.apply(&mut b.inter);
+        let r = one(&layer.output, &b.inter, stage)?;
+        r.as_ref()
+            .unwrap_or(&layer.output)
+            .forward(&b.inter, t, hidden)?;
+        ops::add_in_place(hidden, &b.attn);
+        layer.output_norm.apply(hidden, eps);
+        Ok(())
+    }
+}
+
+/// What [`BertModel::forward_layer`] calls before each Linear stage: the
+/// stage's layers and their input; `Some(layers)` replaces them for this pass.
+pub type StageHook<'a> = dyn FnMut(&[&Linear], &[f32]) -> Result<Option<Vec<Linear>>> + 'a;
+
+/// Work buffers of one encoder layer over `T` tokens.
+struct LayerBuffers {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    context: Vec<f32>,
+    attn: Vec<f32>,
+    inter: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+impl LayerBuffers {
+    fn new(c: &BertConfig, lens: &[usize]) -> Self {
+        let t: usize = lens.iter().sum();
+        let th = t * c.hidden_size;
+        Self {
+            q: vec![0f32; th],
+            k: vec![0f32; th],
+            v: vec![0f32; th],
+            context: vec![0f32; th],
+            attn: vec![0f32; th],
+            inter: vec![0f32; t * c.intermediate_size],
+            scores: vec![0f32; lens.iter().copied().max().unwrap_or(0)],
+        }
     }
 }
 

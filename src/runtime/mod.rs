@@ -28,7 +28,7 @@ pub mod panel;
 pub mod tokenize;
 pub mod weights;
 
-pub use bert::{BertModel, LinearInputObserver};
+pub use bert::{BertModel, LinearInputObserver, StageHook};
 pub use config::BertConfig;
 pub use config::DEFAULT_MAX_TOKENS;
 #[cfg(feature = "tokenizer")]

@@ -21,6 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use jlcm::engine::budget::{self, Candidate, TensorChoices};
 use jlcm::engine::calib::sensitivities_from_metadata;
 use jlcm::engine::compress::{hessian_for, selected, Calibration};
+use jlcm::engine::sequential::{compress_sequential, SequentialResult, DEFAULT_CORRECTION_DAMPING};
 use jlcm::engine::{
     compress_matrix_owned, CompressOptions, Control, Event, MoveRule, TensorReport,
 };
@@ -31,6 +32,7 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 use regex::Regex;
 
+use super::embed::{load_encoder, read_sentences};
 use super::io::{map, model_files, parse_size, release, thread_cpu_seconds, TempOutput};
 
 /// Metadata key of a part file written with `--shard` (read by `jlcm merge`).
@@ -121,6 +123,21 @@ pub struct CompressArgs {
     /// instead of estimating them again (tensors it does not name get --bits).
     #[arg(long, conflicts_with_all = ["target_size", "target_bpw"])]
     plan: Option<PathBuf>,
+    /// Sequential, target-corrected calibration of a BERT-family model
+    /// (MODEL_DIR has config.json and tokenizer.json): its Linear weights
+    /// are compressed in forward order, each fitted to reproduce the
+    /// original layer's output from the inputs the already compressed
+    /// layers produce on --calib-text. `--calib` then only serves a size
+    /// budget (and tensors that are not Linear layers of the model).
+    #[arg(long, requires = "calib_text", conflicts_with = "shard")]
+    sequential: Option<PathBuf>,
+    /// Calibration sentences for --sequential, one per line.
+    #[arg(long, requires = "sequential")]
+    calib_text: Option<PathBuf>,
+    /// Damping of --sequential's target solve, as a fraction of the mean
+    /// diagonal of H (larger: closer to the original weights).
+    #[arg(long, default_value_t = DEFAULT_CORRECTION_DAMPING, requires = "sequential")]
+    sequential_damping: f32,
 }
 
 /// The objective of the size budget.
@@ -410,6 +427,10 @@ pub fn run(a: CompressArgs) -> Result<()> {
     }
 
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+    let pre = match &a.sequential {
+        Some(dir) => sequential(&a, dir, &jobs, &opts)?,
+        None => BTreeMap::new(),
+    };
     let mut out = TempOutput::create(&a.output)?;
     let file = out.take();
     let mut writer = StreamWriter::new(file, &specs, &metadata)?;
@@ -420,6 +441,7 @@ pub fn run(a: CompressArgs) -> Result<()> {
         calib.as_ref(),
         &opts,
         memory_budget,
+        &Mutex::new(pre),
         &mut writer,
     )?;
     let planned = writer.planned_len();
@@ -678,6 +700,90 @@ fn allocate_bits(
     Ok(())
 }
 
+/// `--sequential`: compress the model's Linear weights among `jobs` in
+/// forward order (engine::sequential), before the streaming pass writes them.
+fn sequential(
+    a: &CompressArgs,
+    dir: &std::path::Path,
+    jobs: &[Job],
+    opts: &CompressOptions,
+) -> Result<BTreeMap<String, SequentialResult>> {
+    let text = a
+        .calib_text
+        .as_deref()
+        .context("--sequential needs --calib-text")?;
+    let weights = a.input.is_file().then_some(a.input.as_path());
+    let encoder = load_encoder(dir, weights)?;
+    let texts = read_sentences(text)?;
+    let ids = encoder.tokenizer.encode_all(&texts)?;
+    let wanted: BTreeMap<&str, &Job> = jobs
+        .iter()
+        .filter(|j| j.compress)
+        .map(|j| (j.entry.name.as_str(), j))
+        .collect();
+    let bits = |name: &str| wanted.get(name).map(|j| j.bits);
+    let bar = ProgressBar::new(
+        encoder
+            .model
+            .linears()
+            .filter(|l| bits(&l.name).is_some())
+            .count() as u64,
+    );
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] sequential calibration {wide_bar} {pos}/{len} weights, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = (std::time::Instant::now(), thread_cpu_seconds());
+    let mut out = compress_sequential(
+        &encoder.model,
+        &ids,
+        opts,
+        a.sequential_damping,
+        &bits,
+        &mut |p| {
+            bar.set_position(p.done as u64);
+            if bar.is_hidden() {
+                eprintln!("[{}/{}] sequential: {}", p.done, p.total, p.name);
+            }
+            if INTERRUPTED.load(Ordering::Relaxed) {
+                Control::Cancel
+            } else {
+                Control::Continue
+            }
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("sequential calibration: {e}"))?;
+    bar.finish_and_clear();
+    let wall = started.0.elapsed().as_secs_f64();
+    let cpu = thread_cpu_seconds().zip(started.1).map(|(b, a)| b - a);
+    for (name, r) in out.iter_mut() {
+        let j = wanted[name.as_str()];
+        anyhow::ensure!(
+            r.packed.n_out * r.packed.n_in == j.entry.num_elements(),
+            "--sequential: `{name}` has another shape in {} than in the input",
+            dir.display()
+        );
+        r.packed.dtype = j.entry.dtype;
+        r.packed.shape = j.entry.shape.clone();
+    }
+    let uncorrected = out.values().filter(|r| r.uncorrected).count();
+    let shift = out.values().map(|r| r.target_shift).sum::<f64>() / out.len().max(1) as f64;
+    eprintln!(
+        "sequential calibration on {} sentences: {} weights in {wall:.1} s wall, {} s CPU; mean target shift |W*-W|/|W| {shift:.4}{}",
+        texts.len(),
+        out.len(),
+        cpu.map_or("?".into(), |c| format!("{c:.1}")),
+        if uncorrected > 0 {
+            format!(", {uncorrected} uncorrected (H not positive definite)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(out)
+}
+
 fn clone_job(j: &Job) -> Job {
     Job {
         file: j.file,
@@ -712,6 +818,7 @@ fn stream_compress(
     calib: Option<&CalibSource>,
     opts: &CompressOptions,
     memory_budget: u64,
+    pre: &Mutex<BTreeMap<String, SequentialResult>>,
     writer: &mut StreamWriter<std::fs::File>,
 ) -> Result<Vec<(TensorReport, f64, Option<f64>)>> {
     let n = jobs.len();
@@ -745,8 +852,15 @@ fn stream_compress(
         if !j.compress {
             return Ok(Done::Raw);
         }
-        let file = &parsed[j.file];
         let t = &j.entry;
+        let done = pre
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&t.name);
+        if let Some(r) = done {
+            return Ok(Done::Packed(r.packed, Box::new(r.report), 0.0, Some(0.0)));
+        }
+        let file = &parsed[j.file];
         let (n_out, n_in) = j.n_out_in();
         let w = st::to_f32(t, file.tensor_bytes(t))?;
         let (s, e) = file.header.file_range(t);
