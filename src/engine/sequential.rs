@@ -321,6 +321,13 @@ mod tests {
     }
 
     /// `‖Ŵ X̃ − W X‖²` (`x`, `xt`: `rows x n_in`; weights `n_out x n_in`).
+    /// Row `r` of `w` dotted with row `t` of `x` (both `n_in` wide), in f64.
+    fn row_dot(w: &[f32], r: usize, x: &[f32], t: usize, n_in: usize) -> f64 {
+        (0..n_in)
+            .map(|j| w[r * n_in + j] as f64 * x[t * n_in + j] as f64)
+            .sum()
+    }
+
     fn output_error(
         w_hat: &[f32],
         xt: &[f32],
@@ -333,12 +340,8 @@ mod tests {
         let mut e = 0f64;
         for t in 0..rows {
             for r in 0..n_out {
-                let a: f64 = (0..n_in)
-                    .map(|j| w_hat[r * n_in + j] as f64 * xt[t * n_in + j] as f64)
-                    .sum();
-                let b: f64 = (0..n_in)
-                    .map(|j| w[r * n_in + j] as f64 * x[t * n_in + j] as f64)
-                    .sum();
+                let a = row_dot(w_hat, r, xt, t, n_in);
+                let b = row_dot(w, r, x, t, n_in);
                 e += (a - b).powi(2);
             }
         }
@@ -387,12 +390,8 @@ mod tests {
             for j in 0..n_in {
                 let mut g = 0f64;
                 for s in 0..rows {
-                    let pred: f64 = (0..n_in)
-                        .map(|k| t[r * n_in + k] as f64 * xt[s * n_in + k] as f64)
-                        .sum();
-                    let want: f64 = (0..n_in)
-                        .map(|k| w[r * n_in + k] as f64 * x[s * n_in + k] as f64)
-                        .sum();
+                    let pred = row_dot(&t, r, &xt, s, n_in);
+                    let want = row_dot(&w, r, &x, s, n_in);
                     g += (pred - want) * xt[s * n_in + j] as f64;
                 }
                 g = g / rows as f64 + lambda * (t[r * n_in + j] - w[r * n_in + j]) as f64;
