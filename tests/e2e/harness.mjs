@@ -188,3 +188,40 @@ export function timedRun(cmd, args) {
   const m = /jlcm-cpu ([\d.]+) ([\d.]+)/.exec(r.stderr);
   return { wallMs: Date.now() - t0, cpuMs: m ? Math.round((Number(m[1]) + Number(m[2])) * 1000) : null };
 }
+
+/**
+ * Record the page's long tasks (`window.__longTasks`: durations;
+ * `window.__longTaskStarts`: [start, ms]) and long animation frames with
+ * their attribution (`window.__longFrames`), from the page's first script on.
+ * @param {import('playwright-core').Page} page
+ */
+export async function observeLongTasks(page) {
+  await page.addInitScript(() => {
+    const w = /** @type {any} */ (window);
+    w.__longTasks = [];
+    w.__longTaskStarts = [];
+    new PerformanceObserver((l) => { for (const e of l.getEntries()) { w.__longTasks.push(e.duration); w.__longTaskStarts.push([Math.round(e.startTime), Math.round(e.duration)]); } }).observe({ type: 'longtask', buffered: true });
+    w.__longFrames = [];
+    try {
+      new PerformanceObserver((l) => {
+        for (const e of /** @type {any[]} */ (l.getEntries())) {
+          w.__longFrames.push({ at: Math.round(e.startTime), ms: Math.round(e.duration), blockingMs: Math.round(e.blockingDuration),
+            renderMs: Math.round(e.renderStart ? e.startTime + e.duration - e.renderStart : 0),
+            layoutMs: Math.round(e.styleAndLayoutStart ? e.startTime + e.duration - e.styleAndLayoutStart : 0),
+            scripts: e.scripts.map((x) => `${x.invoker} ${Math.round(x.duration)}ms`) });
+        }
+      }).observe({ type: 'long-animation-frame', buffered: true });
+    } catch { /* not supported */ }
+  });
+}
+
+/** Clear what observeLongTasks recorded (and the page's own slow-JS log). @param {import('playwright-core').Page} page */
+export async function clearLongTasks(page) {
+  await page.evaluate(() => { const w = /** @type {any} */ (window); w.__longTasks.length = 0; w.__longTaskStarts.length = 0; w.__longFrames.length = 0; w.jlcm.slow.length = 0; });
+}
+
+/** Each long task over `over` ms, with the long animation frame around it. @param {import('playwright-core').Page} page @param {number} [over] */
+export async function longTasksOver(page, over = 100) {
+  return page.evaluate((over) => { const w = /** @type {any} */ (window); return w.__longTaskStarts.filter(([, ms]) => ms > over)
+    .map(([at, ms]) => ({ at, ms, frame: w.__longFrames.find((f) => f.at <= at + 1 && at < f.at + f.ms) ?? null })); }, over);
+}

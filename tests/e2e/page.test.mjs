@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
-import { openBrowser, shot, nativeCli, modelDir, rendererCpuMs, timedRun, ARTIFACTS, REPO as REPO_ROOT } from './harness.mjs';
+import { openBrowser, shot, nativeCli, modelDir, rendererCpuMs, timedRun, observeLongTasks, clearLongTasks, longTasksOver, ARTIFACTS, REPO as REPO_ROOT } from './harness.mjs';
 import { parseBytes, toF32 } from '../../www/safetensors.js';
 import { writeSafetensors, randomMatrix } from './synthetic.mjs';
 
@@ -27,23 +27,7 @@ const figures = {};
 let b;
 before(async () => {
   b = await openBrowser();
-  await b.page.addInitScript(() => {
-    /** @type {any} */ (window).__longTasks = [];
-    /** @type {any} */ (window).__longTaskStarts = [];
-    new PerformanceObserver((l) => { for (const e of l.getEntries()) { window.__longTasks.push(e.duration); window.__longTaskStarts.push([Math.round(e.startTime), Math.round(e.duration)]); } }).observe({ type: 'longtask', buffered: true });
-    // Long animation frames, with what took the time (scripts vs rendering).
-    /** @type {any} */ (window).__longFrames = [];
-    try {
-      new PerformanceObserver((l) => {
-        for (const e of /** @type {any[]} */ (l.getEntries())) {
-          window.__longFrames.push({ at: Math.round(e.startTime), ms: Math.round(e.duration), blockingMs: Math.round(e.blockingDuration),
-            renderMs: Math.round(e.renderStart ? e.startTime + e.duration - e.renderStart : 0),
-            layoutMs: Math.round(e.styleAndLayoutStart ? e.startTime + e.duration - e.styleAndLayoutStart : 0),
-            scripts: e.scripts.map((x) => `${x.invoker} ${Math.round(x.duration)}ms`) });
-        }
-      }).observe({ type: 'long-animation-frame', buffered: true });
-    } catch { /* not supported */ }
-  });
+  await observeLongTasks(b.page);
 });
 after(async () => {
   fs.writeFileSync(path.join(ARTIFACTS, 'page-figures.json'), JSON.stringify(figures, null, 2));
@@ -129,7 +113,7 @@ test('cancel stops a run within a second and the workers keep working', async ()
 test('compresses the 36 Linear weights at 2 bits; main thread never blocks long', async () => {
   await search(LINEAR_FILTER);
   await view('loss');
-  await page().evaluate(() => { window.__longTasks.length = 0; window.__longTaskStarts.length = 0; window.__longFrames.length = 0; window.jlcm.slow.length = 0; });
+  await clearLongTasks(page());
   const cpu0 = rendererCpuMs();
   await page().click('#compress-all');
   await page().waitForTimeout(4000);
@@ -149,9 +133,7 @@ test('compresses the 36 Linear weights at 2 bits; main thread never blocks long'
   figures.loadAverage = os.loadavg().map((x) => +x.toFixed(1));
   figures.slowPageJs = await page().evaluate(() => window.jlcm.slow.slice(0, 20));
   figures.longFramesOver100 = await page().evaluate(() => window.__longFrames.filter((f) => f.ms > 100));
-  // Each long task over 100 ms with the long animation frame around it.
-  figures.longTasksOver100 = await page().evaluate(() => window.__longTaskStarts.filter(([, ms]) => ms > 100)
-    .map(([at, ms]) => ({ at, ms, frame: window.__longFrames.find((f) => f.at <= at + 1 && at < f.at + f.ms) ?? null })));
+  figures.longTasksOver100 = await longTasksOver(page());
   await shot(page(), 'loss-all');
   await view('tensor');
   await shot(page(), 'table-done');

@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { openBrowser, nativeCli, modelDir, rendererCpuMs, rendererThreadCpuMs, timedRun, ARTIFACTS, REPO } from './harness.mjs';
+import { openBrowser, nativeCli, modelDir, rendererCpuMs, rendererThreadCpuMs, timedRun, observeLongTasks, clearLongTasks, longTasksOver, ARTIFACTS, REPO } from './harness.mjs';
 
 const LINEAR_FILTER = 'encoder.*weight';
 const LINEAR_REGEX = '^encoder\\..*\\.weight$';
@@ -31,10 +31,7 @@ const figures = {};
 let b;
 before(async () => {
   b = await openBrowser();
-  await b.page.addInitScript(() => {
-    /** @type {any} */ (window).__longTasks = [];
-    new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__longTasks.push(e.duration); }).observe({ type: 'longtask', buffered: true });
-  });
+  await observeLongTasks(b.page);
 });
 after(async () => {
   figures.loadAverageAfter = os.loadavg().map((x) => +x.toFixed(1));
@@ -64,7 +61,7 @@ async function measure(hFile) {
     await page.waitForFunction(() => /36 H matrices/.test(document.querySelector('#hessian-name').textContent));
   }
   await page.click('.tabs button[data-view="loss"]');
-  await page.evaluate(() => { window.__longTasks.length = 0; window.jlcm.slow.length = 0; });
+  await clearLongTasks(page);
   const load = os.loadavg().map((x) => +x.toFixed(1));
   const threads0 = rendererThreadCpuMs();
   const cpu0 = rendererCpuMs();
@@ -87,6 +84,7 @@ async function measure(hFile) {
     longTasks: longTasks.length, longTasksOver100: longTasks.filter((x) => x > 100).length, maxLongTaskMs: Math.round(Math.max(0, ...longTasks)),
     loadAverageBefore: load,
     slowPageJs: await page.evaluate(() => window.jlcm.slow.slice(0, 10)),
+    longTasksOver50: await longTasksOver(page, 50),
   };
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-packed')]);
   const pageOut = path.join(TMP, `page-${hFile ? 'calib' : 'identity'}.safetensors`);
