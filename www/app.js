@@ -15,7 +15,7 @@ import { ModelView } from './views/model.js';
 import { CalibrationPanel } from './calibration.js';
 import { packedEntries, denseEntries, saveSafetensors, keepPartsOffHeap, partsInMemory } from './download.js';
 import { formatBytes } from './stats.js';
-import { slow } from './timing.js';
+import { slow, timings } from './timing.js';
 import { useEngineHeaders } from './headers.js';
 import { looksPacked, openPacked, packedSummary, packedTensorText } from './packed-file.js';
 
@@ -37,7 +37,7 @@ const state = {
   /** @type {{tensors: number, ms: number, failed: string[], cancelled: number}|null} */
   lastRun: null,
 };
-/** @type {any} */ (window).jlcm = { state, slow };
+/** @type {any} */ (window).jlcm = { state, slow, timings };
 
 const pool = await startPool();
 const table = new TensorTable($('#table'), (name) => select(name));

@@ -3,6 +3,8 @@
 
 /** @type {[string, number][]} */
 export const slow = [];
+/** Every timed call, by label: [calls, total ms, longest ms]. @type {Map<string, [number, number, number]>} */
+export const timings = new Map();
 
 /**
  * Run `fn`, recording it if it took more than 20 ms.
@@ -18,6 +20,9 @@ export function timed(label, fn) {
     return fn();
   } finally {
     const ms = performance.now() - t0;
-    if (ms > 20) slow.push([typeof label === 'function' ? label() : label, Math.round(ms)]);
+    const name = typeof label === 'function' ? label() : label;
+    const t = timings.get(name) ?? [0, 0, 0];
+    timings.set(name, [t[0] + 1, t[1] + ms, Math.max(t[2], ms)]);
+    if (ms > 20) slow.push([name, Math.round(ms)]);
   }
 }

@@ -62,6 +62,7 @@ async function measure(hFile) {
   }
   await page.click('.tabs button[data-view="loss"]');
   await clearLongTasks(page);
+  await page.evaluate(() => window.jlcm.timings.clear());
   const load = os.loadavg().map((x) => +x.toFixed(1));
   const threads0 = rendererThreadCpuMs();
   const cpu0 = rendererCpuMs();
@@ -85,6 +86,8 @@ async function measure(hFile) {
     loadAverageBefore: load,
     slowPageJs: await page.evaluate(() => window.jlcm.slow.slice(0, 10)),
     longTasksOver50: await longTasksOver(page, 50),
+    /** The page's own main-thread JS during the run, by what ran it: calls, total ms, longest ms. */
+    pageJs: await page.evaluate(() => Object.fromEntries([...window.jlcm.timings].map(([k, [n, t, m]]) => [k, [n, Math.round(t), Math.round(m)]]))),
   };
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-packed')]);
   const pageOut = path.join(TMP, `page-${hFile ? 'calib' : 'identity'}.safetensors`);

@@ -2,6 +2,7 @@
 // compressing it; searchable, sortable, with totals.
 
 import { formatBytes } from '../stats.js';
+import { timed } from '../timing.js';
 
 /**
  * @typedef {object} Row
@@ -81,7 +82,7 @@ export class TensorTable {
     if (!row) return;
     Object.assign(row, patch);
     this.dirty.add(row);
-    if (this.dirty.size === 1) setTimeout(() => requestAnimationFrame(() => this.flush()), 250);
+    if (this.dirty.size === 1) setTimeout(() => requestAnimationFrame(() => timed('table rows', () => this.flush())), 250);
   }
 
   /** Redraw the rows that changed (at most 4 times a second), and the totals once. */
