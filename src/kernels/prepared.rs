@@ -80,6 +80,48 @@ pub const MICRO_ROWS: usize = 4;
 /// Inputs of one micro-GEMM call.
 pub const MICRO_INPUTS: usize = 2;
 
+/// Table precision of the nibble-lookup plan.
+///
+/// - `Exact`: f32 partial sums, split into 4 byte planes (4 swizzles per slot
+///   and 16 rows), within [`super::error_budget`] of the reference.
+/// - `FixedPoint`: per table chunk ([`LUT_CHUNK_PAIRS`] slot pairs of one
+///   codebook and input), the f32 partial sums are quantised to integers
+///   `q = round(T * FIXED_POINT_MAX / max|T|)` (`|q| <= 2047`, 12 bits) with
+///   one f32 scale `max|T| / FIXED_POINT_MAX` per chunk, stored as a low and
+///   a high byte plane (2 swizzles per slot and 16 rows). Lanes add `i16`
+///   sums over [`FIXED_GROUP_SLOTS`] slots (`16 * 2047 < 2^15`: no
+///   overflow), widen them to `i32` (exact: a chunk sums at most
+///   `256 * 2047 < 2^24`, so its conversion to f32 is exact too) and scale
+///   once per chunk. Within [`super::fixed_point_error_budget`] of the
+///   reference; the portable and SIMD variants agree bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LutPrecision {
+    /// f32 tables.
+    #[default]
+    Exact,
+    /// 12-bit fixed-point tables with one scale per chunk.
+    FixedPoint,
+}
+
+/// Largest magnitude of a fixed-point table entry (12-bit signed).
+pub const FIXED_POINT_MAX: f32 = 2047.0;
+/// Slots whose `i16` lane sums are added before widening to `i32`
+/// (`FIXED_GROUP_SLOTS * 2047 <= i16::MAX`); 8 slot pairs, one transpose of
+/// the SIMD kernel.
+pub const FIXED_GROUP_SLOTS: usize = 16;
+/// Bytes of the fixed-point table of one slot pair: 2 byte planes x 2
+/// slots x 16 entries.
+pub const FIXED_PAIR_BYTES: usize = 64;
+
+/// Byte offset, inside a fixed-point table chunk, of byte plane `plane`
+/// (0 = low byte of the `i16` entry, 1 = high byte) of slot `t`: 16 bytes,
+/// entry `m` at `+ m`; per slot pair 64 bytes `[plane][t % 2][16]`. Portable
+/// and SIMD variants share this layout.
+#[inline]
+pub fn fixed_table_offset(t: usize, plane: usize) -> usize {
+    (t / 2) * FIXED_PAIR_BYTES + plane * 32 + (t % 2) * 16
+}
+
 /// Byte offset, inside the table of one codebook, of byte plane `plane`
 /// (0 = least significant byte of the f32) of slot `t`: 16 bytes, entry `m`
 /// at `+ m`. Per slot pair `p = t / 2`, 128 bytes ordered plane-major then
@@ -241,6 +283,7 @@ impl PreparedLayout {
         p: &PackedTensor,
         isa: Isa,
         path: ProductPath,
+        precision: LutPrecision,
         x: &[f32],
         batch: usize,
         y: &mut [f32],
@@ -254,7 +297,10 @@ impl PreparedLayout {
             return self.matmul_tiled(p, isa, x, batch, y);
         }
         match &self.plan {
-            Plan::NibbleLut(lut) => self.matmul_nibble_lut(p, lut, isa, x, batch, y),
+            Plan::NibbleLut(lut) => match precision {
+                LutPrecision::Exact => self.matmul_nibble_lut(p, lut, isa, x, batch, y),
+                LutPrecision::FixedPoint => self.matmul_nibble_fixed(p, lut, isa, x, batch, y),
+            },
             Plan::Decode => self.matmul_decode(p, isa, x, batch, y),
         }
     }
@@ -318,6 +364,87 @@ impl PreparedLayout {
                             Isa::Simd128 => simd128::lut_block_sums(&rows, table),
                             // SAFETY: as above.
                             Isa::Avx2 => unsafe { x86::lut_block_sums(&rows, table) },
+                        };
+                        for (a, s) in acc[bi * BLOCK_ROWS..(bi + 1) * BLOCK_ROWS]
+                            .iter_mut()
+                            .zip(sums)
+                        {
+                            *a += s;
+                        }
+                    }
+                }
+                first = end;
+            }
+            let yb = &mut y[b * self.n_out..(b + 1) * self.n_out];
+            for (block, sums) in lut.blocks.iter().zip(acc.chunks_exact(BLOCK_ROWS)) {
+                for (&row, &s) in block.rows.iter().zip(sums) {
+                    if row != PAD_ROW {
+                        yb[row as usize] = self.row_scale(p, row as usize) * s;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The nibble-lookup plan on fixed-point tables ([`LutPrecision::FixedPoint`]).
+    fn matmul_nibble_fixed(
+        &self,
+        p: &PackedTensor,
+        lut: &NibbleLut,
+        isa: Isa,
+        x: &[f32],
+        batch: usize,
+        y: &mut [f32],
+    ) {
+        let w2 = 2 * lut.inputs_per_slot();
+        let chunk = LUT_CHUNK_PAIRS.min(lut.n_pairs);
+        let mut x_pad = vec![0f32; lut.padded_inputs()];
+        let mut table = vec![0u8; chunk * FIXED_PAIR_BYTES];
+        let mut entries = vec![0f32; chunk * 32];
+        let mut acc = vec![0f32; lut.blocks.len() * BLOCK_ROWS];
+        let zeros = vec![0u8; lut.n_pairs];
+        let block_rows: Vec<[&[u8]; BLOCK_ROWS]> = lut
+            .blocks
+            .iter()
+            .map(|blk| {
+                blk.rows.map(|r| {
+                    if r == PAD_ROW {
+                        &zeros[..]
+                    } else {
+                        lut.row_pairs(p, r as usize)
+                    }
+                })
+            })
+            .collect();
+        for b in 0..batch {
+            x_pad[..self.n_in].copy_from_slice(&x[b * self.n_in..(b + 1) * self.n_in]);
+            acc.fill(0.0);
+            let mut first = 0;
+            while first < lut.blocks.len() {
+                let codebook = lut.blocks[first].codebook;
+                let end = lut.blocks[first..]
+                    .iter()
+                    .position(|blk| blk.codebook != codebook)
+                    .map_or(lut.blocks.len(), |n| first + n);
+                let cb = self.codebook(codebook as usize);
+                for p0 in (0..lut.n_pairs).step_by(LUT_CHUNK_PAIRS) {
+                    let p1 = (p0 + LUT_CHUNK_PAIRS).min(lut.n_pairs);
+                    let table = &mut table[..(p1 - p0) * FIXED_PAIR_BYTES];
+                    let xs = &x_pad[p0 * w2..p1 * w2];
+                    let scale = match isa {
+                        Isa::Simd128 => {
+                            simd128::build_fixed_table(lut, cb, xs, &mut entries, table)
+                        }
+                        // No AVX2 variant: the native CLI stays exact.
+                        Isa::Portable | Isa::Avx2 => {
+                            build_fixed_table(lut, cb, xs, &mut entries, table)
+                        }
+                    };
+                    for bi in first..end {
+                        let rows = block_rows[bi].map(|r| &r[p0..p1]);
+                        let sums = match isa {
+                            Isa::Simd128 => simd128::fixed_block_sums(&rows, table, scale),
+                            Isa::Portable | Isa::Avx2 => fixed_block_sums(&rows, table, scale),
                         };
                         for (a, s) in acc[bi * BLOCK_ROWS..(bi + 1) * BLOCK_ROWS]
                             .iter_mut()
@@ -627,6 +754,88 @@ pub fn lut_block_sums(rows: &[&[u8]; BLOCK_ROWS], table: &[u8]) -> [f32; BLOCK_R
         }
     }
     acc
+}
+
+/// The f32 partial sums of the `entries.len() / 16` slots of a chunk whose
+/// inputs start at `x_pad[0]`: entry `m` of slot `t` at `entries[16 t + m]`,
+/// added input after input as [`build_lut_table`] does.
+pub fn slot_entries(lut: &NibbleLut, codebook: &[f32], x_pad: &[f32], entries: &mut [f32]) {
+    let w = lut.inputs_per_slot();
+    for (t, slot) in entries.chunks_exact_mut(16).enumerate() {
+        let xs = &x_pad[t * w..(t + 1) * w];
+        for (m, e) in slot.iter_mut().enumerate() {
+            let mut v = 0f32;
+            for (j, &xj) in xs.iter().enumerate() {
+                v += slot_coefficient(lut, codebook, m, j) * xj;
+            }
+            *e = v;
+        }
+    }
+}
+
+/// The inverse quantisation step of a fixed-point chunk whose largest entry
+/// magnitude is `max` (0 for an all-zero, infinite or NaN chunk: then every
+/// entry is 0 and the scale `max / FIXED_POINT_MAX` makes the sums 0 or NaN).
+#[inline]
+pub fn fixed_point_inverse_step(max: f32) -> f32 {
+    if max > 0.0 && max.is_finite() {
+        FIXED_POINT_MAX / max
+    } else {
+        0.0
+    }
+}
+
+/// Fill a fixed-point table chunk of one codebook (see [`LutPrecision`]):
+/// the 16 partial sums of each of the `table.len() / 32` slots, computed
+/// as [`slot_entries`] into `entries` (16 f32 a slot), quantised with one
+/// step for the chunk, as low and high byte planes ([`fixed_table_offset`]).
+/// Returns the chunk's scale (`max|T| / FIXED_POINT_MAX`; NaN propagates).
+pub fn build_fixed_table(
+    lut: &NibbleLut,
+    codebook: &[f32],
+    x_pad: &[f32],
+    entries: &mut [f32],
+    table: &mut [u8],
+) -> f32 {
+    let n_slots = table.len() / (FIXED_PAIR_BYTES / 2);
+    let entries = &mut entries[..16 * n_slots];
+    slot_entries(lut, codebook, x_pad, entries);
+    let mut max = 0f32;
+    for &v in entries.iter() {
+        let a = v.abs();
+        // NaN-propagating, like SIMD `f32x4.max`.
+        if a > max || a.is_nan() {
+            max = a;
+        }
+    }
+    let inv = fixed_point_inverse_step(max);
+    for (t, slot) in entries.chunks_exact(16).enumerate() {
+        for (m, &v) in slot.iter().enumerate() {
+            // Saturating, NaN to 0, like `i32x4.trunc_sat_f32x4`.
+            let q = ((v * inv).round_ties_even() as i32).clamp(-32768, 32767) as i16;
+            let [lo, hi] = q.to_le_bytes();
+            table[fixed_table_offset(t, 0) + m] = lo;
+            table[fixed_table_offset(t, 1) + m] = hi;
+        }
+    }
+    max / FIXED_POINT_MAX
+}
+
+/// [`lut_block_sums`] over a fixed-point table chunk: integer sums of the
+/// looked-up entries per lane, times the chunk's `scale`.
+pub fn fixed_block_sums(rows: &[&[u8]; BLOCK_ROWS], table: &[u8], scale: f32) -> [f32; BLOCK_ROWS] {
+    let mut acc = [0i32; BLOCK_ROWS];
+    for (pair, planes) in table.chunks_exact(FIXED_PAIR_BYTES).enumerate() {
+        let entry = |t: usize, m: u8| {
+            let at = t * 16 + m as usize;
+            i32::from(i16::from_le_bytes([planes[at], planes[32 + at]]))
+        };
+        for (row, a) in rows.iter().zip(acc.iter_mut()) {
+            let nib = row[pair];
+            *a += entry(0, nib & 15) + entry(1, nib >> 4);
+        }
+    }
+    acc.map(|a| a as f32 * scale)
 }
 
 /// Unpack indices `s0 .. s0 + out.len()` of a packed row.
