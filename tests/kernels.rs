@@ -14,9 +14,12 @@
 //! (without it the `--chrome` run skips the suite as "node only").
 
 use jlcm::format::packed::Mode;
-use jlcm::kernels::prepared::ProductPath;
+use jlcm::kernels::prepared::{LutPrecision, ProductPath};
 use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};
-use jlcm::kernels::{error_budget, reference, DenseMatrix, Isa, KernelError, PackedMatrix};
+use jlcm::kernels::{
+    error_budget, fixed_point_error_budget, reference, DenseMatrix, Isa, KernelError, PackedMatrix,
+    FIXED_POINT_RMS_BUDGET,
+};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test_in_wasm;
@@ -35,7 +38,9 @@ fn check_layout(spec: PackedSpec, batch: usize, seed: u64) -> Vec<&'static str> 
     let scale = reference::sum_abs_products(&tensor, &x, batch);
     let mut plans = Vec::new();
     for isa in Isa::available() {
-        let m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid tensor");
+        let mut m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid tensor");
+        // Exact tables: the fixed-point ones have their own budget (below).
+        m.set_precision(Some(LutPrecision::Exact));
         plans.push(m.layout().plan_name());
         // Both paths at every batch: the plan's per-input kernels and the
         // tiled micro-GEMM (`ProductPath::Auto` picks one of them).
@@ -223,6 +228,120 @@ fn vector_codebooks_take_the_lookup_plan_up_to_4_bits() {
         assert!(
             plans.iter().all(|p| *p == "decode"),
             "d {dim} b 8: {plans:?}"
+        );
+    }
+}
+
+/// The fixed-point lookup ([`LutPrecision::FixedPoint`]) on one layout at
+/// batch 1: every instruction set agrees bit for bit with the portable
+/// fixed-point kernel, every output is within [`fixed_point_error_budget`]
+/// of the reference, and the relative RMS error within
+/// [`FIXED_POINT_RMS_BUDGET`] (checked from 256 inputs on, where it
+/// measures the kernel rather than a few rounding draws). Returns the
+/// relative RMS error.
+fn check_fixed_point(spec: PackedSpec, seed: u64) -> f32 {
+    let tensor = random_packed(spec, seed);
+    let x = random_inputs(spec.n_in, seed ^ 0xf1fed);
+    let mut want = vec![0f32; spec.n_out];
+    reference::matmul(&tensor, &x, 1, &mut want);
+    let scale = reference::sum_abs_products(&tensor, &x, 1);
+    let max_x = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let weights = tensor.decode_f32();
+    let mut portable = PackedMatrix::with_isa(tensor.clone(), Isa::Portable).expect("valid");
+    assert_eq!(portable.layout().plan_name(), "nibble-lut", "{spec:?}");
+    portable.set_precision(Some(LutPrecision::FixedPoint));
+    let mut base = vec![f32::NAN; spec.n_out];
+    portable
+        .matmul_with_path(ProductPath::PerInput, &x, 1, &mut base)
+        .expect("shapes match");
+    for (r, ((g, w), s)) in base.iter().zip(&want).zip(&scale).enumerate() {
+        let row = &weights[r * spec.n_in..(r + 1) * spec.n_in];
+        let max_w = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let budget = fixed_point_error_budget(spec.n_in, max_w, max_x, *s);
+        assert!(
+            (g - w).abs() <= budget,
+            "{spec:?}: fixed-point output {r} is {g}, reference {w}, budget {budget}"
+        );
+    }
+    for isa in Isa::available() {
+        let mut m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid");
+        m.set_precision(Some(LutPrecision::FixedPoint));
+        let mut got = vec![f32::NAN; spec.n_out];
+        m.matmul_with_path(ProductPath::PerInput, &x, 1, &mut got)
+            .expect("shapes match");
+        for (r, (g, b)) in got.iter().zip(&base).enumerate() {
+            assert_eq!(
+                g.to_bits(),
+                b.to_bits(),
+                "{spec:?} isa {isa:?}: output {r} is {g}, portable fixed point {b}"
+            );
+        }
+    }
+    let err: f32 = base.iter().zip(&want).map(|(g, w)| (g - w) * (g - w)).sum();
+    let norm: f32 = want.iter().map(|w| w * w).sum();
+    let rel = (err / norm.max(1e-30)).sqrt();
+    if spec.n_in >= 256 {
+        assert!(
+            rel <= FIXED_POINT_RMS_BUDGET,
+            "{spec:?}: relative RMS error {rel} over {FIXED_POINT_RMS_BUDGET}"
+        );
+    }
+    rel
+}
+
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn fixed_point_lookup_every_lookup_layout_and_ragged_shape() {
+    let mut seed = 7000;
+    // Ragged shapes, several table chunks with a ragged last one (1100 and
+    // 2205 inputs), a ragged last group of 8 slot pairs.
+    let shapes = [
+        (64, 37),
+        (100, 129),
+        (49, 16),
+        (130, 301),
+        (40, 1100),
+        (67, 2205),
+    ];
+    for dim in [1u8, 2, 4, 8] {
+        for bits in 1..=4 {
+            for (n_out, n_in) in shapes {
+                for (groups, mode) in [(1, Mode::Codebook), (2, Mode::Codebook), (3, Mode::Scale)] {
+                    if n_out < 16 * groups as usize {
+                        continue;
+                    }
+                    seed += 1;
+                    check_fixed_point(spec(n_out, n_in, bits, dim, groups, mode), seed);
+                }
+            }
+        }
+    }
+}
+
+/// The shape the target measures (scaled down to keep the test
+/// quick), where the fixed-point tables are picked: relative RMS error well
+/// inside the budget for 2 and 4 bits.
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn fixed_point_lookup_on_a_wide_matrix_and_where_it_is_picked() {
+    for bits in [2, 4] {
+        let rel = check_fixed_point(spec(64, 4096, bits, 1, 1, Mode::Codebook), 90 + bits as u64);
+        assert!(rel > 0.0, "b {bits}: fixed point should round somewhere");
+    }
+    assert_eq!(
+        PackedMatrix::default_precision(Isa::Simd128, 1),
+        LutPrecision::FixedPoint
+    );
+    for (isa, batch) in [
+        (Isa::Simd128, 2),
+        (Isa::Portable, 1),
+        (Isa::Avx2, 1),
+        (Isa::Avx2, 3),
+    ] {
+        assert_eq!(
+            PackedMatrix::default_precision(isa, batch),
+            LutPrecision::Exact,
+            "{isa:?} batch {batch}"
         );
     }
 }

@@ -36,7 +36,7 @@ pub mod synthetic;
 pub mod x86;
 
 use crate::format::packed::PackedTensor;
-use prepared::{PreparedLayout, ProductPath};
+use prepared::{LutPrecision, PreparedLayout, ProductPath, FIXED_POINT_MAX};
 use thiserror::Error;
 
 /// Errors of the kernel boundary.
@@ -116,6 +116,32 @@ pub fn error_budget(n_in: usize, sum_abs_products: f32) -> f32 {
     2.0 * (n_in as f32 + 16.0) * f32::EPSILON * sum_abs_products + 1e-30
 }
 
+/// The worst-case error budget of the fixed-point lookup
+/// ([`LutPrecision::FixedPoint`]) against [`reference::matmul`] for one
+/// output over `n_in` inputs, with `max_abs_weight = max_j |ŵ_j|` (the row
+/// scale included) and `max_abs_x = max_j |x_j|`. Each of the
+/// `ceil(n_in / w)` slots of `w` inputs looks up one entry rounded to a
+/// step of `max|T| / 2047`, with `max|T| <= w max|c| max|x|`, so it is off
+/// by at most `w max|c| max|x| / 4094`; the slots add up to at most
+/// `(n_in + w) max|ŵ| max|x| / 4094` (`w <= 32`), plus the f32 roundings of
+/// [`error_budget`].
+pub fn fixed_point_error_budget(
+    n_in: usize,
+    max_abs_weight: f32,
+    max_abs_x: f32,
+    sum_abs_products: f32,
+) -> f32 {
+    let quantisation = (n_in as f32 + 32.0) * max_abs_weight * max_abs_x / (2.0 * FIXED_POINT_MAX);
+    1.001 * quantisation + error_budget(n_in, sum_abs_products)
+}
+
+/// The relative RMS error budget of the fixed-point lookup over a whole
+/// product, `||y - y_ref|| / ||y_ref||`, on random weights and inputs (the
+/// worst case [`fixed_point_error_budget`] assumes every rounding error at
+/// its largest with the same sign; typical errors are about `1 / sqrt(n_in)`
+/// of it).
+pub const FIXED_POINT_RMS_BUDGET: f32 = 2e-3;
+
 /// A packed matrix prepared for repeated products.
 #[derive(Debug, Clone)]
 pub struct PackedMatrix {
@@ -124,6 +150,8 @@ pub struct PackedMatrix {
     /// Boxed: a `PackedMatrix` sits in enums beside small dense variants.
     layout: Box<PreparedLayout>,
     isa: Isa,
+    /// `None`: [`Self::default_precision`].
+    precision: Option<LutPrecision>,
 }
 
 impl PackedMatrix {
@@ -143,7 +171,32 @@ impl PackedMatrix {
             tensor,
             layout,
             isa,
+            precision: None,
         })
+    }
+
+    /// The one place that picks the lookup table precision: fixed-point
+    /// tables for SIMD128 at batch 1 (the matvec, where the lookup is the
+    /// whole cost), exact f32 tables everywhere else (native kernels, and
+    /// batches, which take the tiled path under [`ProductPath::Auto`]).
+    pub fn default_precision(isa: Isa, batch: usize) -> LutPrecision {
+        if isa == Isa::Simd128 && batch == 1 {
+            LutPrecision::FixedPoint
+        } else {
+            LutPrecision::Exact
+        }
+    }
+
+    /// Force a table precision for every product (`None`: back to
+    /// [`Self::default_precision`]); for tests and benchmarks.
+    pub fn set_precision(&mut self, precision: Option<LutPrecision>) {
+        self.precision = precision;
+    }
+
+    /// The table precision a product of `batch` inputs uses.
+    pub fn precision(&self, batch: usize) -> LutPrecision {
+        self.precision
+            .unwrap_or_else(|| Self::default_precision(self.isa, batch))
     }
 
     /// Rows (outputs).
@@ -210,8 +263,9 @@ impl PackedMatrix {
                 y.len()
             )));
         }
+        let precision = self.precision(batch);
         self.layout
-            .matmul(&self.tensor, self.isa, path, x, batch, y);
+            .matmul(&self.tensor, self.isa, path, precision, x, batch, y);
         Ok(())
     }
 }

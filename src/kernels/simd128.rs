@@ -13,8 +13,8 @@ pub use simd::*;
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 pub use super::prepared::{
-    build_lut_table, decode_bytes_b2, decode_dot, decode_dot4, dense_matvec, gemm_4x2,
-    lut_block_sums,
+    build_fixed_table, build_lut_table, decode_bytes_b2, decode_dot, decode_dot4, dense_matvec,
+    fixed_block_sums, gemm_4x2, lut_block_sums,
 };
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -22,7 +22,8 @@ mod simd {
     use core::arch::wasm32::*;
 
     use crate::kernels::prepared::{
-        lut_table_offset, slot_coefficient, NibbleLut, B2_SHUFFLES, BLOCK_ROWS, LUT_PAIR_BYTES,
+        fixed_point_inverse_step, fixed_table_offset, lut_table_offset, slot_coefficient,
+        NibbleLut, B2_SHUFFLES, BLOCK_ROWS, FIXED_PAIR_BYTES, FIXED_POINT_MAX, LUT_PAIR_BYTES,
         MAX_SLOT_INPUTS,
     };
 
@@ -238,6 +239,166 @@ mod simd {
             let s = &mut out[4 * q..4 * q + 4];
             // SAFETY: `s` is 4 floats long.
             unsafe { v128_store(s.as_mut_ptr() as *mut v128, *a) }
+        }
+        out
+    }
+
+    /// See [`crate::kernels::prepared::build_fixed_table`]: the entries are
+    /// added in the same order as the portable [`crate::kernels::prepared::slot_entries`]
+    /// (so both quantise the same f32 values), one pass for the entries and
+    /// their running maximum, one to quantise.
+    pub fn build_fixed_table(
+        lut: &NibbleLut,
+        codebook: &[f32],
+        x_pad: &[f32],
+        entries: &mut [f32],
+        table: &mut [u8],
+    ) -> f32 {
+        let w = lut.inputs_per_slot();
+        let n_slots = table.len() / (FIXED_PAIR_BYTES / 2);
+        let entries = &mut entries[..16 * n_slots];
+        let table = &mut table[..n_slots * (FIXED_PAIR_BYTES / 2)];
+        let mut coefficient = [[f32x4_splat(0.0); MAX_SLOT_INPUTS]; 4];
+        for (q, per_input) in coefficient.iter_mut().enumerate() {
+            for (j, c) in per_input.iter_mut().enumerate().take(w) {
+                let e = |l: usize| slot_coefficient(lut, codebook, 4 * q + l, j);
+                *c = f32x4(e(0), e(1), e(2), e(3));
+            }
+        }
+        let mut max = f32x4_splat(0.0);
+        for t in 0..n_slots {
+            let xs = &x_pad[t * w..(t + 1) * w];
+            for q in 0..4 {
+                let mut v = f32x4_mul(coefficient[q][0], f32x4_splat(xs[0]));
+                for (j, &xj) in xs.iter().enumerate().skip(1) {
+                    v = f32x4_add(v, f32x4_mul(coefficient[q][j], f32x4_splat(xj)));
+                }
+                max = f32x4_max(max, f32x4_abs(v));
+                let s = &mut entries[16 * t + 4 * q..16 * t + 4 * q + 4];
+                // SAFETY: `s` is 4 floats long.
+                unsafe { v128_store(s.as_mut_ptr() as *mut v128, v) }
+            }
+        }
+        let m2 = f32x4_max(max, i32x4_shuffle::<2, 3, 0, 1>(max, max));
+        let m1 = f32x4_max(m2, i32x4_shuffle::<1, 0, 3, 2>(m2, m2));
+        let max = f32x4_extract_lane::<0>(m1);
+        let inv = f32x4_splat(fixed_point_inverse_step(max));
+        for t in 0..n_slots {
+            let q: [v128; 4] = std::array::from_fn(|q| {
+                let v = load_f32(entries, 16 * t + 4 * q);
+                i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v, inv)))
+            });
+            let a = i16x8_narrow_i32x4(q[0], q[1]);
+            let b = i16x8_narrow_i32x4(q[2], q[3]);
+            let lo =
+                i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30>(a, b);
+            let hi =
+                i8x16_shuffle::<1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31>(a, b);
+            store(table, fixed_table_offset(t, 0), lo);
+            store(table, fixed_table_offset(t, 1), hi);
+        }
+        max / FIXED_POINT_MAX
+    }
+
+    /// Look up one slot of a fixed-point table for 16 rows and add the
+    /// `i16` entries to `acc` (rows 0-7, 8-15).
+    ///
+    /// # Safety
+    /// `planes` points to the slot's low byte plane; the high plane follows
+    /// 32 bytes on (see [`fixed_table_offset`]), 16 readable bytes each.
+    #[inline(always)]
+    unsafe fn add_fixed_slot(acc: &mut [v128; 2], planes: *const u8, idx: v128) {
+        let lo = i8x16_swizzle(v128_load(planes as *const v128), idx);
+        let hi = i8x16_swizzle(v128_load(planes.add(32) as *const v128), idx);
+        acc[0] = i16x8_add(acc[0], zip_bytes::<false>(lo, hi));
+        acc[1] = i16x8_add(acc[1], zip_bytes::<true>(lo, hi));
+    }
+
+    /// One slot pair of 16 rows on a fixed-point table.
+    ///
+    /// # Safety
+    /// `planes` points to the pair's 64 table bytes.
+    #[inline(always)]
+    unsafe fn add_fixed_pair(acc: &mut [v128; 2], planes: *const u8, pairs: v128) {
+        let low_nibble = u8x16_splat(15);
+        add_fixed_slot(acc, planes, v128_and(pairs, low_nibble));
+        add_fixed_slot(
+            acc,
+            planes.add(16),
+            v128_and(u16x8_shr(pairs, 4), low_nibble),
+        );
+    }
+
+    /// Widen the `i16` sums of rows 0-7 and 8-15 into the `i32` sums of rows 0-3, ..., 12-15.
+    #[inline(always)]
+    fn widen_add(acc: &mut [v128; 4], s: [v128; 2]) {
+        acc[0] = i32x4_add(acc[0], i32x4_extend_low_i16x8(s[0]));
+        acc[1] = i32x4_add(acc[1], i32x4_extend_high_i16x8(s[0]));
+        acc[2] = i32x4_add(acc[2], i32x4_extend_low_i16x8(s[1]));
+        acc[3] = i32x4_add(acc[3], i32x4_extend_high_i16x8(s[1]));
+    }
+
+    /// See [`crate::kernels::prepared::fixed_block_sums`]: 8 pairs (16
+    /// slots, `16 * 2047 < 2^15`) are added in `i16` lanes, then widened.
+    pub fn fixed_block_sums(
+        rows: &[&[u8]; BLOCK_ROWS],
+        table: &[u8],
+        scale: f32,
+    ) -> [f32; BLOCK_ROWS] {
+        let n_pairs = table.len() / FIXED_PAIR_BYTES;
+        let table = &table[..n_pairs * FIXED_PAIR_BYTES];
+        let rows = rows.map(|r| &r[..n_pairs]);
+        let mut acc = [i32x4_splat(0); 4];
+        let full = n_pairs / 8 * 8;
+        for p0 in (0..full).step_by(8) {
+            // SAFETY: `p0 + 8 <= n_pairs = row.len()`.
+            let v = unsafe { load_transposed_8(&rows, p0) };
+            let mut s = [i16x8_splat(0); 2];
+            for (j, pairs) in v.iter().enumerate() {
+                // SAFETY: pair `p0 + j < n_pairs` reads table bytes
+                // `64 (p0 + j) .. + 64`, inside `table`.
+                unsafe {
+                    add_fixed_pair(
+                        &mut s,
+                        table.as_ptr().add((p0 + j) * FIXED_PAIR_BYTES),
+                        *pairs,
+                    )
+                };
+            }
+            widen_add(&mut acc, s);
+        }
+        if full < n_pairs {
+            let mut tail = [[0u8; 8]; BLOCK_ROWS];
+            for (t, row) in tail.iter_mut().zip(&rows) {
+                t[..n_pairs - full].copy_from_slice(&row[full..]);
+            }
+            let tail_rows: [&[u8]; BLOCK_ROWS] = std::array::from_fn(|i| &tail[i][..]);
+            // SAFETY: every tail row has 8 bytes.
+            let v = unsafe { load_transposed_8(&tail_rows, 0) };
+            let mut s = [i16x8_splat(0); 2];
+            for (j, pairs) in v.iter().enumerate().take(n_pairs - full) {
+                // SAFETY: as above, pair `full + j < n_pairs`.
+                unsafe {
+                    add_fixed_pair(
+                        &mut s,
+                        table.as_ptr().add((full + j) * FIXED_PAIR_BYTES),
+                        *pairs,
+                    )
+                };
+            }
+            widen_add(&mut acc, s);
+        }
+        let scale = f32x4_splat(scale);
+        let mut out = [0f32; BLOCK_ROWS];
+        for (q, a) in acc.iter().enumerate() {
+            let s = &mut out[4 * q..4 * q + 4];
+            // SAFETY: `s` is 4 floats long.
+            unsafe {
+                v128_store(
+                    s.as_mut_ptr() as *mut v128,
+                    f32x4_mul(f32x4_convert_i32x4(*a), scale),
+                )
+            }
         }
         out
     }
