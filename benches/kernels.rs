@@ -12,7 +12,7 @@
 //! weight).
 
 use jlcm::format::packed::Mode;
-use jlcm::kernels::prepared::{ProductPath, TILE_MIN_BATCH};
+use jlcm::kernels::prepared::{LutPrecision, ProductPath, TILE_MIN_BATCH};
 use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};
 use jlcm::kernels::{reference, DenseMatrix, Isa, PackedMatrix};
 
@@ -242,16 +242,32 @@ fn run(quick: bool) -> String {
                 .expect("valid")
                 .packed_bytes() as f64;
             for isa in Isa::available() {
-                let m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid");
-                let kernel = format!("{} {}", m.layout().plan_name(), isa.name());
-                let (xc, mut y) = (x.clone(), vec![0f32; n_out]);
-                let call = Box::new(move || m.matmul(&xc, 1, &mut y).expect("shape"));
-                candidates.push(Candidate {
-                    layout: layout.clone(),
-                    kernel,
-                    bytes: packed_bytes,
-                    call,
-                });
+                // The default precision, and the exact tables beside it
+                // where the default is fixed point (SIMD128, batch 1).
+                let default = PackedMatrix::default_precision(isa, 1);
+                let mut precisions = vec![None];
+                if default != LutPrecision::Exact {
+                    precisions.push(Some(LutPrecision::Exact));
+                }
+                for precision in precisions {
+                    let mut m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid");
+                    m.set_precision(precision);
+                    let mut kernel = format!("{} {}", m.layout().plan_name(), isa.name());
+                    if m.layout().plan_name() == "nibble-lut" {
+                        kernel.push_str(match m.precision(1) {
+                            LutPrecision::Exact => " exact",
+                            LutPrecision::FixedPoint => " fixed",
+                        });
+                    }
+                    let (xc, mut y) = (x.clone(), vec![0f32; n_out]);
+                    let call = Box::new(move || m.matmul(&xc, 1, &mut y).expect("shape"));
+                    candidates.push(Candidate {
+                        layout: layout.clone(),
+                        kernel,
+                        bytes: packed_bytes,
+                        call,
+                    });
+                }
             }
             let (xc, mut y) = (x.clone(), vec![0f32; n_out]);
             candidates.push(Candidate {
