@@ -175,16 +175,15 @@ impl PackedMatrix {
         })
     }
 
-    /// The one place that picks the lookup table precision: fixed-point
-    /// tables for SIMD128 at batch 1 (the matvec, where the lookup is the
-    /// whole cost), exact f32 tables everywhere else (native kernels, and
-    /// batches, which take the tiled path under [`ProductPath::Auto`]).
-    pub fn default_precision(isa: Isa, batch: usize) -> LutPrecision {
-        if isa == Isa::Simd128 && batch == 1 {
-            LutPrecision::FixedPoint
-        } else {
-            LutPrecision::Exact
-        }
+    /// The one place that picks the lookup table precision: exact f32
+    /// tables everywhere. The fixed-point tables ([`LutPrecision::FixedPoint`],
+    /// SIMD128 only) are selectable with [`Self::set_precision`] but not
+    /// picked: in one Node run at 4096x4096 they were 6 % faster than exact
+    /// (2-bit 2.19 vs 2.32 ms, 4-bit 4.33 vs 4.58 ms) and slower at
+    /// 1024x1024 (4-bit 0.49 vs 0.29 ms), where building the table costs
+    /// more than the cheaper lookup saves (BENCHMARKS.md, session 7).
+    pub fn default_precision(_isa: Isa, _batch: usize) -> LutPrecision {
+        LutPrecision::Exact
     }
 
     /// Force a table precision for every product (`None`: back to
