@@ -37,6 +37,8 @@ export class TensorTable {
     this.byName = new Map();
     /** @type {Set<Row>} rows changed since the last frame */
     this.dirty = new Set();
+    /** A redraw of the dirty rows is scheduled. */
+    this.flushPending = false;
     this.query = '';
     this.sortKey = '';
     this.sortDir = 1;
@@ -82,7 +84,11 @@ export class TensorTable {
     if (!row) return;
     Object.assign(row, patch);
     this.dirty.add(row);
-    if (this.dirty.size === 1) setTimeout(() => requestAnimationFrame(() => timed('table rows', () => this.flush())), 250);
+    // One pending redraw at a time (a row updated twice used to queue a
+    // second one: the set's size was 1 again).
+    if (this.flushPending) return;
+    this.flushPending = true;
+    setTimeout(() => requestAnimationFrame(() => { this.flushPending = false; timed('table rows', () => this.flush()); }), 250);
   }
 
   /** Redraw the rows that changed (at most 4 times a second), and the totals once. */
