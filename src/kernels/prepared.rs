@@ -169,6 +169,35 @@ impl NibbleLut {
     pub fn padded_inputs(&self) -> usize {
         self.n_pairs * 2 * self.inputs_per_slot()
     }
+    /// The slot-pair bytes of every lane of every block (`zeros`, at least
+    /// `n_pairs` bytes, for padding lanes).
+    pub fn block_rows<'a>(
+        &'a self,
+        p: &'a PackedTensor,
+        zeros: &'a [u8],
+    ) -> Vec<[&'a [u8]; BLOCK_ROWS]> {
+        self.blocks
+            .iter()
+            .map(|blk| {
+                blk.rows.map(|r| {
+                    if r == PAD_ROW {
+                        zeros
+                    } else {
+                        self.row_pairs(p, r as usize)
+                    }
+                })
+            })
+            .collect()
+    }
+    /// End of the run of blocks sharing block `first`'s codebook (blocks are
+    /// sorted by codebook).
+    pub fn codebook_end(&self, first: usize) -> usize {
+        let codebook = self.blocks[first].codebook;
+        self.blocks[first..]
+            .iter()
+            .position(|blk| blk.codebook != codebook)
+            .map_or(self.blocks.len(), |n| first + n)
+    }
     /// The `n_pairs` slot-pair bytes of row `r`.
     pub fn row_pairs<'a>(&'a self, p: &'a PackedTensor, r: usize) -> &'a [u8] {
         if self.repacked.is_empty() {
@@ -320,19 +349,7 @@ impl PreparedLayout {
         let mut acc = vec![0f32; lut.blocks.len() * BLOCK_ROWS];
         // The slot-pair bytes of every lane of every block (a zero row for padding).
         let zeros = vec![0u8; lut.n_pairs];
-        let block_rows: Vec<[&[u8]; BLOCK_ROWS]> = lut
-            .blocks
-            .iter()
-            .map(|blk| {
-                blk.rows.map(|r| {
-                    if r == PAD_ROW {
-                        &zeros[..]
-                    } else {
-                        lut.row_pairs(p, r as usize)
-                    }
-                })
-            })
-            .collect();
+        let block_rows = lut.block_rows(p, &zeros);
         for b in 0..batch {
             x_pad[..self.n_in].copy_from_slice(&x[b * self.n_in..(b + 1) * self.n_in]);
             acc.fill(0.0);
@@ -342,10 +359,7 @@ impl PreparedLayout {
             let mut first = 0;
             while first < lut.blocks.len() {
                 let codebook = lut.blocks[first].codebook;
-                let end = lut.blocks[first..]
-                    .iter()
-                    .position(|blk| blk.codebook != codebook)
-                    .map_or(lut.blocks.len(), |n| first + n);
+                let end = lut.codebook_end(first);
                 let cb = self.codebook(codebook as usize);
                 for p0 in (0..lut.n_pairs).step_by(LUT_CHUNK_PAIRS) {
                     let p1 = (p0 + LUT_CHUNK_PAIRS).min(lut.n_pairs);
@@ -403,29 +417,14 @@ impl PreparedLayout {
         let mut entries = vec![0f32; chunk * 32];
         let mut acc = vec![0f32; lut.blocks.len() * BLOCK_ROWS];
         let zeros = vec![0u8; lut.n_pairs];
-        let block_rows: Vec<[&[u8]; BLOCK_ROWS]> = lut
-            .blocks
-            .iter()
-            .map(|blk| {
-                blk.rows.map(|r| {
-                    if r == PAD_ROW {
-                        &zeros[..]
-                    } else {
-                        lut.row_pairs(p, r as usize)
-                    }
-                })
-            })
-            .collect();
+        let block_rows = lut.block_rows(p, &zeros);
         for b in 0..batch {
             x_pad[..self.n_in].copy_from_slice(&x[b * self.n_in..(b + 1) * self.n_in]);
             acc.fill(0.0);
             let mut first = 0;
             while first < lut.blocks.len() {
                 let codebook = lut.blocks[first].codebook;
-                let end = lut.blocks[first..]
-                    .iter()
-                    .position(|blk| blk.codebook != codebook)
-                    .map_or(lut.blocks.len(), |n| first + n);
+                let end = lut.codebook_end(first);
                 let cb = self.codebook(codebook as usize);
                 for p0 in (0..lut.n_pairs).step_by(LUT_CHUNK_PAIRS) {
                     let p1 = (p0 + LUT_CHUNK_PAIRS).min(lut.n_pairs);
