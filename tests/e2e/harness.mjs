@@ -30,14 +30,15 @@ export function chromiumPath() {
 
 /**
  * Start the server and a browser page; collects requests and errors.
- * @param {{model?: boolean}} [o]
+ * @param {{model?: boolean, exposeGc?: boolean}} [o] exposeGc: give pages `window.gc()`
+ *   (V8's --expose-gc), for tests whose stand-ins must not keep garbage alive
  */
 export async function openBrowser(o = {}) {
   const { server, url } = await startServer({ root: REPO, modelDir: o.model === false ? undefined : modelDir() });
   const origin = new URL(url).origin;
   const browser = await chromium.launch({
     executablePath: chromiumPath(),
-    args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--jlcm-e2e-run=${process.pid}`],
+    args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--jlcm-e2e-run=${process.pid}`, ...(o.exposeGc ? ['--js-flags=--expose-gc'] : [])],
   });
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1440, height: 900 } });
   const page = await context.newPage();

@@ -81,7 +81,7 @@ test('Llama-7B-shaped model: one decoder layer and the output head compress thro
   const generatedMs = Date.now() - t0;
   assert.equal(model.tensors, 291);
   assert.ok(model.bytes > 13e9, `synthetic model is ${model.bytes} bytes`);
-  const b = await openBrowser({ model: false });
+  const b = await openBrowser({ model: false, exposeGc: true });
   const figures = { modelBytes: model.bytes, tensors: model.tensors, dtype: 'F16', shards: 2, generatedMs, layer: LAYER, loadAverageBefore: os.loadavg().map((x) => +x.toFixed(1)) };
   try {
     await b.page.goto(b.url);
@@ -132,7 +132,11 @@ test('Llama-7B-shaped model: one decoder layer and the output head compress thro
     // Write the whole packed model (13.5 GB: 8 packed tensors, 283 copied
     // through from the input) through the File System Access API. A stand-in
     // for the save dialog streams every part through (reads each byte, keeps
-    // none), as a disk writer would.
+    // none), as a disk writer would. A real writer streams the Blob in the
+    // browser process; this one reads it in the page, so it collects its own
+    // chunks after each part (window.gc) and the peak below measures what the
+    // page holds, not when V8 chose to collect the stand-in's garbage (CI saw
+    // that transient reach 1,071 MB once).
     await b.page.evaluate(() => {
       window.__saved = { writes: 0, bytes: 0, largest: 0, closed: false };
       window.showSaveFilePicker = async () => ({
@@ -146,6 +150,7 @@ test('Llama-7B-shaped model: one decoder layer and the output head compress thro
               window.__saved.bytes += value.length;
             }
             window.__saved.writes++;
+            window.gc();
             window.__saved.largest = Math.max(window.__saved.largest, blob.size);
           },
           close: async () => { window.__saved.closed = true; },
@@ -192,9 +197,10 @@ test('Llama-7B-shaped model: one decoder layer and the output head compress thro
     //   idle tab gives the compression's working memory back;
     assert.ok(figures.afterCompress.privateMB < figures.opened.privateMB + 512,
       `after compressing: renderer private memory ${figures.afterCompress.privateMB} MB (${figures.opened.privateMB} MB when opened)`);
-    // - writing 13.1 GB through the stream does not hold it (a transient of
-    //   stream chunks not yet collected, well under a tenth of the output);
-    assert.ok(figures.save.peakRendererPrivateMB < figures.afterCompress.privateMB + 1024,
+    // - writing 13.1 GB through the stream does not hold it, not even its
+    //   largest part (the 262 MB embedding, copied through as a File slice);
+    //   the stand-in collects its own chunks, so 256 MB is a real bound;
+    assert.ok(figures.save.peakRendererPrivateMB < figures.afterCompress.privateMB + 256,
       `writing the output: renderer private memory peaked at ${figures.save.peakRendererPrivateMB} MB (${figures.afterCompress.privateMB} MB before)`);
     // - compressing: per worker, one tensor's working set (wasm memory only
     //   grows to the largest tensor seen), nothing that scales with the model.
