@@ -38,9 +38,9 @@ use jlcm::engine::baselines::gptq::gptq_codebook_mapping;
 use jlcm::engine::baselines::{
     gptq, kmeans_per_row, kmeans_per_tensor, rtn, GptqOptions, GroupOrder, Quantized,
 };
-use jlcm::engine::calib::calibrate;
-use jlcm::engine::compress::{hessian_for, read_calibration, Calibration};
-use jlcm::engine::sequential::{compress_sequential, DEFAULT_CORRECTION_DAMPING};
+use jlcm::engine::calib::{calibrate, CalibrationAccumulator, InputMeans};
+use jlcm::engine::compress::{correct_bias, hessian_for, read_calibration, Calibration};
+use jlcm::engine::sequential::{compress_sequential, SequentialOptions};
 use jlcm::engine::{compress_matrix, CompressOptions, Control, Hessian, MoveRule};
 use jlcm::format::packed::Mode;
 use jlcm::format::safetensors::{self as st, Dtype, OwnedTensor, SafetensorsFile};
@@ -114,9 +114,12 @@ enum Method {
     /// (`jlcm::engine::sequential`): the weights in forward order, each fitted
     /// to the original outputs from the compressed model's inputs on the
     /// calibration sentences. Bits from `plan`, or `bits` for every weight.
+    /// `refit_bias`: also refit each bias (an affine fit; the biases are
+    /// written beside the weights and replace the original ones).
     JlcmSequential {
         plan: Option<BTreeMap<String, u8>>,
         bits: u8,
+        refit_bias: bool,
     },
     Rtn {
         bits: u8,
@@ -236,7 +239,11 @@ fn settings() -> Vec<(String, Method)> {
     for bits in [2u8, 3] {
         v.push((
             format!("JLCM {bits}b codebook G16 sequential"),
-            Method::JlcmSequential { plan: None, bits },
+            Method::JlcmSequential {
+                plan: None,
+                bits,
+                refit_bias: false,
+            },
         ));
     }
     // Plans from the CLI's size budget: `JLCM_QUALITY_PLAN=FILE[:DIM],...`.
@@ -260,13 +267,19 @@ fn settings() -> Vec<(String, Method)> {
                 },
             ));
             if dim == 1 {
-                v.push((
-                    format!("JLCM plan {name} d1 sequential"),
-                    Method::JlcmSequential {
-                        plan: Some(plan),
-                        bits: 2,
-                    },
-                ));
+                for refit_bias in [false, true] {
+                    v.push((
+                        format!(
+                            "JLCM plan {name} d1 sequential{}",
+                            if refit_bias { " + bias" } else { "" }
+                        ),
+                        Method::JlcmSequential {
+                            plan: Some(plan.clone()),
+                            bits: 2,
+                            refit_bias,
+                        },
+                    ));
+                }
             }
         }
     }
@@ -407,6 +420,22 @@ fn calibration(encoder: &SentenceEncoder) -> Calibration {
     .expect("calibrate")
 }
 
+/// Mean inputs `E[x]` of the 36 Linear weights on the calibration sentences.
+fn calibration_means(encoder: &SentenceEncoder) -> InputMeans {
+    let ids = encoder
+        .tokenizer
+        .encode_all(&read_lines(&calib_text_path()))
+        .expect("tokenise calibration sentences");
+    let mut acc = CalibrationAccumulator::new();
+    for chunk in ids.chunks(EMBED_BATCH) {
+        encoder
+            .model
+            .embed_observed(chunk, Some(&mut acc))
+            .expect("calibration pass");
+    }
+    acc.means()
+}
+
 /// Held-out second moments by weight name, as matrices.
 fn heldout_moments(
     encoder: &SentenceEncoder,
@@ -500,6 +529,12 @@ fn jlcm_one(
     }
 }
 
+/// Groups of the `JLCM plan` settings: 16, or `JLCM_QUALITY_GROUPS`.
+fn plan_groups() -> u16 {
+    std::env::var("JLCM_QUALITY_GROUPS")
+        .map_or(16, |g| g.parse().expect("JLCM_QUALITY_GROUPS: a number"))
+}
+
 /// Compress one weight with `method`: dequantised weight and stored bits.
 fn compress_one(
     name: &str,
@@ -534,7 +569,7 @@ fn compress_one(
             let opts = CompressOptions {
                 bits: plan[name],
                 dim,
-                groups: 16,
+                groups: plan_groups(),
                 seed: SEED,
                 ..CompressOptions::default()
             };
@@ -618,6 +653,7 @@ fn sequential_all(
     dir: &Path,
     plan: Option<&BTreeMap<String, u8>>,
     bits: u8,
+    refit_bias: bool,
 ) -> Vec<(String, Quantized)> {
     let encoder = ModelFiles::read(dir).encoder(&BTreeMap::new());
     let ids = encoder
@@ -641,22 +677,35 @@ fn sequential_all(
         &encoder.model,
         &ids,
         &opts,
-        DEFAULT_CORRECTION_DAMPING,
+        &SequentialOptions {
+            refit_bias,
+            ..SequentialOptions::default()
+        },
         &bits_of,
         &mut |_| Control::Continue,
     )
     .expect("sequential calibration");
-    out.into_iter()
-        .map(|(n, r)| {
-            let q = Quantized {
-                n_out: r.packed.n_out,
-                n_in: r.packed.n_in,
-                weights: r.packed.decode_f32(),
-                stored_bits: r.packed.stored_bits(),
+    let mut v = Vec::new();
+    for (n, r) in out {
+        if let Some(b) = r.bias {
+            // Not a weight: left out of the bit count (`is_bias`).
+            let bias = Quantized {
+                n_out: b.len(),
+                n_in: 1,
+                weights: b,
+                stored_bits: 0,
             };
-            (n, q)
-        })
-        .collect()
+            v.push((n.replace(".weight", ".bias"), bias));
+        }
+        let q = Quantized {
+            n_out: r.packed.n_out,
+            n_in: r.packed.n_in,
+            weights: r.packed.decode_f32(),
+            stored_bits: r.packed.stored_bits(),
+        };
+        v.push((n, q));
+    }
+    v
 }
 
 /// Child process: compress all 36 weights with setting `index`, write the
@@ -665,14 +714,32 @@ fn run_child(index: usize, calib_path: &Path, out: &Path) {
     let dir = model_dir();
     let names = linear_names();
     let weights = load_weights(&dir, Some(&names));
-    let calib = read_calibration(&std::fs::read(calib_path).expect("read calibration"))
+    let mut calib = read_calibration(&std::fs::read(calib_path).expect("read calibration"))
         .expect("parse calibration");
+    if std::env::var_os("JLCM_QUALITY_CENTER").is_some() {
+        // Experiment: fit under the covariance H - μμᵀ (bias correction absorbs the mean).
+        for name in &names {
+            let mu = calib[&format!("{name}.mean")].1.clone();
+            let n = mu.len();
+            let h = &mut calib.get_mut(name).expect("H").1;
+            for i in 0..n {
+                for j in 0..n {
+                    h[i * n + j] -= mu[i] * mu[j];
+                }
+            }
+        }
+    }
     let (_, method) = &settings()[index];
     let rss_loaded = vm_hwm_kib();
     let start = Instant::now();
     let cpu_start = cpu_seconds();
-    let results: Vec<(String, Quantized)> = if let Method::JlcmSequential { plan, bits } = method {
-        sequential_all(&dir, plan.as_ref(), *bits)
+    let results: Vec<(String, Quantized)> = if let Method::JlcmSequential {
+        plan,
+        bits,
+        refit_bias,
+    } = method
+    {
+        sequential_all(&dir, plan.as_ref(), *bits, *refit_bias)
     } else {
         names
             .par_iter()
@@ -689,8 +756,13 @@ fn run_child(index: usize, calib_path: &Path, out: &Path) {
     let seconds = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_start;
     let rss_peak = vm_hwm_kib();
+    let is_bias = |n: &str| n.ends_with(".bias");
     let stored: u64 = results.iter().map(|(_, q)| q.stored_bits).sum();
-    let n_weights: usize = results.iter().map(|(_, q)| q.weights.len()).sum();
+    let n_weights: usize = results
+        .iter()
+        .filter(|(n, _)| !is_bias(n))
+        .map(|(_, q)| q.weights.len())
+        .sum();
     let mut meta = BTreeMap::new();
     meta.insert("stored_bits".to_string(), stored.to_string());
     meta.insert("weights".to_string(), n_weights.to_string());
@@ -857,7 +929,17 @@ fn main() {
     let work = std::env::temp_dir().join(format!("jlcm-quality-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("work dir");
     let calib_path = work.join("calib.safetensors");
-    write_calibration(&calib, &calib_path);
+    let means = calibration_means(&original);
+    let mut calib_file = calib.clone();
+    for (name, mu) in &means {
+        calib_file.insert(format!("{name}.mean"), (vec![mu.len()], mu.clone()));
+    }
+    write_calibration(&calib_file, &calib_path);
+    let bias_names: Vec<String> = names
+        .iter()
+        .map(|n| n.replace(".weight", ".bias"))
+        .collect();
+    let biases = load_weights(&dir, Some(&bias_names));
 
     let emb0 = embed(&original, &heldout);
     let heldout_h = heldout_moments(&original, &heldout);
@@ -932,6 +1014,29 @@ fn main() {
                 .collect(),
         };
         print_row(&row);
+        if std::env::var_os("JLCM_QUALITY_BIAS").is_some() {
+            // Experiment: the same weights with b += (W - Ŵ) E[x].
+            let mut replaced = c.weights.clone();
+            for (name, bias_name) in names.iter().zip(&bias_names) {
+                let mut b = biases[bias_name].clone();
+                correct_bias(&mut b, &weights[name], &c.weights[name], &means[name]);
+                replaced.insert(bias_name.clone(), b);
+            }
+            let emb = embed(&files.encoder(&replaced), &heldout);
+            let cos: Vec<f64> = emb
+                .rows()
+                .into_iter()
+                .zip(emb0.rows())
+                .map(|(a, b)| a.dot(&b) as f64)
+                .collect();
+            let nn = nearest_other(&emb);
+            println!(
+                "|   + bias correction: cosine {:.4} (min {:.4}), top-1 {:.3}",
+                cos.iter().sum::<f64>() / cos.len() as f64,
+                cos.iter().cloned().fold(f64::INFINITY, f64::min),
+                nn.iter().zip(&nn0).filter(|(a, b)| a == b).count() as f64 / nn.len() as f64
+            );
+        }
         rows.push(row);
         if label == DIAGNOSED {
             diagnosis = Some(diagnose(&files, &c.weights, &heldout, &emb0));

@@ -438,7 +438,7 @@ fn layer_by_layer_forward_equals_embed() {
 
 #[test]
 fn sequential_calibration_corrects_only_after_a_compressed_stage() {
-    use jlcm::engine::sequential::{compress_sequential, DEFAULT_CORRECTION_DAMPING};
+    use jlcm::engine::sequential::{compress_sequential, SequentialOptions};
     let Some(m) = load_model() else { return };
     let encoder = SentenceEncoder::from_bytes(&m.config, &m.tokenizer, &m.weights).unwrap();
     let ids = encoder.tokenizer.encode_all(&sentences()).unwrap();
@@ -456,7 +456,7 @@ fn sequential_calibration_corrects_only_after_a_compressed_stage() {
         &encoder.model,
         &ids,
         &opts,
-        DEFAULT_CORRECTION_DAMPING,
+        &SequentialOptions::default(),
         &bits,
         &mut |p| {
             seen.push((p.name.to_string(), p.done, p.total));
@@ -480,14 +480,21 @@ fn sequential_calibration_corrects_only_after_a_compressed_stage() {
             assert!(r.target_shift > 1e-3, "{name}: shift {}", r.target_shift);
         }
     }
+    assert!(compress_sequential(
+        &encoder.model,
+        &[],
+        &opts,
+        &SequentialOptions::default(),
+        &bits,
+        &mut |_| { Control::Continue }
+    )
+    .is_err());
+    let nan = SequentialOptions {
+        correction_damping: f32::NAN,
+        ..SequentialOptions::default()
+    };
     assert!(
-        compress_sequential(&encoder.model, &[], &opts, 0.3, &bits, &mut |_| {
-            Control::Continue
-        })
-        .is_err()
-    );
-    assert!(
-        compress_sequential(&encoder.model, &ids, &opts, f32::NAN, &bits, &mut |_| {
+        compress_sequential(&encoder.model, &ids, &opts, &nan, &bits, &mut |_| {
             Control::Continue
         })
         .is_err()

@@ -21,7 +21,7 @@ use crate::runtime::{BertModel, LinearWeight, RuntimeError};
 /// Rows folded into the f64 sums at a time (bounds the f32 rounding of each partial XᵀX).
 const ROWS_PER_CHUNK: usize = 256;
 
-/// Running sums `Σ xxᵀ` per distinct layer input.
+/// Running sums `Σ xxᵀ` and `Σ x` per distinct layer input.
 #[derive(Debug, Default)]
 pub struct CalibrationAccumulator {
     /// Per input (keyed by its first weight name): width, sum of outer products, rows seen.
@@ -34,6 +34,7 @@ pub struct CalibrationAccumulator {
 struct InputMoments {
     n_in: usize,
     sum: Vec<f64>,
+    sum_x: Vec<f64>,
     rows: u64,
 }
 
@@ -56,8 +57,14 @@ impl CalibrationAccumulator {
         let m = self.sums.entry(key).or_insert_with(|| InputMoments {
             n_in,
             sum: vec![0.0; n_in * n_in],
+            sum_x: vec![0.0; n_in],
             rows: 0,
         });
+        for row in x.chunks_exact(n_in) {
+            for (s, v) in m.sum_x.iter_mut().zip(row) {
+                *s += *v as f64;
+            }
+        }
         let mut gram = vec![0f32; n_in * n_in];
         for chunk in x.chunks(ROWS_PER_CHUNK * n_in) {
             let r = chunk.len() / n_in;
@@ -97,6 +104,27 @@ impl CalibrationAccumulator {
         out
     }
 }
+
+impl CalibrationAccumulator {
+    /// `E[x] = Σx / n` per weight name, f32 `[n_in]`: what bias correction
+    /// ([`super::compress::correct_bias`]) needs beside `H`.
+    pub fn means(&self) -> InputMeans {
+        self.input_of
+            .iter()
+            .map(|(name, key)| {
+                let m = &self.sums[key];
+                let inv = 1.0 / m.rows.max(1) as f64;
+                (
+                    name.clone(),
+                    m.sum_x.iter().map(|s| (s * inv) as f32).collect(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Mean input `E[x]` per weight name.
+pub type InputMeans = BTreeMap<String, Vec<f32>>;
 
 impl LinearInputObserver for CalibrationAccumulator {
     fn observe(&mut self, weight_names: &[&str], x: &[f32], rows: usize) {

@@ -347,6 +347,28 @@ pub fn read_calibration(bytes: &[u8]) -> Result<Calibration> {
     Ok(out)
 }
 
+/// Bias correction: `b += (W - Ŵ) E[x]`, so the layer's mean output on the
+/// calibration inputs is the original's. The output error `(W - Ŵ) x`
+/// then keeps only its part in `x - E[x]`: the calibrated loss drops by
+/// `|(W - Ŵ) E[x]|²`, at no stored cost (the bias is stored anyway).
+/// `w`, `w_hat`: `[n_out, n_in]` row-major; `bias`: `[n_out]`; `mean`: `[n_in]`.
+pub fn correct_bias(bias: &mut [f32], w: &[f32], w_hat: &[f32], mean: &[f32]) {
+    let n_in = mean.len();
+    for ((b, r), rh) in bias
+        .iter_mut()
+        .zip(w.chunks_exact(n_in))
+        .zip(w_hat.chunks_exact(n_in))
+    {
+        let shift: f64 = r
+            .iter()
+            .zip(rh)
+            .zip(mean)
+            .map(|((a, c), m)| (*a as f64 - *c as f64) * *m as f64)
+            .sum();
+        *b = (*b as f64 + shift) as f32;
+    }
+}
+
 /// The metric for weight `name` with `n_in` columns: from calibration if
 /// present, identity otherwise.
 pub fn hessian_for(

@@ -19,7 +19,14 @@
 //! and overfits them when `μ` is as small as the engine's 1 % damping
 //! (BENCHMARKS.md session 6: held-out cosine fell); `μ` = 30 % of
 //! `mean diag H̃` ([`DEFAULT_CORRECTION_DAMPING`]) kept most of the
-//! correction's gain. Biases stay as they are.
+//! correction's gain.
+//!
+//! With [`SequentialOptions::refit_bias`] the fit is affine: the bias is
+//! free too, `min ‖Ŵ (X̃ − μ̃) − W (X − μ)‖² / n + μ ‖Ŵ − W‖²` on the centred
+//! moments `H̃ − μ̃μ̃ᵀ`, `C − μ̃μᵀ` (`μ̃`, `μ`: mean compressed and original
+//! inputs), then `b̃ = b + W μ − Ŵ μ̃`, so the layer's mean output on the
+//! calibration tokens is the original's. The bias is stored dense anyway:
+//! this costs no bit.
 
 use std::collections::BTreeMap;
 
@@ -147,6 +154,62 @@ pub fn corrected_target(
     out.iter().all(|v| v.is_finite()).then_some(out)
 }
 
+/// How [`compress_sequential`] fits each weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SequentialOptions {
+    /// `μ` of the target solve (module docs), as a fraction of `mean diag H̃`.
+    pub correction_damping: f32,
+    /// Refit each bias with its weight (module docs): an affine fit on centred moments.
+    pub refit_bias: bool,
+}
+
+impl Default for SequentialOptions {
+    fn default() -> Self {
+        Self {
+            correction_damping: DEFAULT_CORRECTION_DAMPING,
+            refit_bias: false,
+        }
+    }
+}
+
+/// Mean row of `rows x n_in` row-major `x`, in f64.
+fn mean_row(x: &[f32], n_in: usize) -> Vec<f64> {
+    let mut m = vec![0f64; n_in];
+    let mut rows = 0usize;
+    for r in x.chunks_exact(n_in) {
+        for (s, v) in m.iter_mut().zip(r) {
+            *s += *v as f64;
+        }
+        rows += 1;
+    }
+    let inv = 1.0 / rows.max(1) as f64;
+    m.iter_mut().for_each(|v| *v *= inv);
+    m
+}
+
+/// `m -= a bᵀ` for `n x n` row-major `m`.
+fn subtract_outer(m: &mut [f32], a: &[f64], b: &[f64]) {
+    let n = a.len();
+    for i in 0..n {
+        for j in 0..n {
+            m[i * n + j] = (m[i * n + j] as f64 - a[i] * b[j]) as f32;
+        }
+    }
+}
+
+/// `b + W μ − Ŵ μ̃` (`w`, `w_hat`: `n_out x n_in` row-major).
+fn refitted_bias(bias: &[f32], w: &[f32], w_hat: &[f32], mu: &[f64], mu_tilde: &[f64]) -> Vec<f32> {
+    let n_in = mu.len();
+    bias.iter()
+        .zip(w.chunks_exact(n_in).zip(w_hat.chunks_exact(n_in)))
+        .map(|(b, (r, rh))| {
+            let orig: f64 = r.iter().zip(mu).map(|(a, m)| *a as f64 * m).sum();
+            let comp: f64 = rh.iter().zip(mu_tilde).map(|(a, m)| *a as f64 * m).sum();
+            (*b as f64 + orig - comp) as f32
+        })
+        .collect()
+}
+
 /// One compressed weight of [`compress_sequential`].
 #[derive(Debug, Clone)]
 pub struct SequentialResult {
@@ -159,6 +222,8 @@ pub struct SequentialResult {
     pub target_shift: f64,
     /// Whether `H̃ + μI` could not be factored and `W` itself was compressed.
     pub uncorrected: bool,
+    /// The refitted bias (`n_out` values) with [`SequentialOptions::refit_bias`].
+    pub bias: Option<Vec<f32>>,
 }
 
 /// What [`compress_sequential`] reports after each weight.
@@ -178,18 +243,18 @@ pub struct SequentialProgress<'a> {
 /// as it is); the other options come from `opts`. `sentences` are token
 /// ids with their special tokens (the calibration set). Every dense
 /// weight named by `bits` is compressed; packed ones are an error.
-/// `correction_damping` is `μ` of the target solve (module docs), as a
-/// fraction of `mean diag H̃`; [`DEFAULT_CORRECTION_DAMPING`] is measured.
+/// `seq` sets the target solve and the bias refit (module docs).
 pub fn compress_sequential(
     model: &BertModel,
     sentences: &[Vec<u32>],
     opts: &CompressOptions,
-    correction_damping: f32,
+    seq: &SequentialOptions,
     bits: &dyn Fn(&str) -> Option<u8>,
     progress: &mut dyn FnMut(SequentialProgress) -> Control,
 ) -> Result<BTreeMap<String, SequentialResult>, RuntimeError> {
     opts.validate()
         .map_err(|e| RuntimeError::Input(e.to_string()))?;
+    let correction_damping = seq.correction_damping;
     if !(correction_damping.is_finite() && correction_damping >= 0.0) {
         return Err(RuntimeError::Input(format!(
             "correction damping must be finite and >= 0, got {correction_damping}"
@@ -219,18 +284,32 @@ pub fn compress_sequential(
             }
             let n_in = lins[0].n_in;
             let rows = x.len() / n_in;
-            let (h, c) = input_moments(x_tilde, x, rows, n_in);
+            let (mut h, mut c) = input_moments(x_tilde, x, rows, n_in);
+            let means = seq.refit_bias.then(|| {
+                let (mu_t, mu) = (mean_row(x_tilde, n_in), mean_row(x, n_in));
+                subtract_outer(&mut h, &mu_t, &mu_t);
+                subtract_outer(&mut c, &mu_t, &mu);
+                (mu_t, mu)
+            });
             let mut repl = Vec::with_capacity(lins.len());
             for lin in lins {
                 let Some(b) = bits(&lin.name) else {
                     repl.push((*lin).clone());
                     continue;
                 };
-                let r = compress_one(lin, b, &h, &c, opts, correction_damping)?;
+                let mut r = compress_one(lin, b, &h, &c, opts, correction_damping)?;
+                let w_hat = r.packed.decode_f32();
+                let mut bias = lin.bias.clone();
+                if let (Some((mu_t, mu)), LinearWeight::Dense { wt }) = (&means, &lin.weight) {
+                    let w = transpose(wt, lin.n_in, lin.n_out);
+                    bias = refitted_bias(&lin.bias, &w, &w_hat, mu, mu_t);
+                    r.bias = Some(bias.clone());
+                }
                 repl.push(Linear {
                     weight: LinearWeight::Dense {
-                        wt: transpose(&r.packed.decode_f32(), lin.n_out, lin.n_in),
+                        wt: transpose(&w_hat, lin.n_out, lin.n_in),
                     },
+                    bias,
                     ..(*lin).clone()
                 });
                 out.insert(lin.name.clone(), r);
@@ -307,6 +386,7 @@ fn compress_one(
         report,
         target_shift: (d2 / w2.max(1e-30)).sqrt(),
         uncorrected,
+        bias: None,
     })
 }
 

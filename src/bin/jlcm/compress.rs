@@ -21,7 +21,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use jlcm::engine::budget::{self, Candidate, TensorChoices};
 use jlcm::engine::calib::sensitivities_from_metadata;
 use jlcm::engine::compress::{hessian_for, selected, Calibration};
-use jlcm::engine::sequential::{compress_sequential, SequentialResult, DEFAULT_CORRECTION_DAMPING};
+use jlcm::engine::sequential::{
+    compress_sequential, SequentialOptions, SequentialResult, DEFAULT_CORRECTION_DAMPING,
+};
 use jlcm::engine::{
     compress_matrix_owned, CompressOptions, Control, Event, MoveRule, TensorReport,
 };
@@ -740,7 +742,10 @@ fn sequential(
         &encoder.model,
         &ids,
         opts,
-        a.sequential_damping,
+        &SequentialOptions {
+            correction_damping: a.sequential_damping,
+            refit_bias: false,
+        },
         &bits,
         &mut |p| {
             bar.set_position(p.done as u64);
