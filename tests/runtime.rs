@@ -500,3 +500,136 @@ fn sequential_calibration_corrects_only_after_a_compressed_stage() {
         .is_err()
     );
 }
+
+/// Three Linear weights of the real model compressed at 2 bits (H = I, few
+/// sweeps): query of layer 0 and value of layer 2 by codebook per group,
+/// output.dense of layer 5 by one codebook with a scale per group.
+fn three_compressed(
+    model: &BertModel,
+) -> std::collections::BTreeMap<String, jlcm::format::packed::PackedTensor> {
+    use jlcm::engine::{compress_matrix, Hessian};
+    use jlcm::format::packed::Mode;
+    let mut out = std::collections::BTreeMap::new();
+    for (name, mode) in [
+        (
+            "encoder.layer.0.attention.self.query.weight",
+            Mode::Codebook,
+        ),
+        (
+            "encoder.layer.2.attention.self.value.weight",
+            Mode::Codebook,
+        ),
+        ("encoder.layer.5.output.dense.weight", Mode::Scale),
+    ] {
+        let lin = model.linears().find(|l| l.name == name).unwrap();
+        let LinearWeight::Dense { wt } = &lin.weight else {
+            panic!("dense model")
+        };
+        let w = jlcm::runtime::dense::transpose(wt, lin.n_in, lin.n_out);
+        let opts = CompressOptions {
+            bits: 2,
+            groups: 4,
+            iters: 2,
+            mode,
+            ..CompressOptions::default()
+        };
+        let (p, _) = compress_matrix(
+            name,
+            jlcm::format::safetensors::Dtype::F32,
+            &[lin.n_out, lin.n_in],
+            &w,
+            lin.n_out,
+            lin.n_in,
+            &Hessian::Identity(lin.n_in),
+            &opts,
+            &mut |_| Control::Continue,
+        )
+        .unwrap();
+        out.insert(name.to_string(), p);
+    }
+    out
+}
+
+#[test]
+fn finetune_gradients_match_finite_differences() {
+    use jlcm::engine::finetune::gradient_check;
+    let Some(m) = load_model() else { return };
+    let encoder = SentenceEncoder::from_bytes(&m.config, &m.tokenizer, &m.weights).unwrap();
+    let ids = encoder.tokenizer.encode_all(&sentences()[..3]).unwrap();
+    let packed = three_compressed(&encoder.model);
+    let probes: Vec<(String, usize)> = packed
+        .keys()
+        .flat_map(|n| [(n.clone(), 0), (n.clone(), 2), (n.clone(), 3)])
+        .collect();
+    let g = gradient_check(&encoder.model, &ids, &packed, &probes).unwrap();
+    let scale = g.iter().map(|(_, n)| n.abs()).fold(0.0, f64::max);
+    assert!(scale > 0.0);
+    for ((name, at), (analytic, numeric)) in probes.iter().zip(&g) {
+        // f32 forward passes: the central difference carries rounding noise
+        // of about 1e-3 of the largest gradient.
+        eprintln!("{name}[{at}] {analytic:.6e} {numeric:.6e}");
+        let err = (analytic - numeric).abs();
+        assert!(
+            err <= 0.03 * numeric.abs() + 2e-3 * scale,
+            "{name}[{at}]: backward {analytic:.6e}, finite difference {numeric:.6e}"
+        );
+    }
+}
+
+#[test]
+fn finetune_lowers_the_calibration_loss_and_never_raises_it() {
+    use jlcm::engine::finetune::{finetune, FinetuneOptions};
+    let Some(m) = load_model() else { return };
+    let encoder = SentenceEncoder::from_bytes(&m.config, &m.tokenizer, &m.weights).unwrap();
+    let ids = encoder.tokenizer.encode_all(&sentences()).unwrap();
+    let before = three_compressed(&encoder.model);
+    let mut packed = before.clone();
+    let opts = FinetuneOptions {
+        steps: 6,
+        batch_size: 4,
+        ..FinetuneOptions::default()
+    };
+    let mut seen = 0;
+    let (biases, rep) = finetune(&encoder.model, &ids, &mut packed, &opts, &mut |s, l| {
+        seen = s;
+        assert!(l.is_finite());
+        Control::Continue
+    })
+    .unwrap();
+    assert_eq!(seen, 6);
+    assert_eq!(rep.step_losses.len(), 6);
+    assert!(rep.kept, "{rep:?}");
+    assert!(rep.final_loss < rep.initial_loss, "{rep:?}");
+    assert_eq!(biases.len(), 3);
+    for (name, p) in &packed {
+        let b = &before[name];
+        assert_eq!(p.indices, b.indices, "{name}: the mappings stay");
+        assert_ne!(p.codebooks, b.codebooks, "{name}: the codebooks moved");
+        assert_eq!(biases[name].len(), p.n_out);
+    }
+    // A step so large it cannot help: the parameters are left as they were.
+    let mut wild = before.clone();
+    let (_, rep) = finetune(
+        &encoder.model,
+        &ids,
+        &mut wild,
+        &FinetuneOptions {
+            steps: 2,
+            lr: 1e3,
+            ..opts
+        },
+        &mut |_, _| Control::Continue,
+    )
+    .unwrap();
+    assert!(!rep.kept, "{rep:?}");
+    assert_eq!(rep.final_loss, rep.initial_loss);
+    for (name, p) in &wild {
+        assert_eq!(p.codebooks, before[name].codebooks, "{name}");
+    }
+    assert!(
+        finetune(&encoder.model, &[], &mut wild, &opts, &mut |_, _| {
+            Control::Continue
+        })
+        .is_err()
+    );
+}

@@ -6,6 +6,7 @@ pub mod budget;
 pub mod calib;
 pub mod compress;
 pub mod error;
+pub mod finetune;
 pub mod group;
 pub mod hessian;
 pub mod kmeans;

@@ -23,9 +23,9 @@ pub trait LinearInputObserver {
 
 /// LayerNorm parameters.
 #[derive(Debug, Clone)]
-struct LayerNorm {
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
+pub(crate) struct LayerNorm {
+    pub(crate) gamma: Vec<f32>,
+    pub(crate) beta: Vec<f32>,
 }
 
 impl LayerNorm {
@@ -42,15 +42,15 @@ impl LayerNorm {
 
 /// One encoder layer.
 #[derive(Debug, Clone)]
-struct EncoderLayer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attention_output: Linear,
-    attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    output_norm: LayerNorm,
+pub(crate) struct EncoderLayer {
+    pub(crate) query: Linear,
+    pub(crate) key: Linear,
+    pub(crate) value: Linear,
+    pub(crate) attention_output: Linear,
+    pub(crate) attention_norm: LayerNorm,
+    pub(crate) intermediate: Linear,
+    pub(crate) output: Linear,
+    pub(crate) output_norm: LayerNorm,
 }
 
 /// A BERT-family encoder producing normalised mean-pooled sentence embeddings.
@@ -266,6 +266,16 @@ impl BertModel {
             })?;
         }
         Ok(self.pool(&hidden, &lens))
+    }
+
+    /// The encoder layers (the engine's end-to-end tuning runs them itself).
+    pub(crate) fn layers(&self) -> &[EncoderLayer] {
+        &self.layers
+    }
+
+    /// The MLP's activation.
+    pub(crate) fn activation(&self) -> Activation {
+        self.activation
     }
 
     /// Number of encoder layers.
