@@ -40,9 +40,10 @@ use jlcm::engine::baselines::{
 };
 use jlcm::engine::calib::{calibrate, CalibrationAccumulator, InputMeans};
 use jlcm::engine::compress::{correct_bias, hessian_for, read_calibration, Calibration};
+use jlcm::engine::finetune::{finetune, FinetuneOptions};
 use jlcm::engine::sequential::{compress_sequential, SequentialOptions};
 use jlcm::engine::{compress_matrix, CompressOptions, Control, Hessian, MoveRule};
-use jlcm::format::packed::Mode;
+use jlcm::format::packed::{Mode, PackedTensor};
 use jlcm::format::safetensors::{self as st, Dtype, OwnedTensor, SafetensorsFile};
 use jlcm::runtime::SentenceEncoder;
 use ndarray::{Array2, ArrayView2};
@@ -109,6 +110,12 @@ enum Method {
     JlcmPlan {
         plan: BTreeMap<String, u8>,
         dim: u8,
+    },
+    /// [`Method::JlcmPlan`] (d = 1), then the codebooks and biases tuned end
+    /// to end on the calibration sentences (`jlcm::engine::finetune`).
+    JlcmPlanTuned {
+        plan: BTreeMap<String, u8>,
+        tune: FinetuneOptions,
     },
     /// JLCM codebook G16 with sequential, target-corrected calibration
     /// (`jlcm::engine::sequential`): the weights in forward order, each fitted
@@ -267,6 +274,13 @@ fn settings() -> Vec<(String, Method)> {
                 },
             ));
             if dim == 1 {
+                v.push((
+                    format!("JLCM plan {name} d1 tuned"),
+                    Method::JlcmPlanTuned {
+                        plan: plan.clone(),
+                        tune: tune_options(),
+                    },
+                ));
                 for refit_bias in [false, true] {
                     v.push((
                         format!(
@@ -508,6 +522,24 @@ fn jlcm_one(
     calib: &Calibration,
     opts: &CompressOptions,
 ) -> Quantized {
+    let packed = jlcm_packed(name, w, n_out, n_in, calib, opts);
+    Quantized {
+        n_out,
+        n_in,
+        weights: packed.decode_f32(),
+        stored_bits: packed.stored_bits(),
+    }
+}
+
+/// [`jlcm_one`], the packed tensor.
+fn jlcm_packed(
+    name: &str,
+    w: &[f32],
+    n_out: usize,
+    n_in: usize,
+    calib: &Calibration,
+    opts: &CompressOptions,
+) -> PackedTensor {
     let h = hessian_for(name, n_in, Some(calib), opts.damping).expect("calibration H");
     let (packed, _) = compress_matrix(
         name,
@@ -521,12 +553,24 @@ fn jlcm_one(
         &mut |_| Control::Continue,
     )
     .expect("compress");
-    Quantized {
-        n_out,
-        n_in,
-        weights: packed.decode_f32(),
-        stored_bits: packed.stored_bits(),
+    packed
+}
+
+/// End-to-end tuning of the `JLCM plan … tuned` settings: the defaults, or
+/// `JLCM_QUALITY_TUNE=STEPS,LR[,BATCH]`.
+fn tune_options() -> FinetuneOptions {
+    let mut o = FinetuneOptions::default();
+    if let Ok(v) = std::env::var("JLCM_QUALITY_TUNE") {
+        let f: Vec<&str> = v.split(',').collect();
+        o.steps = f[0].parse().expect("JLCM_QUALITY_TUNE steps");
+        if let Some(lr) = f.get(1) {
+            o.lr = lr.parse().expect("JLCM_QUALITY_TUNE lr");
+        }
+        if let Some(b) = f.get(2) {
+            o.batch_size = b.parse().expect("JLCM_QUALITY_TUNE batch");
+        }
     }
+    o
 }
 
 /// Groups of the `JLCM plan` settings: 16, or `JLCM_QUALITY_GROUPS`.
@@ -626,6 +670,7 @@ fn compress_one(
             }
         }
         Method::JlcmSequential { .. } => unreachable!("run by sequential_all"),
+        Method::JlcmPlanTuned { .. } => unreachable!("run by tuned_all"),
         Method::Rtn { bits } => rtn(name, w, n_out, n_in, bits, GROUP),
         Method::KmeansTensor { bits } => {
             kmeans_per_tensor(name, w, n_out, n_in, &diag(&raw_h()), bits, SEED)
@@ -708,6 +753,78 @@ fn sequential_all(
     v
 }
 
+/// All 36 weights by `plan` (d = 1, G16), then tuned end to end on the
+/// calibration sentences; the tuned biases come back as `….bias` entries.
+fn tuned_all(
+    dir: &Path,
+    weights: &BTreeMap<String, Vec<f32>>,
+    calib: &Calibration,
+    plan: &BTreeMap<String, u8>,
+    tune: &FinetuneOptions,
+) -> Vec<(String, Quantized)> {
+    let names = linear_names();
+    let mut packed: BTreeMap<String, PackedTensor> = names
+        .par_iter()
+        .map(|name| {
+            let w = &weights[name];
+            let n_in = calib[name].0[0];
+            let opts = CompressOptions {
+                bits: plan[name],
+                dim: 1,
+                groups: plan_groups(),
+                seed: SEED,
+                ..CompressOptions::default()
+            };
+            let p = jlcm_packed(name, w, w.len() / n_in, n_in, calib, &opts);
+            (name.clone(), p)
+        })
+        .collect();
+    let encoder = ModelFiles::read(dir).encoder(&BTreeMap::new());
+    let ids = encoder
+        .tokenizer
+        .encode_all(&read_lines(&calib_text_path()))
+        .expect("tokenise calibration sentences");
+    let (dense, rep) = finetune(&encoder.model, &ids, &mut packed, tune, &mut |s, l| {
+        if s % 4 == 1 {
+            eprintln!("tune step {s}: batch loss {l:.5}");
+        }
+        Control::Continue
+    })
+    .expect("finetune");
+    eprintln!(
+        "tuned {} steps (lr {}, batch {}): calibration loss {:.5} -> {:.5}{}",
+        rep.step_losses.len(),
+        tune.lr,
+        tune.batch_size,
+        rep.initial_loss,
+        rep.final_loss,
+        if rep.kept { "" } else { " (not kept)" }
+    );
+    // The tuned dense tensors (biases, LayerNorms): not weights, left out of the bit count.
+    let mut v: Vec<(String, Quantized)> = dense
+        .into_iter()
+        .map(|(n, b)| {
+            let q = Quantized {
+                n_out: b.len(),
+                n_in: 1,
+                weights: b,
+                stored_bits: 0,
+            };
+            (n, q)
+        })
+        .collect();
+    for (n, p) in packed {
+        let q = Quantized {
+            n_out: p.n_out,
+            n_in: p.n_in,
+            weights: p.decode_f32(),
+            stored_bits: p.stored_bits(),
+        };
+        v.push((n, q));
+    }
+    v
+}
+
 /// Child process: compress all 36 weights with setting `index`, write the
 /// dequantised weights and the figures to `out`.
 fn run_child(index: usize, calib_path: &Path, out: &Path) {
@@ -740,6 +857,8 @@ fn run_child(index: usize, calib_path: &Path, out: &Path) {
     } = method
     {
         sequential_all(&dir, plan.as_ref(), *bits, *refit_bias)
+    } else if let Method::JlcmPlanTuned { plan, tune } = method {
+        tuned_all(&dir, &weights, &calib, plan, tune)
     } else {
         names
             .par_iter()
@@ -756,7 +875,7 @@ fn run_child(index: usize, calib_path: &Path, out: &Path) {
     let seconds = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_start;
     let rss_peak = vm_hwm_kib();
-    let is_bias = |n: &str| n.ends_with(".bias");
+    let is_bias = |n: &str| !linear_names().iter().any(|w| w == n);
     let stored: u64 = results.iter().map(|(_, q)| q.stored_bits).sum();
     let n_weights: usize = results
         .iter()

@@ -566,11 +566,10 @@ fn finetune_gradients_match_finite_differences() {
     assert!(scale > 0.0);
     for ((name, at), (analytic, numeric)) in probes.iter().zip(&g) {
         // f32 forward passes: the central difference carries rounding noise
-        // of about 1e-3 of the largest gradient.
-        eprintln!("{name}[{at}] {analytic:.6e} {numeric:.6e}");
+        // (measured: within 0.2 % of each value).
         let err = (analytic - numeric).abs();
         assert!(
-            err <= 0.03 * numeric.abs() + 2e-3 * scale,
+            err <= 0.01 * numeric.abs() + 1e-3 * scale,
             "{name}[{at}]: backward {analytic:.6e}, finite difference {numeric:.6e}"
         );
     }
@@ -590,7 +589,7 @@ fn finetune_lowers_the_calibration_loss_and_never_raises_it() {
         ..FinetuneOptions::default()
     };
     let mut seen = 0;
-    let (biases, rep) = finetune(&encoder.model, &ids, &mut packed, &opts, &mut |s, l| {
+    let (dense, rep) = finetune(&encoder.model, &ids, &mut packed, &opts, &mut |s, l| {
         seen = s;
         assert!(l.is_finite());
         Control::Continue
@@ -600,12 +599,14 @@ fn finetune_lowers_the_calibration_loss_and_never_raises_it() {
     assert_eq!(rep.step_losses.len(), 6);
     assert!(rep.kept, "{rep:?}");
     assert!(rep.final_loss < rep.initial_loss, "{rep:?}");
-    assert_eq!(biases.len(), 3);
+    // 3 biases and 6 layers x 2 LayerNorms x (gain, shift).
+    assert_eq!(dense.len(), 3 + 24, "{:?}", dense.keys());
+    assert_eq!(dense["encoder.layer.5.output.LayerNorm.weight"].len(), 384);
     for (name, p) in &packed {
         let b = &before[name];
         assert_eq!(p.indices, b.indices, "{name}: the mappings stay");
         assert_ne!(p.codebooks, b.codebooks, "{name}: the codebooks moved");
-        assert_eq!(biases[name].len(), p.n_out);
+        assert_eq!(dense[&name.replace(".weight", ".bias")].len(), p.n_out);
     }
     // A step so large it cannot help: the parameters are left as they were.
     let mut wild = before.clone();

@@ -24,6 +24,8 @@ pub trait LinearInputObserver {
 /// LayerNorm parameters.
 #[derive(Debug, Clone)]
 pub(crate) struct LayerNorm {
+    /// Tensor name prefix (`….LayerNorm`; `.weight` is gamma, `.bias` beta).
+    pub(crate) name: String,
     pub(crate) gamma: Vec<f32>,
     pub(crate) beta: Vec<f32>,
 }
@@ -31,6 +33,7 @@ pub(crate) struct LayerNorm {
 impl LayerNorm {
     fn load(src: &mut WeightSource, prefix: &str, width: usize) -> Result<Self> {
         Ok(Self {
+            name: prefix.to_string(),
             gamma: src.dense(&format!("{prefix}.weight"), &[width])?,
             beta: src.dense(&format!("{prefix}.bias"), &[width])?,
         })
