@@ -557,10 +557,17 @@ fn finetune_gradients_match_finite_differences() {
     let encoder = SentenceEncoder::from_bytes(&m.config, &m.tokenizer, &m.weights).unwrap();
     let ids = encoder.tokenizer.encode_all(&sentences()[..3]).unwrap();
     let packed = three_compressed(&encoder.model);
-    let probes: Vec<(String, usize)> = packed
+    let mut probes: Vec<(String, usize)> = packed
         .keys()
         .flat_map(|n| [(n.clone(), 0), (n.clone(), 2), (n.clone(), 3)])
         .collect();
+    for n in [
+        "encoder.layer.1.attention.output.LayerNorm",
+        "encoder.layer.4.output.LayerNorm",
+    ] {
+        probes.push((format!("{n}.weight"), 7));
+        probes.push((format!("{n}.bias"), 100));
+    }
     let g = gradient_check(&encoder.model, &ids, &packed, &probes).unwrap();
     let scale = g.iter().map(|(_, n)| n.abs()).fold(0.0, f64::max);
     assert!(scale > 0.0);
@@ -608,6 +615,50 @@ fn finetune_lowers_the_calibration_loss_and_never_raises_it() {
         assert_ne!(p.codebooks, b.codebooks, "{name}: the codebooks moved");
         assert_eq!(dense[&name.replace(".weight", ".bias")].len(), p.n_out);
     }
+    // Written into the model file, the tuned tensors give the stated loss.
+    let file = jlcm::format::safetensors::SafetensorsFile::parse(&m.weights).unwrap();
+    let tensors: Vec<(String, jlcm::format::safetensors::OwnedTensor)> = file
+        .header
+        .tensors
+        .iter()
+        .map(|t| {
+            let data = match (packed.get(&t.name), dense.get(&t.name)) {
+                (Some(p), _) => jlcm::format::safetensors::from_f32(t.dtype, &p.decode_f32()),
+                (None, Some(v)) => jlcm::format::safetensors::from_f32(t.dtype, v),
+                (None, None) => file.tensor_bytes(t).to_vec(),
+            };
+            let t2 = jlcm::format::safetensors::OwnedTensor {
+                dtype: t.dtype,
+                shape: t.shape.clone(),
+                data,
+            };
+            (t.name.clone(), t2)
+        })
+        .collect();
+    let bytes = jlcm::format::safetensors::write(&tensors, &file.header.metadata).unwrap();
+    let tuned = BertModel::from_safetensors(&m.config, &bytes).unwrap();
+    let last = |model: &BertModel| {
+        let (mut h, lens) = model.input_hidden(&ids).unwrap();
+        for l in 0..model.num_layers() {
+            model
+                .forward_layer(l, &mut h, &lens, &mut |_, _| Ok(None))
+                .unwrap();
+        }
+        h
+    };
+    let (a, y) = (last(&tuned), last(&encoder.model));
+    let num: f64 = a
+        .iter()
+        .zip(&y)
+        .map(|(a, y)| ((a - y) as f64).powi(2))
+        .sum();
+    let den: f64 = y.iter().map(|y| (*y as f64).powi(2)).sum();
+    let loss = num / den;
+    assert!(
+        (loss - rep.final_loss).abs() <= 1e-3 * rep.final_loss,
+        "the written model's loss {loss} against the reported {}",
+        rep.final_loss
+    );
     // A step so large it cannot help: the parameters are left as they were.
     let mut wild = before.clone();
     let (_, rep) = finetune(

@@ -515,7 +515,7 @@ impl Net {
         let (h, heads) = (self.hidden, self.heads);
         let dh = h / heads;
         let scale = 1.0 / (dh as f32).sqrt();
-        for (l, layer) in model.layers().iter().enumerate() {
+        for l in 0..model.num_layers() {
             let lin = &self.lins[l * 6..l * 6 + 6];
             let q = lin[0].forward(&x, t);
             let k = lin[1].forward(&x, t);
@@ -550,13 +550,7 @@ impl Net {
             let mut a = lin[3].forward(&ctx, t);
             ops::add_in_place(&mut a, &x);
             let (mut xhat1, mut inv1) = (Vec::new(), Vec::new());
-            norm_forward(
-                &mut a,
-                &layer.attention_norm,
-                self.eps,
-                &mut xhat1,
-                &mut inv1,
-            );
+            norm_forward(&mut a, &self.norms[2 * l], self.eps, &mut xhat1, &mut inv1);
             let u = lin[4].forward(&a, t);
             let mut g = u.clone();
             self.activation.apply(&mut g);
@@ -565,7 +559,7 @@ impl Net {
             let (mut xhat2, mut inv2) = (Vec::new(), Vec::new());
             norm_forward(
                 &mut out,
-                &layer.output_norm,
+                &self.norms[2 * l + 1],
                 self.eps,
                 &mut xhat2,
                 &mut inv2,
@@ -814,12 +808,40 @@ pub fn gradient_check(
     let g = net.backward(model, &lens, &caches, dh, &FinetuneOptions::default());
     let mut out = Vec::new();
     for (name, at) in probes {
+        let eps = 1e-3f32;
+        // A LayerNorm gain or shift (`….LayerNorm.weight` / `.bias`), or a codeword.
+        let norm = net.norms.iter().position(|n| {
+            name.strip_prefix(n.name.as_str())
+                .is_some_and(|r| r == ".weight" || r == ".bias")
+        });
+        if let Some(k) = norm {
+            let gain = name.ends_with(".weight");
+            fn slot<'a>(net: &'a mut Net, k: usize, gain: bool, at: usize) -> &'a mut f32 {
+                let n = &mut net.norms[k];
+                if gain {
+                    &mut n.gamma[at]
+                } else {
+                    &mut n.beta[at]
+                }
+            }
+            let orig = *slot(&mut net, k, gain, *at);
+            let at_value = |net: &mut Net, v: f32| -> Result<f64, RuntimeError> {
+                *slot(net, k, gain, *at) = v;
+                loss(net)
+            };
+            let plus = at_value(&mut net, orig + eps)?;
+            let minus = at_value(&mut net, orig - eps)?;
+            at_value(&mut net, orig)?;
+            let (gg, gb) = &g.norms[k];
+            let analytic = if gain { gg[*at] } else { gb[*at] };
+            out.push((analytic as f64, (plus - minus) / (2.0 * eps as f64)));
+            continue;
+        }
         let i = net
             .lins
             .iter()
             .position(|l| &l.name == name && l.tune.is_some())
             .ok_or_else(|| RuntimeError::Input(format!("`{name}` is not tuned")))?;
-        let eps = 1e-3f32;
         let orig = net.lins[i].tune.as_ref().map_or(0.0, |t| t.books[*at]);
         let at_value = |net: &mut Net, v: f32| -> Result<f64, RuntimeError> {
             if let Some(t) = net.lins[i].tune.as_mut() {
