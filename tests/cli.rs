@@ -226,3 +226,120 @@ fn sequential_without_a_model_folder_is_a_one_line_error() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
     assert!(!output.exists());
 }
+
+/// The cached real model's folder, `None` when absent and skipping is allowed.
+fn real_model() -> Option<PathBuf> {
+    let dir = std::env::var_os("JLCM_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map_or_else(|| "/root".into(), PathBuf::from);
+            std::env::var_os("JLCM_CACHE")
+                .map_or_else(|| home.join(".cache/jlcm"), PathBuf::from)
+                .join("models/all-MiniLM-L6-v2")
+        });
+    if dir.join("model.safetensors").is_file() {
+        return Some(dir);
+    }
+    assert_eq!(
+        std::env::var("JLCM_SKIP_MODEL_TESTS").as_deref(),
+        Ok("1"),
+        "the real model is not at {}: run `bash scripts/fetch-model.sh`",
+        dir.display()
+    );
+    None
+}
+
+/// The bytes of each tensor of a safetensors file, by name.
+fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use jlcm::format::safetensors::SafetensorsFile;
+    let bytes = fs::read(path).expect("read");
+    let f = SafetensorsFile::parse(&bytes).expect("parse");
+    f.header
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), f.tensor_bytes(t).to_vec()))
+        .collect()
+}
+
+#[test]
+fn tune_changes_codebooks_biases_and_layernorms_but_not_the_mappings() {
+    let Some(model) = real_model() else { return };
+    let dir = scratch("tune");
+    let text = dir.join("calib.txt");
+    fs::write(
+        &text,
+        "A quick brown fox jumps over the lazy dog.\nThe weather is cold today.\nCompilers turn source code into machine code.\nShe reads a book every week.\n",
+    )
+    .expect("write text");
+    let input = model.join("model.safetensors");
+    let (plain, tuned) = (dir.join("plain.safetensors"), dir.join("tuned.safetensors"));
+    let base = [
+        "compress",
+        input.to_str().expect("path"),
+        "--bits",
+        "2",
+        "--iters",
+        "2",
+        "--tensors",
+        r"^encoder\.layer\.[01]\..*\.weight$",
+    ];
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend(["-o", out.to_str().expect("path")]);
+        args.extend(extra);
+        let o = jlcm(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    run(&plain, &[]);
+    let log = run(
+        &tuned,
+        &[
+            "--tune",
+            model.to_str().expect("path"),
+            "--calib-text",
+            text.to_str().expect("path"),
+            "--tune-steps",
+            "4",
+        ],
+    );
+    assert!(log.contains("tuned 12 weights end to end"), "{log}");
+    let (a, b) = (tensors(&plain), tensors(&tuned));
+    assert_eq!(a.len(), b.len());
+    let q = "encoder.layer.0.attention.self.query.weight";
+    assert_eq!(
+        a[&format!("{q}.jlcm.idx")],
+        b[&format!("{q}.jlcm.idx")],
+        "mappings stay"
+    );
+    assert_ne!(a[&format!("{q}.jlcm.codebook")], b[&format!("{q}.jlcm.codebook")]);
+    assert_ne!(
+        a["encoder.layer.0.attention.self.query.bias"],
+        b["encoder.layer.0.attention.self.query.bias"]
+    );
+    assert_ne!(
+        a["encoder.layer.3.output.LayerNorm.weight"],
+        b["encoder.layer.3.output.LayerNorm.weight"]
+    );
+    // Not tuned: the embeddings and the layers left dense.
+    for n in [
+        "embeddings.word_embeddings.weight",
+        "encoder.layer.4.output.dense.weight",
+    ] {
+        assert_eq!(a[n], b[n], "{n}");
+    }
+    // --calib-text alone is a one-line error.
+    let mut args: Vec<&str> = base.to_vec();
+    let never = dir.join("never.safetensors");
+    args.extend([
+        "-o",
+        never.to_str().expect("path"),
+        "--calib-text",
+        text.to_str().expect("path"),
+    ]);
+    let o = jlcm(&args);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!never.exists());
+}

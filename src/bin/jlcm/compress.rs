@@ -21,6 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use jlcm::engine::budget::{self, Candidate, TensorChoices};
 use jlcm::engine::calib::sensitivities_from_metadata;
 use jlcm::engine::compress::{hessian_for, selected, Calibration};
+use jlcm::engine::finetune::{finetune, FinetuneOptions};
 use jlcm::engine::sequential::{
     compress_sequential, SequentialOptions, SequentialResult, DEFAULT_CORRECTION_DAMPING,
 };
@@ -133,9 +134,27 @@ pub struct CompressArgs {
     /// budget (and tensors that are not Linear layers of the model).
     #[arg(long, requires = "calib_text", conflicts_with = "shard")]
     sequential: Option<PathBuf>,
-    /// Calibration sentences for --sequential, one per line.
-    #[arg(long, requires = "sequential")]
+    /// Calibration sentences for --sequential and --tune, one per line.
+    #[arg(long)]
     calib_text: Option<PathBuf>,
+    /// With --sequential: refit each compressed layer's bias with its
+    /// weight (an affine fit; the bias is stored dense anyway).
+    #[arg(long, requires = "sequential")]
+    refit_bias: bool,
+    /// End-to-end tuning of a BERT-family model (MODEL_DIR has config.json
+    /// and tokenizer.json): after compression, the codebooks of its
+    /// compressed Linear weights, their biases and the encoder's LayerNorm
+    /// parameters are tuned together (Adam) so the last hidden states
+    /// approach the original's on --calib-text. The mappings stay; no
+    /// stored bit is added.
+    #[arg(long, requires = "calib_text", conflicts_with = "shard")]
+    tune: Option<PathBuf>,
+    /// Steps of --tune (one batch of 32 calibration sentences each).
+    #[arg(long, default_value_t = FinetuneOptions::default().steps, requires = "tune")]
+    tune_steps: usize,
+    /// Step size of --tune, relative to each tensor's RMS codeword.
+    #[arg(long, default_value_t = FinetuneOptions::default().lr, requires = "tune")]
+    tune_lr: f32,
     /// Damping of --sequential's target solve, as a fraction of the mean
     /// diagonal of H (larger: closer to the original weights).
     #[arg(long, default_value_t = DEFAULT_CORRECTION_DAMPING, requires = "sequential")]
@@ -429,10 +448,39 @@ pub fn run(a: CompressArgs) -> Result<()> {
     }
 
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
-    let pre = match &a.sequential {
+    if a.sequential.is_some() != a.calib_text.is_some() && a.tune.is_none() {
+        bail!("--calib-text is for --sequential or --tune");
+    }
+    let mut pre = match &a.sequential {
         Some(dir) => sequential(&a, dir, &jobs, &opts)?,
         None => BTreeMap::new(),
     };
+    // Dense tensors written instead of the input's (refitted or tuned biases, LayerNorms).
+    let mut replace: BTreeMap<String, Vec<f32>> = pre
+        .iter()
+        .filter_map(|(name, r)| Some((bias_name(name), r.bias.clone()?)))
+        .collect();
+    if let Some(dir) = &a.tune {
+        tune(
+            &a,
+            dir,
+            &jobs,
+            &parsed,
+            calib.as_ref(),
+            &opts,
+            &mut pre,
+            &mut replace,
+        )?;
+    }
+    for j in &jobs {
+        if let Some(v) = replace.get(&j.entry.name) {
+            anyhow::ensure!(
+                !j.compress && v.len() == j.entry.num_elements(),
+                "`{}`: a tuned tensor does not fit the input's",
+                j.entry.name
+            );
+        }
+    }
     let mut out = TempOutput::create(&a.output)?;
     let file = out.take();
     let mut writer = StreamWriter::new(file, &specs, &metadata)?;
@@ -444,6 +492,7 @@ pub fn run(a: CompressArgs) -> Result<()> {
         &opts,
         memory_budget,
         &Mutex::new(pre),
+        &replace,
         &mut writer,
     )?;
     let planned = writer.planned_len();
@@ -744,7 +793,7 @@ fn sequential(
         opts,
         &SequentialOptions {
             correction_damping: a.sequential_damping,
-            refit_bias: false,
+            refit_bias: a.refit_bias,
         },
         &bits,
         &mut |p| {
@@ -789,6 +838,152 @@ fn sequential(
     Ok(out)
 }
 
+/// `….bias` of the weight `….weight`.
+fn bias_name(weight: &str) -> String {
+    format!("{}.bias", weight.strip_suffix(".weight").unwrap_or(weight))
+}
+
+/// `--tune`: compress the model's Linear weights among `jobs` that
+/// `--sequential` did not (as the streaming pass would), tune them end to
+/// end (engine::finetune), and hand them to the streaming pass in `pre`;
+/// the tuned dense tensors go to `replace`.
+#[allow(clippy::too_many_arguments)]
+fn tune(
+    a: &CompressArgs,
+    dir: &std::path::Path,
+    jobs: &[Job],
+    parsed: &[SafetensorsFile],
+    calib: Option<&CalibSource>,
+    opts: &CompressOptions,
+    pre: &mut BTreeMap<String, SequentialResult>,
+    replace: &mut BTreeMap<String, Vec<f32>>,
+) -> Result<()> {
+    let text = a
+        .calib_text
+        .as_deref()
+        .context("--tune needs --calib-text")?;
+    let weights = a.input.is_file().then_some(a.input.as_path());
+    let encoder = load_encoder(dir, weights)?;
+    let ids = encoder.tokenizer.encode_all(&read_sentences(text)?)?;
+    let linears: std::collections::HashSet<&str> =
+        encoder.model.linears().map(|l| l.name.as_str()).collect();
+    let todo: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| j.compress && linears.contains(j.entry.name.as_str()))
+        .filter(|j| !pre.contains_key(&j.entry.name))
+        .collect();
+    let started = std::time::Instant::now();
+    let fresh = todo
+        .par_iter()
+        .map(|j| -> Result<(String, SequentialResult)> {
+            let t = &j.entry;
+            let (n_out, n_in) = j.n_out_in();
+            let w = st::to_f32(t, parsed[j.file].tensor_bytes(t))?;
+            let h = hessian_of(calib, &t.name, n_in, opts.damping)?;
+            let o = CompressOptions {
+                bits: j.bits,
+                ..opts.clone()
+            };
+            let (packed, report) = jlcm::engine::compress_matrix_owned(
+                &t.name,
+                t.dtype,
+                &t.shape,
+                w,
+                n_out,
+                n_in,
+                &h,
+                &o,
+                &mut |_| Control::Continue,
+            )?;
+            let r = SequentialResult {
+                packed,
+                report,
+                target_shift: 0.0,
+                uncorrected: false,
+                bias: None,
+            };
+            Ok((t.name.clone(), r))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    pre.extend(fresh);
+    let mut packed: BTreeMap<String, jlcm::format::packed::PackedTensor> = pre
+        .iter()
+        .filter(|(n, _)| linears.contains(n.as_str()))
+        .map(|(n, r)| (n.clone(), r.packed.clone()))
+        .collect();
+    anyhow::ensure!(
+        !packed.is_empty(),
+        "--tune: no Linear weight of the model is compressed"
+    );
+    // The tuning runs the model as the input has it, sequential results included.
+    let mut model = encoder.model.clone();
+    for lin in model.linears_mut() {
+        if let Some(b) = replace.get(&bias_name(&lin.name)) {
+            lin.bias = b.clone();
+        }
+    }
+    let fo = FinetuneOptions {
+        steps: a.tune_steps,
+        lr: a.tune_lr,
+        ..FinetuneOptions::default()
+    };
+    let bar = ProgressBar::new(fo.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] tuning {wide_bar} {pos}/{len} steps, batch loss {msg}, eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (dense, rep) = finetune(&model, &ids, &mut packed, &fo, &mut |step, loss| {
+        bar.set_position(step as u64);
+        bar.set_message(format!("{loss:.4}"));
+        if bar.is_hidden() && step % 16 == 0 {
+            eprintln!("[{step}/{}] tuning: batch loss {loss:.4}", fo.steps);
+        }
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            Control::Cancel
+        } else {
+            Control::Continue
+        }
+    })
+    .map_err(|e| anyhow::anyhow!("tuning: {e}"))?;
+    bar.finish_and_clear();
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        bail!("interrupted; no output written");
+    }
+    for (n, p) in packed {
+        if let Some(r) = pre.get_mut(&n) {
+            r.packed.codebooks = p.codebooks;
+        }
+    }
+    let in_file: std::collections::HashSet<&str> =
+        jobs.iter().map(|j| j.entry.name.as_str()).collect();
+    let mut missing = 0;
+    for (n, v) in dense {
+        if in_file.contains(n.as_str()) {
+            replace.insert(n, v);
+        } else {
+            missing += 1;
+        }
+    }
+    eprintln!(
+        "tuned {} weights end to end on {} sentences: {} steps in {:.1} s, calibration loss {:.5} -> {:.5}{}{}",
+        pre.len(),
+        ids.len(),
+        rep.step_losses.len(),
+        started.elapsed().as_secs_f64(),
+        rep.initial_loss,
+        rep.final_loss,
+        if rep.kept { "" } else { " (no gain: left as compressed)" },
+        if missing > 0 {
+            format!(", {missing} tuned tensors not in the input (not written)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
 fn clone_job(j: &Job) -> Job {
     Job {
         file: j.file,
@@ -824,6 +1019,7 @@ fn stream_compress(
     opts: &CompressOptions,
     memory_budget: u64,
     pre: &Mutex<BTreeMap<String, SequentialResult>>,
+    replace: &BTreeMap<String, Vec<f32>>,
     writer: &mut StreamWriter<std::fs::File>,
 ) -> Result<Vec<(TensorReport, f64, Option<f64>)>> {
     let n = jobs.len();
@@ -966,7 +1162,10 @@ fn stream_compress(
                 Done::Raw => {
                     let file = &parsed[j.file];
                     let spec = j.spec(opts);
-                    writer.write_parts(spec, &[file.tensor_bytes(&j.entry)])?;
+                    match replace.get(&j.entry.name) {
+                        Some(v) => writer.write_parts(spec, &[&st::from_f32(j.entry.dtype, v)])?,
+                        None => writer.write_parts(spec, &[file.tensor_bytes(&j.entry)])?,
+                    }
                     let (s, e) = file.header.file_range(&j.entry);
                     release(&maps[j.file], s, e);
                 }
