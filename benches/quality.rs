@@ -557,7 +557,7 @@ fn jlcm_packed(
 }
 
 /// End-to-end tuning of the `JLCM plan … tuned` settings: the defaults, or
-/// `JLCM_QUALITY_TUNE=STEPS,LR[,BATCH]`.
+/// `JLCM_QUALITY_TUNE=STEPS,LR[,BATCH[,EMBEDDING_WEIGHT]]`.
 fn tune_options() -> FinetuneOptions {
     let mut o = FinetuneOptions::default();
     if let Ok(v) = std::env::var("JLCM_QUALITY_TUNE") {
@@ -568,6 +568,9 @@ fn tune_options() -> FinetuneOptions {
         }
         if let Some(b) = f.get(2) {
             o.batch_size = b.parse().expect("JLCM_QUALITY_TUNE batch");
+        }
+        if let Some(a) = f.get(3) {
+            o.embedding_weight = a.parse().expect("JLCM_QUALITY_TUNE embedding weight");
         }
     }
     o
@@ -792,10 +795,11 @@ fn tuned_all(
     })
     .expect("finetune");
     eprintln!(
-        "tuned {} steps (lr {}, batch {}): calibration loss {:.5} -> {:.5}{}",
+        "tuned {} steps (lr {}, batch {}, embedding weight {}): calibration loss {:.5} -> {:.5}{}",
         rep.step_losses.len(),
         tune.lr,
         tune.batch_size,
+        tune.embedding_weight,
         rep.initial_loss,
         rep.final_loss,
         if rep.kept { "" } else { " (not kept)" }

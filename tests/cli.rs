@@ -312,7 +312,10 @@ fn tune_changes_codebooks_biases_and_layernorms_but_not_the_mappings() {
         b[&format!("{q}.jlcm.idx")],
         "mappings stay"
     );
-    assert_ne!(a[&format!("{q}.jlcm.codebook")], b[&format!("{q}.jlcm.codebook")]);
+    assert_ne!(
+        a[&format!("{q}.jlcm.codebook")],
+        b[&format!("{q}.jlcm.codebook")]
+    );
     assert_ne!(
         a["encoder.layer.0.attention.self.query.bias"],
         b["encoder.layer.0.attention.self.query.bias"]

@@ -644,16 +644,23 @@ fn finetune_lowers_the_calibration_loss_and_never_raises_it() {
                 .forward_layer(l, &mut h, &lens, &mut |_, _| Ok(None))
                 .unwrap();
         }
-        h
+        let e = model.pool(&h, &lens);
+        (h, e)
     };
-    let (a, y) = (last(&tuned), last(&encoder.model));
+    let ((a, ea), (y, ey)) = (last(&tuned), last(&encoder.model));
     let num: f64 = a
         .iter()
         .zip(&y)
         .map(|(a, y)| ((a - y) as f64).powi(2))
         .sum();
     let den: f64 = y.iter().map(|y| (*y as f64).powi(2)).sum();
-    let loss = num / den;
+    let emb: f64 = ea
+        .iter()
+        .zip(&ey)
+        .map(|(a, y)| ((a - y) as f64).powi(2))
+        .sum();
+    // The objective with its default weight 1 on the embedding term.
+    let loss = num / den + emb / ids.len() as f64;
     assert!(
         (loss - rep.final_loss).abs() <= 1e-3 * rep.final_loss,
         "the written model's loss {loss} against the reported {}",

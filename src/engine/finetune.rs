@@ -11,7 +11,12 @@
 //! distance between the compressed and the original model's last hidden
 //! states on the calibration sentences:
 //!
-//! `L = Σ_tokens ‖h̃_L − h_L‖² / Σ_tokens ‖h_L‖²`
+//! `L = Σ_tokens ‖h̃_L − h_L‖² / Σ_tokens ‖h_L‖²  +  α Σ_s ‖ẽ_s − e_s‖² / n_s`
+//!
+//! where `e_s` is sentence `s`'s embedding (mean-pooled, L2-normalised:
+//! `‖ẽ − e‖² = 2 (1 − cos)`) and `α` is
+//! [`FinetuneOptions::embedding_weight`]: the token term gives many
+//! targets per sentence, the embedding term is what the user measures.
 //!
 //! The gradient of a codeword is the sum of `∂L/∂Ŵ_rj` over the weights
 //! that map to it (times the group's scale in scale mode). The backward
@@ -46,6 +51,8 @@ pub struct FinetuneOptions {
     pub tune_biases: bool,
     /// Tune the encoder layers' LayerNorm parameters too.
     pub tune_norms: bool,
+    /// Weight of the embedding term in the objective (module docs).
+    pub embedding_weight: f32,
 }
 
 impl Default for FinetuneOptions {
@@ -56,6 +63,7 @@ impl Default for FinetuneOptions {
             lr: 0.001,
             tune_biases: true,
             tune_norms: true,
+            embedding_weight: 1.0,
         }
     }
 }
@@ -111,16 +119,17 @@ pub fn finetune(
         }
         targets.push((h, lens));
     }
+    let alpha = opts.embedding_weight as f64;
     let full_loss = |net: &Net| -> Result<f64, RuntimeError> {
-        let (mut num, mut den) = (0f64, 0f64);
-        for (b, (t, _)) in batches.iter().zip(&targets) {
+        let (mut num, mut den, mut emb) = (0f64, 0f64, 0f64);
+        for (b, (t, lens)) in batches.iter().zip(&targets) {
             let (h, _) = net.forward(model, b, None)?;
-            for (a, y) in h.iter().zip(t) {
-                num += ((a - y) as f64).powi(2);
-                den += (*y as f64).powi(2);
-            }
+            let o = objective(&h, t, lens, None);
+            num += o.hidden;
+            den += o.hidden_norm;
+            emb += o.embedding;
         }
-        Ok(num / den.max(1e-30))
+        Ok(num / den.max(1e-30) + alpha * emb / sentences.len() as f64)
     };
     let initial_loss = full_loss(&net)?;
     let saved = net.snapshot();
@@ -131,22 +140,9 @@ pub fn finetune(
         let (t, lens) = &targets[i];
         let mut caches = Vec::new();
         let (h, _) = net.forward(model, batches[i], Some(&mut caches))?;
-        let den: f64 = t
-            .iter()
-            .map(|y| (*y as f64).powi(2))
-            .sum::<f64>()
-            .max(1e-30);
-        let loss: f64 = h
-            .iter()
-            .zip(t)
-            .map(|(a, y)| ((a - y) as f64).powi(2))
-            .sum::<f64>()
-            / den;
-        let dh: Vec<f32> = h
-            .iter()
-            .zip(t)
-            .map(|(a, y)| (2.0 * (a - y) as f64 / den) as f32)
-            .collect();
+        let mut dh = vec![0f32; h.len()];
+        let o = objective(&h, t, lens, Some((&mut dh, alpha)));
+        let loss = o.hidden / o.hidden_norm.max(1e-30) + alpha * o.embedding / lens.len() as f64;
         let grads = net.backward(model, lens, &caches, dh, opts);
         net.adam_step(&mut adam, &grads, opts, step + 1);
         step_losses.push(loss);
@@ -185,6 +181,69 @@ pub fn finetune(
             kept,
         },
     ))
+}
+
+/// The objective's parts on one batch: `Σ ‖h̃ − h‖²`, `Σ ‖h‖²` and
+/// `Σ_s ‖ẽ_s − e_s‖²`.
+struct Objective {
+    hidden: f64,
+    hidden_norm: f64,
+    embedding: f64,
+}
+
+/// [`Objective`] of last hidden states `h` against the original's `t`
+/// (sentences of `lens` tokens end to end); with `grad = (dh, α)`, writes
+/// the gradient of the batch's `L` (module docs) at `h` into `dh`.
+fn objective(h: &[f32], t: &[f32], lens: &[usize], grad: Option<(&mut [f32], f64)>) -> Objective {
+    let hidden: f64 = h.iter().zip(t).map(|(a, y)| ((a - y) as f64).powi(2)).sum();
+    let hidden_norm: f64 = t.iter().map(|y| (*y as f64).powi(2)).sum();
+    let width = h.len() / lens.iter().sum::<usize>().max(1);
+    let pool = |x: &[f32], start: usize, len: usize| -> (Vec<f64>, f64) {
+        let mut m = vec![0f64; width];
+        for row in x[start * width..(start + len) * width].chunks_exact(width) {
+            for (s, v) in m.iter_mut().zip(row) {
+                *s += *v as f64 / len as f64;
+            }
+        }
+        let norm = m.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+        (m.iter().map(|v| v / norm).collect(), norm)
+    };
+    let mut embedding = 0f64;
+    let mut start = 0;
+    let mut grads = Vec::new();
+    for &len in lens {
+        let (e, norm) = pool(h, start, len);
+        let (e0, _) = pool(t, start, len);
+        let de: Vec<f64> = e.iter().zip(&e0).map(|(a, b)| 2.0 * (a - b)).collect();
+        embedding += e.iter().zip(&e0).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
+        grads.push((start, len, e, norm, de));
+        start += len;
+    }
+    if let Some((dh, alpha)) = grad {
+        let den = hidden_norm.max(1e-30);
+        for ((d, a), y) in dh.iter_mut().zip(h).zip(t) {
+            *d = (2.0 * (a - y) as f64 / den) as f32;
+        }
+        let n = lens.len() as f64;
+        for (start, len, e, norm, de) in grads {
+            let dot: f64 = e.iter().zip(&de).map(|(a, b)| a * b).sum();
+            let dm: Vec<f64> = e
+                .iter()
+                .zip(&de)
+                .map(|(e, d)| alpha / n * (d - e * dot) / norm / len as f64)
+                .collect();
+            for row in dh[start * width..(start + len) * width].chunks_exact_mut(width) {
+                for (v, g) in row.iter_mut().zip(&dm) {
+                    *v += *g as f32;
+                }
+            }
+        }
+    }
+    Objective {
+        hidden,
+        hidden_norm,
+        embedding,
+    }
 }
 
 /// A Linear layer as the tuning runs it: `W` both ways round.
