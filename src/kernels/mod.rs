@@ -121,7 +121,8 @@ pub fn error_budget(n_in: usize, sum_abs_products: f32) -> f32 {
 /// output over `n_in` inputs, with `max_abs_weight = max_j |ŵ_j|` (the row
 /// scale included) and `max_abs_x = max_j |x_j|`. Each of the
 /// `ceil(n_in / w)` slots of `w` inputs looks up one entry rounded to a
-/// step of `max|T| / 2047`, with `max|T| <= w max|c| max|x|`, so it is off
+/// step of `B / 2047`, with the chunk's bound `B = max_t Σ_j max|c_j| |x_j|
+/// <= w max|c| max|x|` ([`prepared::fixed_point_bound`]), so it is off
 /// by at most `w max|c| max|x| / 4094`; the slots add up to at most
 /// `(n_in + w) max|ŵ| max|x| / 4094` (`w <= 32`), plus the f32 roundings of
 /// [`error_budget`].
