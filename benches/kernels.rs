@@ -246,13 +246,14 @@ fn run_matrices(quick: bool, only: Option<(usize, usize)>) -> String {
                 .expect("valid")
                 .packed_bytes() as f64;
             for isa in Isa::available() {
-                // The default precision, and the fixed-point tables beside
-                // it on SIMD128 (selectable, not picked by default).
+                // The default precision, and on SIMD128 the other one
+                // beside it (both are implemented there).
                 let mut precisions = vec![None];
-                if isa == Isa::Simd128
-                    && PackedMatrix::default_precision(isa, 1) != LutPrecision::FixedPoint
-                {
-                    precisions.push(Some(LutPrecision::FixedPoint));
+                if isa == Isa::Simd128 {
+                    precisions.push(Some(match PackedMatrix::default_precision(isa, 1) {
+                        LutPrecision::Exact => LutPrecision::FixedPoint,
+                        LutPrecision::FixedPoint => LutPrecision::Exact,
+                    }));
                 }
                 for precision in precisions {
                     let mut m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid");

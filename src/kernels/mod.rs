@@ -176,15 +176,22 @@ impl PackedMatrix {
         })
     }
 
-    /// The one place that picks the lookup table precision: exact f32
-    /// tables everywhere. The fixed-point tables ([`LutPrecision::FixedPoint`],
-    /// SIMD128 only) are selectable with [`Self::set_precision`] but not
-    /// picked: in one Node run at 4096x4096 they were 6 % faster than exact
-    /// (2-bit 2.19 vs 2.32 ms, 4-bit 4.33 vs 4.58 ms) and slower at
-    /// 1024x1024 (4-bit 0.49 vs 0.29 ms), where building the table costs
-    /// more than the cheaper lookup saves (BENCHMARKS.md, session 7).
-    pub fn default_precision(_isa: Isa, _batch: usize) -> LutPrecision {
-        LutPrecision::Exact
+    /// The one place that picks the lookup table precision: the
+    /// fixed-point tables ([`LutPrecision::FixedPoint`]) for SIMD128 at
+    /// batch 1 (the matvec, the only batch the per-input lookup plan takes
+    /// under [`ProductPath::Auto`]), exact f32 tables everywhere else (the
+    /// native kernels have no fixed-point variant). Fixed point is within
+    /// [`fixed_point_error_budget`] and [`FIXED_POINT_RMS_BUDGET`] on every
+    /// lookup layout (tests/kernels.rs, natively and in wasm); since its
+    /// table is built in one pass it is faster than exact at every size
+    /// measured (Node, 4-bit: 3.26 vs 4.58 ms at 4096x4096, 0.21 vs 0.31 ms
+    /// at 1024x1024; BENCHMARKS.md, session 8).
+    pub fn default_precision(isa: Isa, batch: usize) -> LutPrecision {
+        if isa == Isa::Simd128 && batch == 1 {
+            LutPrecision::FixedPoint
+        } else {
+            LutPrecision::Exact
+        }
     }
 
     /// Force a table precision for every product (`None`: back to
