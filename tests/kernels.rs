@@ -14,7 +14,7 @@
 //! (without it the `--chrome` run skips the suite as "node only").
 
 use jlcm::format::packed::Mode;
-use jlcm::kernels::prepared::{LutPrecision, ProductPath};
+use jlcm::kernels::prepared::{LutPrecision, ProductPath, FIXED_CHUNK_PAIRS};
 use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};
 use jlcm::kernels::{
     error_budget, fixed_point_error_budget, reference, DenseMatrix, Isa, KernelError, PackedMatrix,
@@ -315,6 +315,26 @@ fn fixed_point_lookup_every_lookup_layout_and_ragged_shape() {
                 }
             }
         }
+    }
+}
+
+/// Fixed-point tables over more than one chunk of [`FIXED_CHUNK_PAIRS`]
+/// slot pairs, the last one ragged: 4500 inputs at 3 and 4 bits (2250
+/// pairs), 8300 at 2 bits (2075 pairs), one and two codebooks.
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn fixed_point_lookup_over_several_table_chunks() {
+    for (bits, n_in, groups, mode) in [
+        (4, 4500usize, 1, Mode::Codebook),
+        (3, 4500, 2, Mode::Scale),
+        (2, 8300, 2, Mode::Codebook),
+    ] {
+        let g = if bits == 3 { 1 } else { 4 / bits as usize };
+        assert!(
+            n_in.div_ceil(g).div_ceil(2) > FIXED_CHUNK_PAIRS,
+            "b {bits}: one chunk only"
+        );
+        check_fixed_point(spec(32, n_in, bits, 1, groups, mode), 800 + bits as u64);
     }
 }
 

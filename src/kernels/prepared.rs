@@ -24,7 +24,9 @@
 //!   each vector holds one slot pair of the 16 rows. Tables are built a
 //!   chunk of [`LUT_CHUNK_PAIRS`] slot pairs at a time, which every block of
 //!   the codebook then reads from L1 (see [`lut_table_offset`]; the portable
-//!   kernels keep whole f32s instead, [`portable_table_offset`]).
+//!   kernels keep whole f32s instead, [`portable_table_offset`]). The
+//!   fixed-point tables ([`LutPrecision::FixedPoint`]) take chunks of
+//!   [`FIXED_CHUNK_PAIRS`], read from L2.
 //! - [`Plan::Decode`] (`b >= 5`, or too few rows per codebook): per row,
 //!   unpack a chunk of indices and add `codeword · input slice`, `d` values
 //!   at a time, straight from the packed bytes (codewords gathered from an
@@ -52,6 +54,15 @@ pub const LUT_MIN_ROWS_PER_CODEBOOK: usize = 16;
 /// L1 while every block of the codebook runs over it. A multiple of 16 (the
 /// kernels transpose 16 pairs of 16 rows at a time).
 pub const LUT_CHUNK_PAIRS: usize = 128;
+/// Slot pairs per fixed-point table chunk: 2048 pairs are 128 KiB of
+/// table (in L2), a whole 4096-input row at 4 bits. Unlike the f32 tables'
+/// [`LUT_CHUNK_PAIRS`], the chunk is not kept to L1: with the table in L2
+/// each block reads 2 KiB of every row in one go instead of 128 bytes at a
+/// time, and at 4096x4096, 4-bit, 16 codebooks (rows of a codebook spread
+/// over the matrix) that was 2.26 ms instead of 3.26 ms in Node (512 pairs:
+/// 2.71, 1024: 2.44; BENCHMARKS.md, session 8). At most 4096 slots, so a
+/// chunk's `i32` lane sums stay below `4096 * 2047 < 2^24` (exact in f32).
+pub const FIXED_CHUNK_PAIRS: usize = 2048;
 /// Largest number of inputs one slot covers (`b = 1`, `d = 8`: 4 x 8).
 pub const MAX_SLOT_INPUTS: usize = 32;
 /// Indices unpacked at a time by the decode plan.
@@ -84,7 +95,7 @@ pub const MICRO_INPUTS: usize = 2;
 ///
 /// - `Exact`: f32 partial sums, split into 4 byte planes (4 swizzles per slot
 ///   and 16 rows), within [`super::error_budget`] of the reference.
-/// - `FixedPoint`: per table chunk ([`LUT_CHUNK_PAIRS`] slot pairs of one
+/// - `FixedPoint`: per table chunk ([`FIXED_CHUNK_PAIRS`] slot pairs of one
 ///   codebook and input), the f32 partial sums are quantised to integers
 ///   `q = round(T * FIXED_POINT_MAX / B)` (`|q| <= 2047`, 12 bits) with one
 ///   f32 scale `B / FIXED_POINT_MAX` per chunk, where `B >= max|T|` is
@@ -93,7 +104,7 @@ pub const MICRO_INPUTS: usize = 2;
 ///   and a high byte plane (2 swizzles per slot and 16 rows). Lanes add `i16`
 ///   sums over [`FIXED_GROUP_SLOTS`] slots (`16 * 2047 < 2^15`: no
 ///   overflow), widen them to `i32` (exact: a chunk sums at most
-///   `256 * 2047 < 2^24`, so its conversion to f32 is exact too) and scale
+///   `4096 * 2047 < 2^24`, so its conversion to f32 is exact too) and scale
 ///   once per chunk. Within [`super::fixed_point_error_budget`] of the
 ///   reference; the portable and SIMD variants agree bit for bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -413,7 +424,7 @@ impl PreparedLayout {
         y: &mut [f32],
     ) {
         let w2 = 2 * lut.inputs_per_slot();
-        let chunk = LUT_CHUNK_PAIRS.min(lut.n_pairs);
+        let chunk = FIXED_CHUNK_PAIRS.min(lut.n_pairs);
         let mut x_pad = vec![0f32; lut.padded_inputs()];
         let mut table = vec![0u8; chunk * FIXED_PAIR_BYTES];
         let mut acc = vec![0f32; lut.blocks.len() * BLOCK_ROWS];
@@ -428,8 +439,8 @@ impl PreparedLayout {
                 let end = lut.codebook_end(first);
                 let cb = self.codebook(codebook as usize);
                 let a = slot_coefficient_bounds(lut, cb);
-                for p0 in (0..lut.n_pairs).step_by(LUT_CHUNK_PAIRS) {
-                    let p1 = (p0 + LUT_CHUNK_PAIRS).min(lut.n_pairs);
+                for p0 in (0..lut.n_pairs).step_by(FIXED_CHUNK_PAIRS) {
+                    let p1 = (p0 + FIXED_CHUNK_PAIRS).min(lut.n_pairs);
                     let table = &mut table[..(p1 - p0) * FIXED_PAIR_BYTES];
                     let xs = &x_pad[p0 * w2..p1 * w2];
                     let scale = match isa {
