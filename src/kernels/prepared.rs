@@ -22,11 +22,11 @@
 //!   the partial sums of 16 rows at once. The kernels load 16 bytes of each
 //!   of the block's 16 rows and transpose the 16x16 bytes in registers, so
 //!   each vector holds one slot pair of the 16 rows. Tables are built a
-//!   chunk of [`LUT_CHUNK_PAIRS`] slot pairs at a time, which every block of
-//!   the codebook then reads from L1 (see [`lut_table_offset`]; the portable
-//!   kernels keep whole f32s instead, [`portable_table_offset`]). The
-//!   fixed-point tables ([`LutPrecision::FixedPoint`]) take chunks of
-//!   [`FIXED_CHUNK_PAIRS`], read from L2.
+//!   chunk of [`LUT_CHUNK_PAIRS`] slot pairs at a time (a whole row up to
+//!   4096 inputs at 4 bits), which every block of the codebook then reads
+//!   from L2 (see [`lut_table_offset`]; the portable kernels keep whole f32s
+//!   instead, [`portable_table_offset`]). The fixed-point tables
+//!   ([`LutPrecision::FixedPoint`]) take chunks of [`FIXED_CHUNK_PAIRS`].
 //! - [`Plan::Decode`] (`b >= 5`, or too few rows per codebook): per row,
 //!   unpack a chunk of indices and add `codeword · input slice`, `d` values
 //!   at a time, straight from the packed bytes (codewords gathered from an
@@ -50,18 +50,20 @@ pub const LUT_PAIR_BYTES: usize = 128;
 /// building a table per codebook and input (about 1.5 lookups of a 16-row
 /// block) costs more than decoding the few rows directly.
 pub const LUT_MIN_ROWS_PER_CODEBOOK: usize = 16;
-/// Slot pairs per table chunk: 128 pairs are 16 KiB of table, which stays in
-/// L1 while every block of the codebook runs over it. A multiple of 16 (the
-/// kernels transpose 16 pairs of 16 rows at a time).
-pub const LUT_CHUNK_PAIRS: usize = 128;
-/// Slot pairs per fixed-point table chunk: 2048 pairs are 128 KiB of
-/// table (in L2), a whole 4096-input row at 4 bits. Unlike the f32 tables'
-/// [`LUT_CHUNK_PAIRS`], the chunk is not kept to L1: with the table in L2
-/// each block reads 2 KiB of every row in one go instead of 128 bytes at a
-/// time, and at 4096x4096, 4-bit, 16 codebooks (rows of a codebook spread
-/// over the matrix) that was 2.26 ms instead of 3.26 ms in Node (512 pairs:
-/// 2.71, 1024: 2.44; BENCHMARKS.md, session 8). At most 4096 slots, so a
-/// chunk's `i32` lane sums stay below `4096 * 2047 < 2^24` (exact in f32).
+/// Slot pairs per f32 table chunk: 2048 pairs are 256 KiB of table (in L2),
+/// a whole 4096-input row at 4 bits. The chunk is not kept to L1: with the
+/// table in L2 each block reads 2 KiB of every row in one go instead of 128
+/// bytes at a time (16 KiB chunks, as before), which at 4096x4096, 16
+/// codebooks (rows of a codebook spread over the matrix), 4-bit, took the
+/// SIMD128 kernel from 4.48 to 3.63 ms in Node and the AVX2 one from 3.17
+/// to 1.82 ms (BENCHMARKS.md, session 8). A multiple of 16 (the kernels
+/// transpose 16 pairs of 16 rows at a time).
+pub const LUT_CHUNK_PAIRS: usize = 2048;
+/// Slot pairs per fixed-point table chunk: 2048 pairs are 128 KiB of table
+/// (in L2), for the same reason as [`LUT_CHUNK_PAIRS`] (Node, 4096x4096,
+/// 4-bit, 16 codebooks: 2.26 ms, against 3.26 with 128 pairs, 2.71 with
+/// 512, 2.44 with 1024). At most 4096 slots, so a chunk's `i32` lane sums
+/// stay below `4096 * 2047 < 2^24` (exact in f32).
 pub const FIXED_CHUNK_PAIRS: usize = 2048;
 /// Largest number of inputs one slot covers (`b = 1`, `d = 8`: 4 x 8).
 pub const MAX_SLOT_INPUTS: usize = 32;
@@ -368,7 +370,7 @@ impl PreparedLayout {
             acc.fill(0.0);
             // Blocks of one codebook are contiguous; for each chunk of slots,
             // build that part of the codebook's table, then run every block
-            // over it while it sits in L1.
+            // over it while it sits in L2.
             let mut first = 0;
             while first < lut.blocks.len() {
                 let codebook = lut.blocks[first].codebook;
