@@ -179,8 +179,9 @@ impl PackedMatrix {
     /// The one place that picks the lookup table precision: exact f32
     /// tables everywhere. The fixed-point tables ([`LutPrecision::FixedPoint`],
     /// SIMD128 only) are selectable with [`Self::set_precision`] but not
-    /// picked: they are 2x faster at batch 1 in wasm (BENCHMARKS.md, session
-    /// 8) and within their own budgets, but their error is relative to the
+    /// picked: they are about 1.6x faster at batch 1 in wasm (4-bit
+    /// 4096x4096; BENCHMARKS.md, session 8) and within their own budgets,
+    /// but their error is relative to the
     /// largest product of a chunk, and on the consumer check's small
     /// heavy-tailed 2-bit matrix (tests/consumer/app/check.js: 64x128,
     /// weights up to about 32) an output was off by 3.5e-3 where the check
