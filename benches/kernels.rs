@@ -203,7 +203,11 @@ fn option_env_matrix() -> Option<(usize, usize)> {
 
 fn run(quick: bool) -> String {
     // `JLCM_BENCH_MATRIX=4096x4096` times that matrix only (no batch sweep).
-    let only: Option<(usize, usize)> = option_env_matrix();
+    run_matrices(quick, option_env_matrix())
+}
+
+/// [`run`], or only the matrix `only` (no batch sweep).
+fn run_matrices(quick: bool, only: Option<(usize, usize)>) -> String {
     let matrices: Vec<(usize, usize)> = match only {
         Some(m) => vec![m],
         None if quick => MATRICES[..2].to_vec(),
@@ -242,13 +246,14 @@ fn run(quick: bool) -> String {
                 .expect("valid")
                 .packed_bytes() as f64;
             for isa in Isa::available() {
-                // The default precision, and the fixed-point tables beside
-                // it on SIMD128 (selectable, not picked by default).
+                // The default precision, and on SIMD128 the other one
+                // beside it (both are implemented there).
                 let mut precisions = vec![None];
-                if isa == Isa::Simd128
-                    && PackedMatrix::default_precision(isa, 1) != LutPrecision::FixedPoint
-                {
-                    precisions.push(Some(LutPrecision::FixedPoint));
+                if isa == Isa::Simd128 {
+                    precisions.push(Some(match PackedMatrix::default_precision(isa, 1) {
+                        LutPrecision::Exact => LutPrecision::FixedPoint,
+                        LutPrecision::FixedPoint => LutPrecision::Exact,
+                    }));
                 }
                 for precision in precisions {
                     let mut m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid");
@@ -344,6 +349,15 @@ fn main() {
         let quick = std::env::args().any(|a| a == "--quick");
         print!("{}", run(quick));
     }
+}
+
+/// wasm entry point: one matrix only (no batch sweep), as
+/// `JLCM_BENCH_MATRIX` does natively (`bash scripts/bench-kernels-wasm.sh
+/// --matrix 4096x4096 node`).
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn run_kernel_bench_matrix(n_out: usize, n_in: usize) -> String {
+    run_matrices(true, Some((n_out, n_in)))
 }
 
 /// wasm entry point of the MiniLM runtime benchmark

@@ -3,17 +3,22 @@
 # run under Node and in headless Chromium (a module worker, driven through
 # chromedriver's WebDriver API). Offline: needs wasm-bindgen (= the pinned
 # crate version), node, chromium and chromedriver on PATH.
-#   bash scripts/bench-kernels-wasm.sh [--quick] [node|chromium|both]
+#   bash scripts/bench-kernels-wasm.sh [--quick] [--matrix ROWSxCOLS] [node|chromium|both]
+# (--matrix: that matrix only, every layout, no batch sweep)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QUICK=false
 WHERE=both
-for a in "$@"; do
-  case "$a" in
+MATRIX=
+while [ $# -gt 0 ]; do
+  case "$1" in
     --quick) QUICK=true ;;
-    node|chromium|both) WHERE=$a ;;
-    *) echo "usage: $0 [--quick] [node|chromium|both]" >&2; exit 2 ;;
+    --matrix) MATRIX=${2:-}; shift
+      [[ "$MATRIX" =~ ^[0-9]+x[0-9]+$ ]] || { echo "--matrix wants ROWSxCOLS, e.g. 4096x4096" >&2; exit 2; } ;;
+    node|chromium|both) WHERE=$1 ;;
+    *) echo "usage: $0 [--quick] [--matrix ROWSxCOLS] [node|chromium|both]" >&2; exit 2 ;;
   esac
+  shift
 done
 case "${RUSTFLAGS:-}" in
   ""|*simd128*) ;;
@@ -32,11 +37,15 @@ cp scripts/bench-kernels-web/index.html scripts/bench-kernels-web/worker.js "$OU
 
 if [ "$WHERE" != chromium ]; then
   echo "## Node $(node --version)"
-  node -e "process.stdout.write(require('./$OUT/node/kernels.js').run_kernel_bench($QUICK))"
+  if [ -n "$MATRIX" ]; then
+    node -e "process.stdout.write(require('./$OUT/node/kernels.js').run_kernel_bench_matrix(${MATRIX/x/,}))"
+  else
+    node -e "process.stdout.write(require('./$OUT/node/kernels.js').run_kernel_bench($QUICK))"
+  fi
   echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
 if [ "$WHERE" != node ]; then
   echo "## $(chromium --version 2>/dev/null | head -1) (headless)"
-  node scripts/bench-kernels-web/drive-chromium.mjs "$OUT/web" "$QUICK"
+  node scripts/bench-kernels-web/drive-chromium.mjs "$OUT/web" "$QUICK" "$MATRIX"
   echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi

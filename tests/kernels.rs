@@ -14,7 +14,7 @@
 //! (without it the `--chrome` run skips the suite as "node only").
 
 use jlcm::format::packed::Mode;
-use jlcm::kernels::prepared::{LutPrecision, ProductPath};
+use jlcm::kernels::prepared::{LutPrecision, ProductPath, FIXED_CHUNK_PAIRS, LUT_CHUNK_PAIRS};
 use jlcm::kernels::synthetic::{random_inputs, random_packed, PackedSpec};
 use jlcm::kernels::{
     error_budget, fixed_point_error_budget, reference, DenseMatrix, Isa, KernelError, PackedMatrix,
@@ -183,11 +183,16 @@ fn nibble_lookup_plan_is_used_for_low_bits_and_checked() {
 #[cfg_attr(target_arch = "wasm32", test_in_wasm)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn nibble_lookup_over_several_table_chunks() {
-    // 1100 inputs: 275 (b = 1) to 550 (b = 3, 4) slot pairs, more than one
-    // chunk of `LUT_CHUNK_PAIRS`, with a ragged last chunk.
-    for bits in 1..=4 {
+    // 2063 (b = 1), 2075 (b = 2) and 2250 (b = 3, 4) slot pairs: more than
+    // one chunk of `LUT_CHUNK_PAIRS`, with a ragged last chunk.
+    for (bits, n_in) in [(1, 16_500usize), (2, 8300), (3, 4500), (4, 4500)] {
+        let g = if bits == 3 { 1 } else { 4 / bits as usize };
+        assert!(
+            n_in.div_ceil(g).div_ceil(2) > LUT_CHUNK_PAIRS,
+            "b {bits}: one chunk only"
+        );
         let plans = check_layout(
-            spec(40, 1100, bits, 1, 2, Mode::Scale),
+            spec(40, n_in, bits, 1, 2, Mode::Scale),
             2,
             300 + bits as u64,
         );
@@ -200,8 +205,9 @@ fn nibble_lookup_over_several_table_chunks() {
 
 /// Vector codebooks (`d = 2, 4, 8`) with `b <= 4` take the lookup plan
 /// (a table of the dot products of each input slice with every codeword
-/// combination), in both modes, over several table chunks with a ragged last
-/// chunk and a ragged last group of 16 slot pairs; `b >= 5` takes the
+/// combination), in both modes, with a ragged last group of 16 slot pairs
+/// (several table chunks: [`nibble_lookup_over_several_table_chunks`]);
+/// `b >= 5` takes the
 /// codeword-gather decode plan.
 #[cfg_attr(target_arch = "wasm32", test_in_wasm)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -293,8 +299,8 @@ fn check_fixed_point(spec: PackedSpec, seed: u64) -> f32 {
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn fixed_point_lookup_every_lookup_layout_and_ragged_shape() {
     let mut seed = 7000;
-    // Ragged shapes, several table chunks with a ragged last one (1100 and
-    // 2205 inputs), a ragged last group of 8 slot pairs.
+    // Ragged shapes, a ragged last group of 8 slot pairs (several table
+    // chunks: `fixed_point_lookup_over_several_table_chunks`).
     let shapes = [
         (64, 37),
         (100, 129),
@@ -318,9 +324,29 @@ fn fixed_point_lookup_every_lookup_layout_and_ragged_shape() {
     }
 }
 
+/// Fixed-point tables over more than one chunk of [`FIXED_CHUNK_PAIRS`]
+/// slot pairs, the last one ragged: 4500 inputs at 3 and 4 bits (2250
+/// pairs), 8300 at 2 bits (2075 pairs), one and two codebooks.
+#[cfg_attr(target_arch = "wasm32", test_in_wasm)]
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+fn fixed_point_lookup_over_several_table_chunks() {
+    for (bits, n_in, groups, mode) in [
+        (4, 4500usize, 1, Mode::Codebook),
+        (3, 4500, 2, Mode::Scale),
+        (2, 8300, 2, Mode::Codebook),
+    ] {
+        let g = if bits == 3 { 1 } else { 4 / bits as usize };
+        assert!(
+            n_in.div_ceil(g).div_ceil(2) > FIXED_CHUNK_PAIRS,
+            "b {bits}: one chunk only"
+        );
+        check_fixed_point(spec(32, n_in, bits, 1, groups, mode), 800 + bits as u64);
+    }
+}
+
 /// The shape the target measures (scaled down to keep the test
 /// quick), forced to fixed-point tables: relative RMS error well
-/// inside the budget for 2 and 4 bits.
+/// inside the budget for 2 and 4 bits; exact tables by default.
 #[cfg_attr(target_arch = "wasm32", test_in_wasm)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn fixed_point_lookup_on_a_wide_matrix_and_exact_tables_by_default() {

@@ -1,12 +1,12 @@
 // Serve a directory, open its index.html in headless Chromium through
 // chromedriver (WebDriver), wait for window.benchResult and print it.
-//   node drive-chromium.mjs DIR QUICK
+//   node drive-chromium.mjs DIR QUICK [ROWSxCOLS]
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { spawn, execSync } from "node:child_process";
 import { join, extname } from "node:path";
 
-const [dir, quick = "false"] = process.argv.slice(2);
+const [dir, quick = "false", matrix = ""] = process.argv.slice(2);
 const types = { ".json": "application/json", ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
 const server = createServer(async (req, res) => {
   try {
@@ -19,7 +19,7 @@ const server = createServer(async (req, res) => {
   }
 });
 await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-const page = `http://127.0.0.1:${server.address().port}/index.html?quick=${quick}`;
+const page = `http://127.0.0.1:${server.address().port}/index.html?quick=${quick}&matrix=${matrix}`;
 
 const port = 9600 + Math.floor(Math.random() * 300);
 const driver = spawn("chromedriver", [`--port=${port}`], { stdio: "ignore" });

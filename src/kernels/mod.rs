@@ -121,7 +121,8 @@ pub fn error_budget(n_in: usize, sum_abs_products: f32) -> f32 {
 /// output over `n_in` inputs, with `max_abs_weight = max_j |ŵ_j|` (the row
 /// scale included) and `max_abs_x = max_j |x_j|`. Each of the
 /// `ceil(n_in / w)` slots of `w` inputs looks up one entry rounded to a
-/// step of `max|T| / 2047`, with `max|T| <= w max|c| max|x|`, so it is off
+/// step of `B / 2047`, with the chunk's bound `B = max_t Σ_j max|c_j| |x_j|
+/// <= w max|c| max|x|` ([`prepared::fixed_point_bound`]), so it is off
 /// by at most `w max|c| max|x| / 4094`; the slots add up to at most
 /// `(n_in + w) max|ŵ| max|x| / 4094` (`w <= 32`), plus the f32 roundings of
 /// [`error_budget`].
@@ -178,10 +179,13 @@ impl PackedMatrix {
     /// The one place that picks the lookup table precision: exact f32
     /// tables everywhere. The fixed-point tables ([`LutPrecision::FixedPoint`],
     /// SIMD128 only) are selectable with [`Self::set_precision`] but not
-    /// picked: in one Node run at 4096x4096 they were 6 % faster than exact
-    /// (2-bit 2.19 vs 2.32 ms, 4-bit 4.33 vs 4.58 ms) and slower at
-    /// 1024x1024 (4-bit 0.49 vs 0.29 ms), where building the table costs
-    /// more than the cheaper lookup saves (BENCHMARKS.md, session 7).
+    /// picked: they are about 1.6x faster at batch 1 in wasm (4-bit
+    /// 4096x4096; BENCHMARKS.md, session 8) and within their own budgets,
+    /// but their error is relative to the
+    /// largest product of a chunk, and on the consumer check's small
+    /// heavy-tailed 2-bit matrix (tests/consumer/app/check.js: 64x128,
+    /// weights up to about 32) an output was off by 3.5e-3 where the check
+    /// allows 1.7e-3 (1.8e-3 for 1.0e-3 with 14-bit tables).
     pub fn default_precision(_isa: Isa, _batch: usize) -> LutPrecision {
         LutPrecision::Exact
     }

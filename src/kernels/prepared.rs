@@ -22,9 +22,11 @@
 //!   the partial sums of 16 rows at once. The kernels load 16 bytes of each
 //!   of the block's 16 rows and transpose the 16x16 bytes in registers, so
 //!   each vector holds one slot pair of the 16 rows. Tables are built a
-//!   chunk of [`LUT_CHUNK_PAIRS`] slot pairs at a time, which every block of
-//!   the codebook then reads from L1 (see [`lut_table_offset`]; the portable
-//!   kernels keep whole f32s instead, [`portable_table_offset`]).
+//!   chunk of [`LUT_CHUNK_PAIRS`] slot pairs at a time (a whole row up to
+//!   4096 inputs at 4 bits), which every block of the codebook then reads
+//!   from L2 (see [`lut_table_offset`]; the portable kernels keep whole f32s
+//!   instead, [`portable_table_offset`]). The fixed-point tables
+//!   ([`LutPrecision::FixedPoint`]) take chunks of [`FIXED_CHUNK_PAIRS`].
 //! - [`Plan::Decode`] (`b >= 5`, or too few rows per codebook): per row,
 //!   unpack a chunk of indices and add `codeword · input slice`, `d` values
 //!   at a time, straight from the packed bytes (codewords gathered from an
@@ -48,10 +50,21 @@ pub const LUT_PAIR_BYTES: usize = 128;
 /// building a table per codebook and input (about 1.5 lookups of a 16-row
 /// block) costs more than decoding the few rows directly.
 pub const LUT_MIN_ROWS_PER_CODEBOOK: usize = 16;
-/// Slot pairs per table chunk: 128 pairs are 16 KiB of table, which stays in
-/// L1 while every block of the codebook runs over it. A multiple of 16 (the
-/// kernels transpose 16 pairs of 16 rows at a time).
-pub const LUT_CHUNK_PAIRS: usize = 128;
+/// Slot pairs per f32 table chunk: 2048 pairs are 256 KiB of table (in L2),
+/// a whole 4096-input row at 4 bits. The chunk is not kept to L1: with the
+/// table in L2 each block reads 2 KiB of every row in one go instead of 128
+/// bytes at a time (16 KiB chunks, as before), which at 4096x4096, 16
+/// codebooks (rows of a codebook spread over the matrix), 4-bit, took the
+/// SIMD128 kernel from 4.48 to 3.63 ms in Node and the AVX2 one from 3.17
+/// to 1.82 ms (BENCHMARKS.md, session 8). A multiple of 16 (the kernels
+/// transpose 16 pairs of 16 rows at a time).
+pub const LUT_CHUNK_PAIRS: usize = 2048;
+/// Slot pairs per fixed-point table chunk: 2048 pairs are 128 KiB of table
+/// (in L2), for the same reason as [`LUT_CHUNK_PAIRS`] (Node, 4096x4096,
+/// 4-bit, 16 codebooks: 2.26 ms, against 3.26 with 128 pairs, 2.71 with
+/// 512, 2.44 with 1024). At most 4096 slots, so a chunk's `i32` lane sums
+/// stay below `4096 * 2047 < 2^24` (exact in f32).
+pub const FIXED_CHUNK_PAIRS: usize = 2048;
 /// Largest number of inputs one slot covers (`b = 1`, `d = 8`: 4 x 8).
 pub const MAX_SLOT_INPUTS: usize = 32;
 /// Indices unpacked at a time by the decode plan.
@@ -84,14 +97,16 @@ pub const MICRO_INPUTS: usize = 2;
 ///
 /// - `Exact`: f32 partial sums, split into 4 byte planes (4 swizzles per slot
 ///   and 16 rows), within [`super::error_budget`] of the reference.
-/// - `FixedPoint`: per table chunk ([`LUT_CHUNK_PAIRS`] slot pairs of one
+/// - `FixedPoint`: per table chunk ([`FIXED_CHUNK_PAIRS`] slot pairs of one
 ///   codebook and input), the f32 partial sums are quantised to integers
-///   `q = round(T * FIXED_POINT_MAX / max|T|)` (`|q| <= 2047`, 12 bits) with
-///   one f32 scale `max|T| / FIXED_POINT_MAX` per chunk, stored as a low and
-///   a high byte plane (2 swizzles per slot and 16 rows). Lanes add `i16`
+///   `q = round(T * FIXED_POINT_MAX / B)` (`|q| <= 2047`, 12 bits) with one
+///   f32 scale `B / FIXED_POINT_MAX` per chunk, where `B >= max|T|` is
+///   [`fixed_point_bound`] (`max|T|` itself for one input a slot), known
+///   before the entries, so the table is built in one pass; stored as a low
+///   and a high byte plane (2 swizzles per slot and 16 rows). Lanes add `i16`
 ///   sums over [`FIXED_GROUP_SLOTS`] slots (`16 * 2047 < 2^15`: no
 ///   overflow), widen them to `i32` (exact: a chunk sums at most
-///   `256 * 2047 < 2^24`, so its conversion to f32 is exact too) and scale
+///   `4096 * 2047 < 2^24`, so its conversion to f32 is exact too) and scale
 ///   once per chunk. Within [`super::fixed_point_error_budget`] of the
 ///   reference; the portable and SIMD variants agree bit for bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -355,7 +370,7 @@ impl PreparedLayout {
             acc.fill(0.0);
             // Blocks of one codebook are contiguous; for each chunk of slots,
             // build that part of the codebook's table, then run every block
-            // over it while it sits in L1.
+            // over it while it sits in L2.
             let mut first = 0;
             while first < lut.blocks.len() {
                 let codebook = lut.blocks[first].codebook;
@@ -411,10 +426,9 @@ impl PreparedLayout {
         y: &mut [f32],
     ) {
         let w2 = 2 * lut.inputs_per_slot();
-        let chunk = LUT_CHUNK_PAIRS.min(lut.n_pairs);
+        let chunk = FIXED_CHUNK_PAIRS.min(lut.n_pairs);
         let mut x_pad = vec![0f32; lut.padded_inputs()];
         let mut table = vec![0u8; chunk * FIXED_PAIR_BYTES];
-        let mut entries = vec![0f32; chunk * 32];
         let mut acc = vec![0f32; lut.blocks.len() * BLOCK_ROWS];
         let zeros = vec![0u8; lut.n_pairs];
         let block_rows = lut.block_rows(p, &zeros);
@@ -426,18 +440,15 @@ impl PreparedLayout {
                 let codebook = lut.blocks[first].codebook;
                 let end = lut.codebook_end(first);
                 let cb = self.codebook(codebook as usize);
-                for p0 in (0..lut.n_pairs).step_by(LUT_CHUNK_PAIRS) {
-                    let p1 = (p0 + LUT_CHUNK_PAIRS).min(lut.n_pairs);
+                let a = slot_coefficient_bounds(lut, cb);
+                for p0 in (0..lut.n_pairs).step_by(FIXED_CHUNK_PAIRS) {
+                    let p1 = (p0 + FIXED_CHUNK_PAIRS).min(lut.n_pairs);
                     let table = &mut table[..(p1 - p0) * FIXED_PAIR_BYTES];
                     let xs = &x_pad[p0 * w2..p1 * w2];
                     let scale = match isa {
-                        Isa::Simd128 => {
-                            simd128::build_fixed_table(lut, cb, xs, &mut entries, table)
-                        }
+                        Isa::Simd128 => simd128::build_fixed_table(lut, cb, &a, xs, table),
                         // No AVX2 variant: the native CLI stays exact.
-                        Isa::Portable | Isa::Avx2 => {
-                            build_fixed_table(lut, cb, xs, &mut entries, table)
-                        }
+                        Isa::Portable | Isa::Avx2 => build_fixed_table(lut, cb, &a, xs, table),
                     };
                     for bi in first..end {
                         let rows = block_rows[bi].map(|r| &r[p0..p1]);
@@ -755,69 +766,104 @@ pub fn lut_block_sums(rows: &[&[u8]; BLOCK_ROWS], table: &[u8]) -> [f32; BLOCK_R
     acc
 }
 
-/// The f32 partial sums of the `entries.len() / 16` slots of a chunk whose
-/// inputs start at `x_pad[0]`: entry `m` of slot `t` at `entries[16 t + m]`,
-/// added input after input as [`build_lut_table`] does.
-pub fn slot_entries(lut: &NibbleLut, codebook: &[f32], x_pad: &[f32], entries: &mut [f32]) {
-    let w = lut.inputs_per_slot();
-    for (t, slot) in entries.chunks_exact_mut(16).enumerate() {
-        let xs = &x_pad[t * w..(t + 1) * w];
-        for (m, e) in slot.iter_mut().enumerate() {
-            let mut v = 0f32;
-            for (j, &xj) in xs.iter().enumerate() {
-                v += slot_coefficient(lut, codebook, m, j) * xj;
-            }
-            *e = v;
+/// The f32 partial sums of one slot whose inputs are `xs` (`g * d` of
+/// them): entry `m` at `entries[m]`, added input after input as
+/// [`build_lut_table`] does.
+#[inline]
+pub fn slot_entries(lut: &NibbleLut, codebook: &[f32], xs: &[f32]) -> [f32; 16] {
+    std::array::from_fn(|m| {
+        let mut v = 0f32;
+        for (j, &xj) in xs.iter().enumerate() {
+            v += slot_coefficient(lut, codebook, m, j) * xj;
         }
-    }
+        v
+    })
 }
 
-/// The inverse quantisation step of a fixed-point chunk whose largest entry
-/// magnitude is `max` (0 for an all-zero, infinite or NaN chunk: then every
-/// entry is 0 and the scale `max / FIXED_POINT_MAX` makes the sums 0 or NaN).
+/// `a[j] = max_m |slot_coefficient(m, j)|` for the `g * d` inputs `j` of a
+/// slot (the rest 0): the largest weight input `j` of a slot meets.
+pub fn slot_coefficient_bounds(lut: &NibbleLut, codebook: &[f32]) -> [f32; MAX_SLOT_INPUTS] {
+    let mut a = [0f32; MAX_SLOT_INPUTS];
+    for (j, aj) in a.iter_mut().enumerate().take(lut.inputs_per_slot()) {
+        for m in 0..16 {
+            *aj = aj.max(slot_coefficient(lut, codebook, m, j).abs());
+        }
+    }
+    a
+}
+
+/// The bound on the entries of a fixed-point table chunk whose `n_slots`
+/// slots have their inputs from `x_pad[0]`: `max_t Σ_j a[j] |x[t w + j]|`
+/// (`a` from [`slot_coefficient_bounds`], `w = g * d`; the sum in `j`
+/// order, starting from `a[0] |x[t w]|`; NaN propagates). Every entry
+/// `T[t][m] = Σ_j c · x` of the chunk, rounded as [`slot_entries`] adds it,
+/// has `|T[t][m]| <= bound` (f32 rounding is monotonic), and for one input
+/// a slot (`w = 1`: 3 and 4 bits, `d = 1`) the bound is the largest
+/// `|T|` itself. It costs `w` products a slot where the largest `|T|`
+/// costs `16 w`, and lets the table be quantised in the same pass that
+/// computes it.
+pub fn fixed_point_bound(
+    a: &[f32; MAX_SLOT_INPUTS],
+    w: usize,
+    x_pad: &[f32],
+    n_slots: usize,
+) -> f32 {
+    let mut bound = 0f32;
+    for xs in x_pad[..n_slots * w].chunks_exact(w) {
+        let mut s = a[0] * xs[0].abs();
+        for (aj, xj) in a[1..w].iter().zip(&xs[1..]) {
+            s += aj * xj.abs();
+        }
+        // NaN-propagating, like SIMD `f32x4.max`.
+        if s > bound || s.is_nan() {
+            bound = s;
+        }
+    }
+    bound
+}
+
+/// The inverse quantisation step of a fixed-point chunk whose entries are
+/// bounded by `bound` in magnitude (0 for an all-zero, infinite or NaN
+/// bound: then every entry is 0 and the scale `bound / FIXED_POINT_MAX`
+/// makes the sums 0 or NaN).
 #[inline]
-pub fn fixed_point_inverse_step(max: f32) -> f32 {
-    if max > 0.0 && max.is_finite() {
-        FIXED_POINT_MAX / max
+pub fn fixed_point_inverse_step(bound: f32) -> f32 {
+    if bound > 0.0 && bound.is_finite() {
+        FIXED_POINT_MAX / bound
     } else {
         0.0
     }
 }
 
-/// Fill a fixed-point table chunk of one codebook (see [`LutPrecision`]):
-/// the 16 partial sums of each of the `table.len() / 32` slots, computed
-/// as [`slot_entries`] into `entries` (16 f32 a slot), quantised with one
-/// step for the chunk, as low and high byte planes ([`fixed_table_offset`]).
-/// Returns the chunk's scale (`max|T| / FIXED_POINT_MAX`; NaN propagates).
+/// Fill a fixed-point table chunk of one codebook (see [`LutPrecision`]) in
+/// one pass: the 16 partial sums of each of the `table.len() / 32` slots,
+/// computed as [`slot_entries`] and quantised with one step for the chunk,
+/// `FIXED_POINT_MAX / bound` ([`fixed_point_bound`]), as low and high byte
+/// planes ([`fixed_table_offset`]). `a` is [`slot_coefficient_bounds`] of
+/// the codebook. Returns the chunk's scale (`bound / FIXED_POINT_MAX`; NaN
+/// propagates).
 pub fn build_fixed_table(
     lut: &NibbleLut,
     codebook: &[f32],
+    a: &[f32; MAX_SLOT_INPUTS],
     x_pad: &[f32],
-    entries: &mut [f32],
     table: &mut [u8],
 ) -> f32 {
+    let w = lut.inputs_per_slot();
     let n_slots = table.len() / (FIXED_PAIR_BYTES / 2);
-    let entries = &mut entries[..16 * n_slots];
-    slot_entries(lut, codebook, x_pad, entries);
-    let mut max = 0f32;
-    for &v in entries.iter() {
-        let a = v.abs();
-        // NaN-propagating, like SIMD `f32x4.max`.
-        if a > max || a.is_nan() {
-            max = a;
-        }
-    }
-    let inv = fixed_point_inverse_step(max);
-    for (t, slot) in entries.chunks_exact(16).enumerate() {
-        for (m, &v) in slot.iter().enumerate() {
-            // Saturating, NaN to 0, like `i32x4.trunc_sat_f32x4`.
+    let bound = fixed_point_bound(a, w, x_pad, n_slots);
+    let inv = fixed_point_inverse_step(bound);
+    for t in 0..n_slots {
+        let entries = slot_entries(lut, codebook, &x_pad[t * w..(t + 1) * w]);
+        for (m, &v) in entries.iter().enumerate() {
+            // Saturating, NaN to 0 (`inv = 0` for a bound that is not finite).
             let q = ((v * inv).round_ties_even() as i32).clamp(-32768, 32767) as i16;
             let [lo, hi] = q.to_le_bytes();
             table[fixed_table_offset(t, 0) + m] = lo;
             table[fixed_table_offset(t, 1) + m] = hi;
         }
     }
-    max / FIXED_POINT_MAX
+    bound / FIXED_POINT_MAX
 }
 
 /// [`lut_block_sums`] over a fixed-point table chunk: integer sums of the

@@ -22,7 +22,7 @@ mod simd {
     use core::arch::wasm32::*;
 
     use crate::kernels::prepared::{
-        fixed_point_inverse_step, fixed_table_offset, lut_table_offset, slot_coefficient,
+        self, fixed_point_inverse_step, fixed_table_offset, lut_table_offset, slot_coefficient,
         NibbleLut, B2_SHUFFLES, BLOCK_ROWS, FIXED_PAIR_BYTES, FIXED_POINT_MAX, LUT_PAIR_BYTES,
         MAX_SLOT_INPUTS,
     };
@@ -243,21 +243,64 @@ mod simd {
         out
     }
 
-    /// See [`crate::kernels::prepared::build_fixed_table`]: the entries are
-    /// added in the same order as the portable [`crate::kernels::prepared::slot_entries`]
-    /// (so both quantise the same f32 values), one pass for the entries and
-    /// their running maximum, one to quantise.
+    /// `1.5 * 2^23`: for `|v| <= 2^22`, the f32 sum `v + MAGIC` is
+    /// `MAGIC + round_ties_even(v)` exactly (the ulp there is 1), and its
+    /// bits are `MAGIC_BITS + round_ties_even(v)`.
+    const MAGIC: f32 = 12_582_912.0;
+    /// The bits of [`MAGIC`].
+    const MAGIC_BITS: i32 = 0x4b40_0000;
+
+    /// See [`crate::kernels::prepared::fixed_point_bound`]: for one input a
+    /// slot, `a[0] * max|x|` (the same value: f32 rounding is monotonic).
+    fn fixed_point_bound(
+        a: &[f32; MAX_SLOT_INPUTS],
+        w: usize,
+        x_pad: &[f32],
+        n_slots: usize,
+    ) -> f32 {
+        if w != 1 {
+            return prepared::fixed_point_bound(a, w, x_pad, n_slots);
+        }
+        let x = &x_pad[..n_slots];
+        let mut max = f32x4_splat(0.0);
+        let mut quads = x.chunks_exact(4);
+        for q in &mut quads {
+            max = f32x4_max(max, f32x4_abs(load_f32(q, 0)));
+        }
+        let m2 = f32x4_max(max, i32x4_shuffle::<2, 3, 0, 1>(max, max));
+        let m1 = f32x4_max(m2, i32x4_shuffle::<1, 0, 3, 2>(m2, m2));
+        let mut max = f32x4_extract_lane::<0>(m1);
+        for &v in quads.remainder() {
+            let v = v.abs();
+            if v > max || v.is_nan() {
+                max = v;
+            }
+        }
+        a[0] * max
+    }
+
+    /// See [`crate::kernels::prepared::build_fixed_table`]: one pass; the
+    /// entries are added in the same order as the portable
+    /// [`crate::kernels::prepared::slot_entries`] and rounded to the same
+    /// integers (ties to even, through [`MAGIC`]: `|T| * step <= 2047`),
+    /// so both tables agree bit for bit.
     pub fn build_fixed_table(
         lut: &NibbleLut,
         codebook: &[f32],
+        a: &[f32; MAX_SLOT_INPUTS],
         x_pad: &[f32],
-        entries: &mut [f32],
         table: &mut [u8],
     ) -> f32 {
         let w = lut.inputs_per_slot();
         let n_slots = table.len() / (FIXED_PAIR_BYTES / 2);
-        let entries = &mut entries[..16 * n_slots];
         let table = &mut table[..n_slots * (FIXED_PAIR_BYTES / 2)];
+        let bound = fixed_point_bound(a, w, x_pad, n_slots);
+        let inv = fixed_point_inverse_step(bound);
+        if inv == 0.0 {
+            // All entries 0 (the portable rounding of `v * 0`, NaN to 0).
+            table.fill(0);
+            return bound / FIXED_POINT_MAX;
+        }
         let mut coefficient = [[f32x4_splat(0.0); MAX_SLOT_INPUTS]; 4];
         for (q, per_input) in coefficient.iter_mut().enumerate() {
             for (j, c) in per_input.iter_mut().enumerate().take(w) {
@@ -265,39 +308,31 @@ mod simd {
                 *c = f32x4(e(0), e(1), e(2), e(3));
             }
         }
-        let mut max = f32x4_splat(0.0);
+        let (inv, magic, magic_bits) = (
+            f32x4_splat(inv),
+            f32x4_splat(MAGIC),
+            i32x4_splat(MAGIC_BITS),
+        );
+        let low_byte = u16x8_splat(0xff);
         for t in 0..n_slots {
             let xs = &x_pad[t * w..(t + 1) * w];
-            for q in 0..4 {
+            let q: [v128; 4] = std::array::from_fn(|q| {
                 let mut v = f32x4_mul(coefficient[q][0], f32x4_splat(xs[0]));
                 for (j, &xj) in xs.iter().enumerate().skip(1) {
                     v = f32x4_add(v, f32x4_mul(coefficient[q][j], f32x4_splat(xj)));
                 }
-                max = f32x4_max(max, f32x4_abs(v));
-                let s = &mut entries[16 * t + 4 * q..16 * t + 4 * q + 4];
-                // SAFETY: `s` is 4 floats long.
-                unsafe { v128_store(s.as_mut_ptr() as *mut v128, v) }
-            }
-        }
-        let m2 = f32x4_max(max, i32x4_shuffle::<2, 3, 0, 1>(max, max));
-        let m1 = f32x4_max(m2, i32x4_shuffle::<1, 0, 3, 2>(m2, m2));
-        let max = f32x4_extract_lane::<0>(m1);
-        let inv = f32x4_splat(fixed_point_inverse_step(max));
-        for t in 0..n_slots {
-            let q: [v128; 4] = std::array::from_fn(|q| {
-                let v = load_f32(entries, 16 * t + 4 * q);
-                i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v, inv)))
+                i32x4_sub(f32x4_add(f32x4_mul(v, inv), magic), magic_bits)
             });
-            let a = i16x8_narrow_i32x4(q[0], q[1]);
-            let b = i16x8_narrow_i32x4(q[2], q[3]);
-            let lo =
-                i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30>(a, b);
-            let hi =
-                i8x16_shuffle::<1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31>(a, b);
+            // Entries 0-7 and 8-15 as i16 (|q| <= 2047), then their low
+            // (unsigned) and high (signed, -8..=7) bytes.
+            let e0 = i16x8_narrow_i32x4(q[0], q[1]);
+            let e1 = i16x8_narrow_i32x4(q[2], q[3]);
+            let lo = u8x16_narrow_i16x8(v128_and(e0, low_byte), v128_and(e1, low_byte));
+            let hi = i8x16_narrow_i16x8(i16x8_shr(e0, 8), i16x8_shr(e1, 8));
             store(table, fixed_table_offset(t, 0), lo);
             store(table, fixed_table_offset(t, 1), hi);
         }
-        max / FIXED_POINT_MAX
+        bound / FIXED_POINT_MAX
     }
 
     /// Look up one slot of a fixed-point table for 16 rows and add the
