@@ -875,7 +875,7 @@ pub fn gradient_check(
         });
         if let Some(k) = norm {
             let gain = name.ends_with(".weight");
-            fn slot<'a>(net: &'a mut Net, k: usize, gain: bool, at: usize) -> &'a mut f32 {
+            fn slot(net: &mut Net, k: usize, gain: bool, at: usize) -> &mut f32 {
                 let n = &mut net.norms[k];
                 if gain {
                     &mut n.gamma[at]

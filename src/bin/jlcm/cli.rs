@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Compress the 2-D and 4-D weights of a safetensors model.
-    Compress(compress::CompressArgs),
+    Compress(Box<compress::CompressArgs>),
     /// Restore a dense safetensors file from a packed one.
     Decode(decode::DecodeArgs),
     /// Show per-tensor and per-file sizes and bits per weight.
@@ -62,7 +62,7 @@ pub fn main() -> i32 {
         }
     };
     let result = match cli.command {
-        Command::Compress(a) => compress::run(a),
+        Command::Compress(a) => compress::run(*a),
         Command::Decode(a) => decode::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Calibrate(a) => calibrate::run(a),
