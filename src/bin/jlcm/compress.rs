@@ -518,7 +518,9 @@ pub fn run(a: CompressArgs) -> Result<()> {
             );
         }
     }
-    if !reports.is_empty() {
+    // With --sequential or --tune every tensor was compressed before the
+    // stream (their times are printed above).
+    if !reports.is_empty() && cpu_sum > 0.0 {
         eprintln!(
             "compression time summed over tensors: {wall_sum:.1} s wall, {cpu_sum:.1} s CPU ({:.0} weights per CPU second)",
             weights as f64 / cpu_sum.max(1e-9)
