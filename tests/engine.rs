@@ -376,3 +376,55 @@ fn bad_input_is_an_error_not_a_panic() {
         Some((3, Mode::Scale))
     );
 }
+
+#[test]
+fn bias_correction_removes_the_mean_output_error() {
+    use jlcm::engine::compress::correct_bias;
+    let (n_out, n_in, n) = (8, 16, 400);
+    let w = common::weights(n_out, n_in, 3);
+    let w_hat: Vec<f32> = w
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + 0.01 * ((i * 7 % 5) as f32 - 1.0))
+        .collect();
+    // Inputs with a mean of 0.5 per feature, and their mean.
+    let x: Vec<f32> = (0..n * n_in)
+        .map(|i| 0.5 + ((i * 31 % 97) as f32 / 97.0 - 0.5))
+        .collect();
+    let mut mean = vec![0f32; n_in];
+    for row in x.chunks_exact(n_in) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += v / n as f32;
+        }
+    }
+    let err = |b_shift: &[f32]| -> (f64, f64) {
+        let (mut sq, mut mean_err) = (0f64, vec![0f64; n_out]);
+        for row in x.chunks_exact(n_in) {
+            for r in 0..n_out {
+                let e: f64 = (0..n_in)
+                    .map(|j| ((w_hat[r * n_in + j] - w[r * n_in + j]) * row[j]) as f64)
+                    .sum::<f64>()
+                    + b_shift[r] as f64;
+                sq += e * e;
+                mean_err[r] += e / n as f64;
+            }
+        }
+        (sq, mean_err.iter().map(|v| v.abs()).fold(0.0, f64::max))
+    };
+    let mut shift = vec![0f32; n_out];
+    let (before, mean_before) = err(&shift);
+    correct_bias(&mut shift, &w, &w_hat, &mean);
+    let (after, mean_after) = err(&shift);
+    assert!(
+        mean_before > 1e-3,
+        "the test needs a mean error ({mean_before})"
+    );
+    assert!(
+        mean_after < 1e-5 * mean_before.max(1.0) + 1e-6,
+        "mean output error {mean_after}"
+    );
+    assert!(
+        after < 0.9 * before,
+        "squared output error {before} -> {after}"
+    );
+}

@@ -489,6 +489,27 @@ fn sequential_calibration_corrects_only_after_a_compressed_stage() {
         &mut |_| { Control::Continue }
     )
     .is_err());
+    // The affine fit returns a refitted bias per compressed weight.
+    let refit = SequentialOptions {
+        refit_bias: true,
+        ..SequentialOptions::default()
+    };
+    let out2 = compress_sequential(&encoder.model, &ids, &opts, &refit, &bits, &mut |_| {
+        Control::Continue
+    })
+    .unwrap();
+    for (name, r) in &out2 {
+        let b = r.bias.as_ref().expect("refitted bias");
+        let orig = &encoder
+            .model
+            .linears()
+            .find(|l| &l.name == name)
+            .unwrap()
+            .bias;
+        assert_eq!(b.len(), orig.len());
+        assert_ne!(b, orig, "{name}");
+        assert!(out[name].bias.is_none());
+    }
     let nan = SequentialOptions {
         correction_damping: f32::NAN,
         ..SequentialOptions::default()

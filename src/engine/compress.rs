@@ -353,19 +353,23 @@ pub fn read_calibration(bytes: &[u8]) -> Result<Calibration> {
 /// `|(W - Ŵ) E[x]|²`, at no stored cost (the bias is stored anyway).
 /// `w`, `w_hat`: `[n_out, n_in]` row-major; `bias`: `[n_out]`; `mean`: `[n_in]`.
 pub fn correct_bias(bias: &mut [f32], w: &[f32], w_hat: &[f32], mean: &[f32]) {
+    let m: Vec<f64> = mean.iter().map(|&v| v as f64).collect();
+    refit_bias(bias, w, &m, w_hat, &m);
+}
+
+/// `b += W μ − Ŵ μ̂`: the layer's mean output with inputs of mean `μ̂` through
+/// `Ŵ` is the original's with inputs of mean `μ` through `W` (sequential
+/// calibration's affine fit; [`correct_bias`] when `μ̂ = μ`).
+pub fn refit_bias(bias: &mut [f32], w: &[f32], mean: &[f64], w_hat: &[f32], mean_hat: &[f64]) {
     let n_in = mean.len();
     for ((b, r), rh) in bias
         .iter_mut()
         .zip(w.chunks_exact(n_in))
         .zip(w_hat.chunks_exact(n_in))
     {
-        let shift: f64 = r
-            .iter()
-            .zip(rh)
-            .zip(mean)
-            .map(|((a, c), m)| (*a as f64 - *c as f64) * *m as f64)
-            .sum();
-        *b = (*b as f64 + shift) as f32;
+        let orig: f64 = r.iter().zip(mean).map(|(a, m)| *a as f64 * m).sum();
+        let comp: f64 = rh.iter().zip(mean_hat).map(|(a, m)| *a as f64 * m).sum();
+        *b = (*b as f64 + orig - comp) as f32;
     }
 }
 

@@ -197,19 +197,6 @@ fn subtract_outer(m: &mut [f32], a: &[f64], b: &[f64]) {
     }
 }
 
-/// `b + W μ − Ŵ μ̃` (`w`, `w_hat`: `n_out x n_in` row-major).
-fn refitted_bias(bias: &[f32], w: &[f32], w_hat: &[f32], mu: &[f64], mu_tilde: &[f64]) -> Vec<f32> {
-    let n_in = mu.len();
-    bias.iter()
-        .zip(w.chunks_exact(n_in).zip(w_hat.chunks_exact(n_in)))
-        .map(|(b, (r, rh))| {
-            let orig: f64 = r.iter().zip(mu).map(|(a, m)| *a as f64 * m).sum();
-            let comp: f64 = rh.iter().zip(mu_tilde).map(|(a, m)| *a as f64 * m).sum();
-            (*b as f64 + orig - comp) as f32
-        })
-        .collect()
-}
-
 /// One compressed weight of [`compress_sequential`].
 #[derive(Debug, Clone)]
 pub struct SequentialResult {
@@ -302,7 +289,7 @@ pub fn compress_sequential(
                 let mut bias = lin.bias.clone();
                 if let (Some((mu_t, mu)), LinearWeight::Dense { wt }) = (&means, &lin.weight) {
                     let w = transpose(wt, lin.n_in, lin.n_out);
-                    bias = refitted_bias(&lin.bias, &w, &w_hat, mu, mu_t);
+                    super::compress::refit_bias(&mut bias, &w, mu, &w_hat, mu_t);
                     r.bias = Some(bias.clone());
                 }
                 repl.push(Linear {
