@@ -1111,22 +1111,16 @@ fn main() {
             e.0 += o;
             e.1 += 1;
         }
-        let emb = embed(&files.encoder(&c.weights), &heldout);
-        let cos: Vec<f64> = emb
-            .rows()
-            .into_iter()
-            .zip(emb0.rows())
-            .map(|(a, b)| a.dot(&b) as f64)
-            .collect();
-        let nn = nearest_other(&emb);
+        let (cosine, cosine_min, top1) =
+            agreement(&embed(&files.encoder(&c.weights), &heldout), &emb0, &nn0);
         let row = Row {
             label: label.clone(),
             bpw: meta("stored_bits") / meta("weights"),
             weight_err: we / names.len() as f64,
             output_err: oe / names.len() as f64,
-            cosine: cos.iter().sum::<f64>() / cos.len() as f64,
-            cosine_min: cos.iter().cloned().fold(f64::INFINITY, f64::min),
-            top1: nn.iter().zip(&nn0).filter(|(a, b)| a == b).count() as f64 / nn.len() as f64,
+            cosine,
+            cosine_min,
+            top1,
             seconds: meta("seconds"),
             cpu_seconds: meta("cpu_seconds"),
             rss_loaded_mib: meta("rss_loaded_kib") / 1024.0,
@@ -1145,20 +1139,9 @@ fn main() {
                 correct_bias(&mut b, &weights[name], &c.weights[name], &means[name]);
                 replaced.insert(bias_name.clone(), b);
             }
-            let emb = embed(&files.encoder(&replaced), &heldout);
-            let cos: Vec<f64> = emb
-                .rows()
-                .into_iter()
-                .zip(emb0.rows())
-                .map(|(a, b)| a.dot(&b) as f64)
-                .collect();
-            let nn = nearest_other(&emb);
-            println!(
-                "|   + bias correction: cosine {:.4} (min {:.4}), top-1 {:.3}",
-                cos.iter().sum::<f64>() / cos.len() as f64,
-                cos.iter().cloned().fold(f64::INFINITY, f64::min),
-                nn.iter().zip(&nn0).filter(|(a, b)| a == b).count() as f64 / nn.len() as f64
-            );
+            let (cos, min, top1) =
+                agreement(&embed(&files.encoder(&replaced), &heldout), &emb0, &nn0);
+            println!("|   + bias correction: cosine {cos:.4} (min {min:.4}), top-1 {top1:.3}");
         }
         rows.push(row);
         if label == DIAGNOSED {
@@ -1188,6 +1171,23 @@ fn main() {
         }
     }
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Against the original embeddings `emb0` (and their nearest other
+/// sentences `nn0`): mean and min cosine, and top-1 agreement.
+fn agreement(emb: &Array2<f32>, emb0: &Array2<f32>, nn0: &[usize]) -> (f64, f64, f64) {
+    let cos: Vec<f64> = emb
+        .rows()
+        .into_iter()
+        .zip(emb0.rows())
+        .map(|(a, b)| a.dot(&b) as f64)
+        .collect();
+    let nn = nearest_other(emb);
+    (
+        cos.iter().sum::<f64>() / cos.len() as f64,
+        cos.iter().cloned().fold(f64::INFINITY, f64::min),
+        nn.iter().zip(nn0).filter(|(a, b)| a == b).count() as f64 / nn.len() as f64,
+    )
 }
 
 /// The setting whose error is broken down by layer kind and by layer.

@@ -33,7 +33,7 @@ use half::f16;
 
 use super::compress::Control;
 use crate::format::packed::{read_index, PackedTensor};
-use crate::runtime::bert::{EncoderLayer, LayerNorm};
+use crate::runtime::bert::LayerNorm;
 use crate::runtime::dense::{matmul_transposed, transpose};
 use crate::runtime::ops::{self, Activation};
 use crate::runtime::{BertModel, Linear, LinearWeight, RuntimeError};
@@ -312,17 +312,6 @@ struct Net {
     eps: f32,
 }
 
-fn layer_linears(l: &EncoderLayer) -> [&Linear; 6] {
-    [
-        &l.query,
-        &l.key,
-        &l.value,
-        &l.attention_output,
-        &l.intermediate,
-        &l.output,
-    ]
-}
-
 impl Tunable {
     fn new(p: &PackedTensor) -> Self {
         let n_sub = p.n_sub();
@@ -540,7 +529,7 @@ impl Net {
         let mut lins = Vec::new();
         let mut norms = Vec::new();
         for layer in model.layers() {
-            for lin in layer_linears(layer) {
+            for lin in layer.linears() {
                 lins.push(Lin::new(lin, packed.get(&lin.name))?);
             }
             norms.push(layer.attention_norm.clone());

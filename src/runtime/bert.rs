@@ -56,6 +56,20 @@ pub(crate) struct EncoderLayer {
     pub(crate) output_norm: LayerNorm,
 }
 
+impl EncoderLayer {
+    /// The layer's six Linear layers, in forward order.
+    pub(crate) fn linears(&self) -> [&Linear; 6] {
+        [
+            &self.query,
+            &self.key,
+            &self.value,
+            &self.attention_output,
+            &self.intermediate,
+            &self.output,
+        ]
+    }
+}
+
 /// A BERT-family encoder producing normalised mean-pooled sentence embeddings.
 #[derive(Debug, Clone)]
 pub struct BertModel {
@@ -151,16 +165,7 @@ impl BertModel {
 
     /// All Linear layers, in forward order.
     pub fn linears(&self) -> impl Iterator<Item = &Linear> {
-        self.layers.iter().flat_map(|l| {
-            [
-                &l.query,
-                &l.key,
-                &l.value,
-                &l.attention_output,
-                &l.intermediate,
-                &l.output,
-            ]
-        })
+        self.layers.iter().flat_map(EncoderLayer::linears)
     }
 
     /// All Linear layers, in forward order, mutable (e.g. to swap one weight

@@ -840,6 +840,27 @@ fn sequential(
     Ok(out)
 }
 
+/// Compress job `j`'s weights `w` (f32, read from the input) with the
+/// job's bits under its `H` (identity without calibration).
+fn compress_weights(
+    j: &Job,
+    w: Vec<f32>,
+    calib: Option<&CalibSource>,
+    opts: &CompressOptions,
+    observer: &mut dyn FnMut(&Event) -> Control,
+) -> Result<(jlcm::format::packed::PackedTensor, TensorReport)> {
+    let t = &j.entry;
+    let (n_out, n_in) = j.n_out_in();
+    let h = hessian_of(calib, &t.name, n_in, opts.damping)?;
+    let o = CompressOptions {
+        bits: j.bits,
+        ..opts.clone()
+    };
+    Ok(compress_matrix_owned(
+        &t.name, t.dtype, &t.shape, w, n_out, n_in, &h, &o, observer,
+    )?)
+}
+
 /// `….bias` of the weight `….weight`.
 fn bias_name(weight: &str) -> String {
     format!("{}.bias", weight.strip_suffix(".weight").unwrap_or(weight))
@@ -879,24 +900,8 @@ fn tune(
         .par_iter()
         .map(|j| -> Result<(String, SequentialResult)> {
             let t = &j.entry;
-            let (n_out, n_in) = j.n_out_in();
             let w = st::to_f32(t, parsed[j.file].tensor_bytes(t))?;
-            let h = hessian_of(calib, &t.name, n_in, opts.damping)?;
-            let o = CompressOptions {
-                bits: j.bits,
-                ..opts.clone()
-            };
-            let (packed, report) = jlcm::engine::compress_matrix_owned(
-                &t.name,
-                t.dtype,
-                &t.shape,
-                w,
-                n_out,
-                n_in,
-                &h,
-                &o,
-                &mut |_| Control::Continue,
-            )?;
+            let (packed, report) = compress_weights(j, w, calib, opts, &mut |_| Control::Continue)?;
             let r = SequentialResult {
                 packed,
                 report,
@@ -1069,11 +1074,6 @@ fn stream_compress(
         let (s, e) = file.header.file_range(t);
         release(&maps[j.file], s, e);
         let started = (std::time::Instant::now(), thread_cpu_seconds());
-        let h = hessian_of(calib, &t.name, n_in, opts.damping)?;
-        let o = CompressOptions {
-            bits: j.bits,
-            ..opts.clone()
-        };
         let mut observer = |_: &Event| {
             if INTERRUPTED.load(Ordering::Relaxed) || lock().stop {
                 Control::Cancel
@@ -1081,17 +1081,7 @@ fn stream_compress(
                 Control::Continue
             }
         };
-        let (p, rep) = compress_matrix_owned(
-            &t.name,
-            t.dtype,
-            &t.shape,
-            w,
-            n_out,
-            n_in,
-            &h,
-            &o,
-            &mut observer,
-        )?;
+        let (p, rep) = compress_weights(j, w, calib, opts, &mut observer)?;
         let wall = started.0.elapsed().as_secs_f64();
         let cpu = thread_cpu_seconds().zip(started.1).map(|(b, a)| b - a);
         if bar.is_hidden() {
