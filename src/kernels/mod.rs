@@ -136,6 +136,44 @@ pub fn fixed_point_error_budget(
     1.001 * quantisation + error_budget(n_in, sum_abs_products)
 }
 
+/// Quantisation error of one two-level table entry ([`LutPrecision::TwoLevel`])
+/// in units of `f32::EPSILON` times the chunk's bound `B`
+/// ([`prepared::fixed_point_bound`]). With the step `s = B / 2047`, the
+/// entry is stored as `s (hi + lo / 4094)` ([`prepared::TWO_LEVEL_LO_STEPS`]):
+/// `u = T / s` is computed as `T * fl(2047 / B)`, two roundings of
+/// `|u| <= 2047`, so off by at most `2047 * 2^-23 < 2^-12` (relative `ε =
+/// 2^-23` each, to first order); `hi + lo / 4094` is then within
+/// `1 / 8188` of `u`; in all `(2^-12 + 1/8188) s < 1.5 ε B`. Rounded up to 2:
+/// the scales `s`, `s / 4094` are f32 roundings too.
+pub const TWO_LEVEL_ENTRY_EPSILONS: f32 = 2.0;
+
+/// The worst-case error budget of the two-level lookup
+/// ([`LutPrecision::TwoLevel`]) against [`reference::matmul`] for one output
+/// over `n_in` inputs (arguments as [`fixed_point_error_budget`]): each of
+/// the `ceil(n_in / w)` slots of `w` inputs looks up one entry within
+/// [`TWO_LEVEL_ENTRY_EPSILONS`] `ε B` of its f32 value, `B <= w max|c|
+/// max|x|`, so the slots add at most `(n_in + 32) 2 ε max|ŵ| max|x|`; the
+/// f32 sums (a conversion per group of 16 slots, then the group, chunk and
+/// scale roundings, fewer than `n_in + 32` per product) are inside
+/// [`error_budget`]. About 1/1000 of [`fixed_point_error_budget`]: f32-like.
+pub fn two_level_error_budget(
+    n_in: usize,
+    max_abs_weight: f32,
+    max_abs_x: f32,
+    sum_abs_products: f32,
+) -> f32 {
+    let quantisation = (n_in as f32 + 32.0)
+        * TWO_LEVEL_ENTRY_EPSILONS
+        * f32::EPSILON
+        * max_abs_weight
+        * max_abs_x;
+    1.001 * quantisation + error_budget(n_in, sum_abs_products)
+}
+
+/// The relative RMS error budget of the two-level lookup over a whole
+/// product (as [`FIXED_POINT_RMS_BUDGET`]), on random weights and inputs.
+pub const TWO_LEVEL_RMS_BUDGET: f32 = 2e-6;
+
 /// The relative RMS error budget of the fixed-point lookup over a whole
 /// product, `||y - y_ref|| / ||y_ref||`, on random weights and inputs (the
 /// worst case [`fixed_point_error_budget`] assumes every rounding error at
@@ -186,7 +224,7 @@ impl PackedMatrix {
     /// heavy-tailed 2-bit matrix (tests/consumer/app/check.js: 64x128,
     /// weights up to about 32) an output was off by 3.5e-3 where the check
     /// allows 1.7e-3 (1.8e-3 for 1.0e-3 with 14-bit tables).
-    pub fn default_precision(_isa: Isa, _batch: usize) -> LutPrecision {
+    pub fn default_precision(_isa: Isa, _batch: usize, _bits: u8, _dim: u8) -> LutPrecision {
         LutPrecision::Exact
     }
 
@@ -199,7 +237,9 @@ impl PackedMatrix {
     /// The table precision a product of `batch` inputs uses.
     pub fn precision(&self, batch: usize) -> LutPrecision {
         self.precision
-            .unwrap_or_else(|| Self::default_precision(self.isa, batch))
+            .unwrap_or_else(|| {
+                Self::default_precision(self.isa, batch, self.tensor.bits, self.tensor.dim)
+            })
     }
 
     /// Rows (outputs).

@@ -109,6 +109,17 @@ pub const MICRO_INPUTS: usize = 2;
 ///   `4096 * 2047 < 2^24`, so its conversion to f32 is exact too) and scale
 ///   once per chunk. Within [`super::fixed_point_error_budget`] of the
 ///   reference; the portable and SIMD variants agree bit for bit.
+/// - `TwoLevel`: the same step `s = B / FIXED_POINT_MAX` per chunk, but each
+///   entry is `s (hi + lo / TWO_LEVEL_LO_STEPS)` with two 12-bit integers
+///   (`hi = round(T / s)`, `lo` the rounded residual; [`build_two_level_table`]),
+///   as 4 byte planes (4 swizzles per slot and 16 rows, like `Exact`, but
+///   plain `i16` adds instead of rebuilding f32s from bytes). Lanes add
+///   `hi` and `lo` in `i16` over [`FIXED_GROUP_SLOTS`] slots, then each row's
+///   `TWO_LEVEL_LO_STEPS * Σhi + Σlo` (`< 2^31`) is converted to f32 and
+///   added; the chunk's sum is scaled by `s / TWO_LEVEL_LO_STEPS`. The
+///   quantisation error of an entry is about `1.5 f32::EPSILON B`, so
+///   it stays within [`super::two_level_error_budget`] (f32-like); the
+///   portable and SIMD variants agree bit for bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LutPrecision {
     /// f32 tables.
@@ -116,6 +127,9 @@ pub enum LutPrecision {
     Exact,
     /// 12-bit fixed-point tables with one scale per chunk.
     FixedPoint,
+    /// Two-level fixed-point tables: a 12-bit `hi` and a 12-bit `lo` per
+    /// entry (see [`build_two_level_table`]), about f32 precision.
+    TwoLevel,
 }
 
 /// Largest magnitude of a fixed-point table entry (12-bit signed).
@@ -127,6 +141,20 @@ pub const FIXED_GROUP_SLOTS: usize = 16;
 /// Bytes of the fixed-point table of one slot pair: 2 byte planes x 2
 /// slots x 16 entries.
 pub const FIXED_PAIR_BYTES: usize = 64;
+
+/// Steps of the `lo` level of a two-level table per step of its `hi`
+/// level ([`LutPrecision::TwoLevel`]): the residual `r = u - hi` of an entry
+/// `u = T / s` (`|r| <= 1/2`) is stored as `lo = round(r * TWO_LEVEL_LO_STEPS)`,
+/// `|lo| <= 2047`, so 16 slots of `lo` add up in `i16` like `hi` does
+/// (`4096` would give `|lo| = 2048` at a tie, and `16 * 2048` overflows).
+pub const TWO_LEVEL_LO_STEPS: f32 = 4094.0;
+/// Slot pairs per two-level table chunk: 2048 pairs are 256 KiB (in L2),
+/// as [`LUT_CHUNK_PAIRS`] (the same 4 byte planes a slot).
+pub const TWO_LEVEL_CHUNK_PAIRS: usize = 2048;
+/// Bytes of the two-level table of one slot pair: 4 byte planes (`hi` low
+/// and high bytes, `lo` low and high bytes) x 2 slots x 16 entries, laid out
+/// as [`lut_table_offset`] (`[plane][t % 2][16]`).
+pub const TWO_LEVEL_PAIR_BYTES: usize = 128;
 
 /// Byte offset, inside a fixed-point table chunk, of byte plane `plane`
 /// (0 = low byte of the `i16` entry, 1 = high byte) of slot `t`: 16 bytes,
@@ -343,7 +371,9 @@ impl PreparedLayout {
         match &self.plan {
             Plan::NibbleLut(lut) => match precision {
                 LutPrecision::Exact => self.matmul_nibble_lut(p, lut, isa, x, batch, y),
-                LutPrecision::FixedPoint => self.matmul_nibble_fixed(p, lut, isa, x, batch, y),
+                LutPrecision::FixedPoint | LutPrecision::TwoLevel => {
+                    self.matmul_nibble_fixed(p, lut, isa, precision, x, batch, y)
+                }
             },
             Plan::Decode => self.matmul_decode(p, isa, x, batch, y),
         }
@@ -415,20 +445,29 @@ impl PreparedLayout {
         }
     }
 
-    /// The nibble-lookup plan on fixed-point tables ([`LutPrecision::FixedPoint`]).
+    /// The nibble-lookup plan on fixed-point tables ([`LutPrecision::FixedPoint`]
+    /// or [`LutPrecision::TwoLevel`]).
+    #[allow(clippy::too_many_arguments)]
     fn matmul_nibble_fixed(
         &self,
         p: &PackedTensor,
         lut: &NibbleLut,
         isa: Isa,
+        precision: LutPrecision,
         x: &[f32],
         batch: usize,
         y: &mut [f32],
     ) {
+        let two_level = precision == LutPrecision::TwoLevel;
+        let (chunk_pairs, pair_bytes) = if two_level {
+            (TWO_LEVEL_CHUNK_PAIRS, TWO_LEVEL_PAIR_BYTES)
+        } else {
+            (FIXED_CHUNK_PAIRS, FIXED_PAIR_BYTES)
+        };
         let w2 = 2 * lut.inputs_per_slot();
-        let chunk = FIXED_CHUNK_PAIRS.min(lut.n_pairs);
+        let chunk = chunk_pairs.min(lut.n_pairs);
         let mut x_pad = vec![0f32; lut.padded_inputs()];
-        let mut table = vec![0u8; chunk * FIXED_PAIR_BYTES];
+        let mut table = vec![0u8; chunk * pair_bytes];
         let mut acc = vec![0f32; lut.blocks.len() * BLOCK_ROWS];
         let zeros = vec![0u8; lut.n_pairs];
         let block_rows = lut.block_rows(p, &zeros);
@@ -441,20 +480,37 @@ impl PreparedLayout {
                 let end = lut.codebook_end(first);
                 let cb = self.codebook(codebook as usize);
                 let a = slot_coefficient_bounds(lut, cb);
-                for p0 in (0..lut.n_pairs).step_by(FIXED_CHUNK_PAIRS) {
-                    let p1 = (p0 + FIXED_CHUNK_PAIRS).min(lut.n_pairs);
-                    let table = &mut table[..(p1 - p0) * FIXED_PAIR_BYTES];
+                for p0 in (0..lut.n_pairs).step_by(chunk_pairs) {
+                    let p1 = (p0 + chunk_pairs).min(lut.n_pairs);
+                    let table = &mut table[..(p1 - p0) * pair_bytes];
                     let xs = &x_pad[p0 * w2..p1 * w2];
-                    let scale = match isa {
-                        Isa::Simd128 => simd128::build_fixed_table(lut, cb, &a, xs, table),
-                        // No AVX2 variant: the native CLI stays exact.
-                        Isa::Portable | Isa::Avx2 => build_fixed_table(lut, cb, &a, xs, table),
+                    // No AVX2 variants: the native CLI stays exact (AVX2
+                    // forced to a fixed-point precision runs the portable code).
+                    let scale = match (isa, two_level) {
+                        (Isa::Simd128, false) => simd128::build_fixed_table(lut, cb, &a, xs, table),
+                        (Isa::Simd128, true) => {
+                            simd128::build_two_level_table(lut, cb, &a, xs, table)
+                        }
+                        (Isa::Portable | Isa::Avx2, false) => {
+                            build_fixed_table(lut, cb, &a, xs, table)
+                        }
+                        (Isa::Portable | Isa::Avx2, true) => {
+                            build_two_level_table(lut, cb, &a, xs, table)
+                        }
                     };
                     for bi in first..end {
                         let rows = block_rows[bi].map(|r| &r[p0..p1]);
-                        let sums = match isa {
-                            Isa::Simd128 => simd128::fixed_block_sums(&rows, table, scale),
-                            Isa::Portable | Isa::Avx2 => fixed_block_sums(&rows, table, scale),
+                        let sums = match (isa, two_level) {
+                            (Isa::Simd128, false) => simd128::fixed_block_sums(&rows, table, scale),
+                            (Isa::Simd128, true) => {
+                                simd128::two_level_block_sums(&rows, table, scale)
+                            }
+                            (Isa::Portable | Isa::Avx2, false) => {
+                                fixed_block_sums(&rows, table, scale)
+                            }
+                            (Isa::Portable | Isa::Avx2, true) => {
+                                two_level_block_sums(&rows, table, scale)
+                            }
                         };
                         for (a, s) in acc[bi * BLOCK_ROWS..(bi + 1) * BLOCK_ROWS]
                             .iter_mut()
@@ -881,6 +937,93 @@ pub fn fixed_block_sums(rows: &[&[u8]; BLOCK_ROWS], table: &[u8], scale: f32) ->
         }
     }
     acc.map(|a| a as f32 * scale)
+}
+
+/// The two levels of one table entry `v` with inverse step `inv`
+/// ([`fixed_point_inverse_step`]): `u = v * inv`, `hi = round(u)`,
+/// `lo = round((u - hi) * TWO_LEVEL_LO_STEPS)` (ties to even; `u - hi` is
+/// exact in f32). Saturating, NaN to 0.
+#[inline]
+pub fn two_level_entry(v: f32, inv: f32) -> (i16, i16) {
+    let u = v * inv;
+    let hi = u.round_ties_even();
+    let lo = ((u - hi) * TWO_LEVEL_LO_STEPS).round_ties_even();
+    let to_i16 = |q: f32| (q as i32).clamp(-32768, 32767) as i16;
+    (to_i16(hi), to_i16(lo))
+}
+
+/// Fill a two-level table chunk of one codebook ([`LutPrecision::TwoLevel`])
+/// in one pass: the 16 partial sums of each of the `table.len() / 64` slots,
+/// computed as [`slot_entries`], split by [`two_level_entry`] with the step
+/// of [`build_fixed_table`], as byte planes 0-1 (`hi`, low and high bytes)
+/// and 2-3 (`lo`) at [`lut_table_offset`]. Returns the scale of the `lo`
+/// steps, `bound / FIXED_POINT_MAX / TWO_LEVEL_LO_STEPS` (NaN propagates).
+pub fn build_two_level_table(
+    lut: &NibbleLut,
+    codebook: &[f32],
+    a: &[f32; MAX_SLOT_INPUTS],
+    x_pad: &[f32],
+    table: &mut [u8],
+) -> f32 {
+    let w = lut.inputs_per_slot();
+    let n_slots = table.len() / (TWO_LEVEL_PAIR_BYTES / 2);
+    let bound = fixed_point_bound(a, w, x_pad, n_slots);
+    let inv = fixed_point_inverse_step(bound);
+    for t in 0..n_slots {
+        let entries = slot_entries(lut, codebook, &x_pad[t * w..(t + 1) * w]);
+        for (m, &v) in entries.iter().enumerate() {
+            let (hi, lo) = two_level_entry(v, inv);
+            let [h0, h1] = hi.to_le_bytes();
+            let [l0, l1] = lo.to_le_bytes();
+            table[lut_table_offset(t, 0) + m] = h0;
+            table[lut_table_offset(t, 1) + m] = h1;
+            table[lut_table_offset(t, 2) + m] = l0;
+            table[lut_table_offset(t, 3) + m] = l1;
+        }
+    }
+    two_level_scale(bound)
+}
+
+/// The scale of one `lo` step of a two-level chunk bounded by `bound`.
+#[inline]
+pub fn two_level_scale(bound: f32) -> f32 {
+    bound / FIXED_POINT_MAX / TWO_LEVEL_LO_STEPS
+}
+
+/// [`lut_block_sums`] over a two-level table chunk: per lane and group of
+/// [`FIXED_GROUP_SLOTS`] slots, the integer `TWO_LEVEL_LO_STEPS * Σhi +
+/// Σlo` (exact in `i32`), converted to f32 and added group after group;
+/// the sum times `scale` ([`two_level_scale`]).
+pub fn two_level_block_sums(
+    rows: &[&[u8]; BLOCK_ROWS],
+    table: &[u8],
+    scale: f32,
+) -> [f32; BLOCK_ROWS] {
+    let mut acc = [0f32; BLOCK_ROWS];
+    let group_pairs = FIXED_GROUP_SLOTS / 2;
+    for (g, group) in table
+        .chunks(group_pairs * TWO_LEVEL_PAIR_BYTES)
+        .enumerate()
+    {
+        let mut hi = [0i32; BLOCK_ROWS];
+        let mut lo = [0i32; BLOCK_ROWS];
+        for (k, planes) in group.chunks_exact(TWO_LEVEL_PAIR_BYTES).enumerate() {
+            let pair = g * group_pairs + k;
+            let entry = |plane: usize, t: usize, m: u8| {
+                let at = plane * 32 + t * 16 + m as usize;
+                i32::from(i16::from_le_bytes([planes[at], planes[at + 32]]))
+            };
+            for (i, row) in rows.iter().enumerate() {
+                let nib = row[pair];
+                hi[i] += entry(0, 0, nib & 15) + entry(0, 1, nib >> 4);
+                lo[i] += entry(2, 0, nib & 15) + entry(2, 1, nib >> 4);
+            }
+        }
+        for (a, (h, l)) in acc.iter_mut().zip(hi.iter().zip(&lo)) {
+            *a += (TWO_LEVEL_LO_STEPS as i32 * h + l) as f32;
+        }
+    }
+    acc.map(|a| a * scale)
 }
 
 /// Unpack indices `s0 .. s0 + out.len()` of a packed row.
