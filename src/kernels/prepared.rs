@@ -109,16 +109,16 @@ pub const MICRO_INPUTS: usize = 2;
 ///   `4096 * 2047 < 2^24`, so its conversion to f32 is exact too) and scale
 ///   once per chunk. Within [`super::fixed_point_error_budget`] of the
 ///   reference; the portable and SIMD variants agree bit for bit.
-/// - `TwoLevel`: the same step `s = B / FIXED_POINT_MAX` per chunk, but each
-///   entry is `s (hi + lo / TWO_LEVEL_LO_STEPS)` with two 12-bit integers
-///   (`hi = round(T / s)`, `lo` the rounded residual; [`build_two_level_table`]),
-///   as 4 byte planes (4 swizzles per slot and 16 rows, like `Exact`, but
-///   plain `i16` adds instead of rebuilding f32s from bytes). Lanes add
-///   `hi` and `lo` in `i16` over [`FIXED_GROUP_SLOTS`] slots, then each row's
-///   `TWO_LEVEL_LO_STEPS * Σhi + Σlo` (`< 2^31`) is converted to f32 and
-///   added; the chunk's sum is scaled by `s / TWO_LEVEL_LO_STEPS`. The
-///   quantisation error of an entry is about `1.5 f32::EPSILON B`, so
-///   it stays within [`super::two_level_error_budget`] (f32-like); the
+/// - `TwoLevel`: per chunk a step `s = B / TWO_LEVEL_HI_MAX` (the same
+///   bound `B`), and each entry is `s (hi + lo / TWO_LEVEL_LO_STEPS)` with
+///   an 8-bit `hi = round(T / s)` and a 12-bit `lo`, the rounded residual
+///   ([`build_two_level_table`]): 20 bits in 3 byte planes (3 swizzles per
+///   slot and 16 rows, against 4 for `Exact` and 2 for `FixedPoint`). Lanes
+///   add `hi` and `lo` in `i16` over [`FIXED_GROUP_SLOTS`] slots, then each
+///   row's `TWO_LEVEL_LO_STEPS * Σhi + Σlo` (`< 2^31`) is converted to f32
+///   and added; the chunk's sum is scaled by `s / TWO_LEVEL_LO_STEPS`. The
+///   quantisation error of an entry is about `1.1e-6 B` (`9 f32::EPSILON B`,
+///   1/230 of `FixedPoint`'s), within [`super::two_level_error_budget`]; the
 ///   portable and SIMD variants agree bit for bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LutPrecision {
@@ -127,8 +127,8 @@ pub enum LutPrecision {
     Exact,
     /// 12-bit fixed-point tables with one scale per chunk.
     FixedPoint,
-    /// Two-level fixed-point tables: a 12-bit `hi` and a 12-bit `lo` per
-    /// entry (see [`build_two_level_table`]), about f32 precision.
+    /// Two-level fixed-point tables: an 8-bit `hi` and a 12-bit `lo` per
+    /// entry (see [`build_two_level_table`]), 20 bits.
     TwoLevel,
 }
 
@@ -148,13 +148,23 @@ pub const FIXED_PAIR_BYTES: usize = 64;
 /// `|lo| <= 2047`, so 16 slots of `lo` add up in `i16` like `hi` does
 /// (`4096` would give `|lo| = 2048` at a tie, and `16 * 2048` overflows).
 pub const TWO_LEVEL_LO_STEPS: f32 = 4094.0;
-/// Slot pairs per two-level table chunk: 2048 pairs are 256 KiB (in L2),
-/// as [`LUT_CHUNK_PAIRS`] (the same 4 byte planes a slot).
+/// Largest magnitude of the `hi` level of a two-level entry (8-bit signed).
+pub const TWO_LEVEL_HI_MAX: f32 = 127.0;
+/// Slot pairs per two-level table chunk: 2048 pairs are 192 KiB (in L2),
+/// as [`LUT_CHUNK_PAIRS`].
 pub const TWO_LEVEL_CHUNK_PAIRS: usize = 2048;
-/// Bytes of the two-level table of one slot pair: 4 byte planes (`hi` low
-/// and high bytes, `lo` low and high bytes) x 2 slots x 16 entries, laid out
-/// as [`lut_table_offset`] (`[plane][t % 2][16]`).
-pub const TWO_LEVEL_PAIR_BYTES: usize = 128;
+/// Bytes of the two-level table of one slot pair: 3 byte planes (`hi`,
+/// then the low and high bytes of `lo`) x 2 slots x 16 entries, laid out by
+/// [`two_level_table_offset`].
+pub const TWO_LEVEL_PAIR_BYTES: usize = 96;
+
+/// Byte offset, inside a two-level table chunk, of byte plane `plane`
+/// (0 = `hi`, 1 = low byte of `lo`, 2 = high byte) of slot `t`: 16 bytes,
+/// entry `m` at `+ m`; per slot pair 96 bytes `[plane][t % 2][16]`.
+#[inline]
+pub fn two_level_table_offset(t: usize, plane: usize) -> usize {
+    (t / 2) * TWO_LEVEL_PAIR_BYTES + plane * 32 + (t % 2) * 16
+}
 
 /// Byte offset, inside a fixed-point table chunk, of byte plane `plane`
 /// (0 = low byte of the `i16` entry, 1 = high byte) of slot `t`: 16 bytes,
@@ -939,25 +949,37 @@ pub fn fixed_block_sums(rows: &[&[u8]; BLOCK_ROWS], table: &[u8], scale: f32) ->
     acc.map(|a| a as f32 * scale)
 }
 
+/// The inverse `hi` step of a two-level chunk bounded by `bound`,
+/// `TWO_LEVEL_HI_MAX / bound` (0 as [`fixed_point_inverse_step`]).
+#[inline]
+pub fn two_level_inverse_step(bound: f32) -> f32 {
+    if bound > 0.0 && bound.is_finite() {
+        TWO_LEVEL_HI_MAX / bound
+    } else {
+        0.0
+    }
+}
+
 /// The two levels of one table entry `v` with inverse step `inv`
-/// ([`fixed_point_inverse_step`]): `u = v * inv`, `hi = round(u)`,
+/// ([`two_level_inverse_step`]): `u = v * inv`, `hi = round(u)`,
 /// `lo = round((u - hi) * TWO_LEVEL_LO_STEPS)` (ties to even; `u - hi` is
 /// exact in f32). Saturating, NaN to 0.
 #[inline]
-pub fn two_level_entry(v: f32, inv: f32) -> (i16, i16) {
+pub fn two_level_entry(v: f32, inv: f32) -> (i8, i16) {
     let u = v * inv;
     let hi = u.round_ties_even();
     let lo = ((u - hi) * TWO_LEVEL_LO_STEPS).round_ties_even();
-    let to_i16 = |q: f32| (q as i32).clamp(-32768, 32767) as i16;
-    (to_i16(hi), to_i16(lo))
+    let hi = (hi as i32).clamp(-128, 127) as i8;
+    (hi, (lo as i32).clamp(-32768, 32767) as i16)
 }
 
 /// Fill a two-level table chunk of one codebook ([`LutPrecision::TwoLevel`])
-/// in one pass: the 16 partial sums of each of the `table.len() / 64` slots,
-/// computed as [`slot_entries`], split by [`two_level_entry`] with the step
-/// of [`build_fixed_table`], as byte planes 0-1 (`hi`, low and high bytes)
-/// and 2-3 (`lo`) at [`lut_table_offset`]. Returns the scale of the `lo`
-/// steps, `bound / FIXED_POINT_MAX / TWO_LEVEL_LO_STEPS` (NaN propagates).
+/// in one pass: the 16 partial sums of each of the `table.len() / 48` slots,
+/// computed as [`slot_entries`], split by [`two_level_entry`] with the
+/// bound of [`build_fixed_table`], as byte planes 0 (`hi`) and 1-2 (`lo`,
+/// low and high bytes) at [`two_level_table_offset`]. Returns the scale of
+/// the `lo` steps, `bound / TWO_LEVEL_HI_MAX / TWO_LEVEL_LO_STEPS` (NaN
+/// propagates).
 pub fn build_two_level_table(
     lut: &NibbleLut,
     codebook: &[f32],
@@ -968,17 +990,15 @@ pub fn build_two_level_table(
     let w = lut.inputs_per_slot();
     let n_slots = table.len() / (TWO_LEVEL_PAIR_BYTES / 2);
     let bound = fixed_point_bound(a, w, x_pad, n_slots);
-    let inv = fixed_point_inverse_step(bound);
+    let inv = two_level_inverse_step(bound);
     for t in 0..n_slots {
         let entries = slot_entries(lut, codebook, &x_pad[t * w..(t + 1) * w]);
         for (m, &v) in entries.iter().enumerate() {
             let (hi, lo) = two_level_entry(v, inv);
-            let [h0, h1] = hi.to_le_bytes();
             let [l0, l1] = lo.to_le_bytes();
-            table[lut_table_offset(t, 0) + m] = h0;
-            table[lut_table_offset(t, 1) + m] = h1;
-            table[lut_table_offset(t, 2) + m] = l0;
-            table[lut_table_offset(t, 3) + m] = l1;
+            table[two_level_table_offset(t, 0) + m] = hi as u8;
+            table[two_level_table_offset(t, 1) + m] = l0;
+            table[two_level_table_offset(t, 2) + m] = l1;
         }
     }
     two_level_scale(bound)
@@ -987,7 +1007,7 @@ pub fn build_two_level_table(
 /// The scale of one `lo` step of a two-level chunk bounded by `bound`.
 #[inline]
 pub fn two_level_scale(bound: f32) -> f32 {
-    bound / FIXED_POINT_MAX / TWO_LEVEL_LO_STEPS
+    bound / TWO_LEVEL_HI_MAX / TWO_LEVEL_LO_STEPS
 }
 
 /// [`lut_block_sums`] over a two-level table chunk: per lane and group of
@@ -1009,14 +1029,15 @@ pub fn two_level_block_sums(
         let mut lo = [0i32; BLOCK_ROWS];
         for (k, planes) in group.chunks_exact(TWO_LEVEL_PAIR_BYTES).enumerate() {
             let pair = g * group_pairs + k;
-            let entry = |plane: usize, t: usize, m: u8| {
-                let at = plane * 32 + t * 16 + m as usize;
+            let high = |t: usize, m: u8| i32::from(planes[t * 16 + m as usize] as i8);
+            let low = |t: usize, m: u8| {
+                let at = 32 + t * 16 + m as usize;
                 i32::from(i16::from_le_bytes([planes[at], planes[at + 32]]))
             };
             for (i, row) in rows.iter().enumerate() {
                 let nib = row[pair];
-                hi[i] += entry(0, 0, nib & 15) + entry(0, 1, nib >> 4);
-                lo[i] += entry(2, 0, nib & 15) + entry(2, 1, nib >> 4);
+                hi[i] += high(0, nib & 15) + high(1, nib >> 4);
+                lo[i] += low(0, nib & 15) + low(1, nib >> 4);
             }
         }
         for (a, (h, l)) in acc.iter_mut().zip(hi.iter().zip(&lo)) {

@@ -23,7 +23,7 @@ mod simd {
 
     use crate::kernels::prepared::{
         self, fixed_point_inverse_step, fixed_table_offset, lut_table_offset, slot_coefficient,
-        two_level_scale, NibbleLut, B2_SHUFFLES, BLOCK_ROWS, FIXED_PAIR_BYTES, FIXED_POINT_MAX,
+        two_level_inverse_step, two_level_scale, two_level_table_offset, NibbleLut, B2_SHUFFLES, BLOCK_ROWS, FIXED_PAIR_BYTES, FIXED_POINT_MAX,
         LUT_PAIR_BYTES, MAX_SLOT_INPUTS, TWO_LEVEL_LO_STEPS, TWO_LEVEL_PAIR_BYTES,
     };
 
@@ -480,7 +480,7 @@ mod simd {
         let n_slots = table.len() / (TWO_LEVEL_PAIR_BYTES / 2);
         let table = &mut table[..n_slots * (TWO_LEVEL_PAIR_BYTES / 2)];
         let bound = fixed_point_bound(a, w, x_pad, n_slots);
-        let inv = fixed_point_inverse_step(bound);
+        let inv = two_level_inverse_step(bound);
         if inv == 0.0 {
             table.fill(0);
             return two_level_scale(bound);
@@ -507,12 +507,15 @@ mod simd {
                 let r = f32x4_sub(u, f32x4_sub(m, magic));
                 lo[q] = i32x4_sub(f32x4_add(f32x4_mul(r, steps), magic), magic_bits);
             }
-            let (h0, h1) = byte_planes(hi);
+            // |hi| <= 127: one signed byte.
+            let h = i8x16_narrow_i16x8(
+                i16x8_narrow_i32x4(hi[0], hi[1]),
+                i16x8_narrow_i32x4(hi[2], hi[3]),
+            );
             let (l0, l1) = byte_planes(lo);
-            store(table, lut_table_offset(t, 0), h0);
-            store(table, lut_table_offset(t, 1), h1);
-            store(table, lut_table_offset(t, 2), l0);
-            store(table, lut_table_offset(t, 3), l1);
+            store(table, two_level_table_offset(t, 0), h);
+            store(table, two_level_table_offset(t, 1), l0);
+            store(table, two_level_table_offset(t, 2), l1);
         }
         two_level_scale(bound)
     }
@@ -521,8 +524,8 @@ mod simd {
     /// and `lo` entries to `hi` and `lo` (rows 0-7, 8-15).
     ///
     /// # Safety
-    /// `planes` points to the slot's plane 0; planes 1-3 follow at 32-byte
-    /// steps (see [`lut_table_offset`]), 16 readable bytes each.
+    /// `planes` points to the slot's plane 0; planes 1-2 follow at 32-byte
+    /// steps (see [`two_level_table_offset`]), 16 readable bytes each.
     #[inline(always)]
     unsafe fn add_two_level_slot(
         hi: &mut [v128; 2],
@@ -530,12 +533,11 @@ mod simd {
         planes: *const u8,
         idx: v128,
     ) {
-        let h0 = i8x16_swizzle(v128_load(planes as *const v128), idx);
-        let h1 = i8x16_swizzle(v128_load(planes.add(32) as *const v128), idx);
-        hi[0] = i16x8_add(hi[0], zip_bytes::<false>(h0, h1));
-        hi[1] = i16x8_add(hi[1], zip_bytes::<true>(h0, h1));
-        let l0 = i8x16_swizzle(v128_load(planes.add(64) as *const v128), idx);
-        let l1 = i8x16_swizzle(v128_load(planes.add(96) as *const v128), idx);
+        let h = i8x16_swizzle(v128_load(planes as *const v128), idx);
+        hi[0] = i16x8_add(hi[0], i16x8_extend_low_i8x16(h));
+        hi[1] = i16x8_add(hi[1], i16x8_extend_high_i8x16(h));
+        let l0 = i8x16_swizzle(v128_load(planes.add(32) as *const v128), idx);
+        let l1 = i8x16_swizzle(v128_load(planes.add(64) as *const v128), idx);
         lo[0] = i16x8_add(lo[0], zip_bytes::<false>(l0, l1));
         lo[1] = i16x8_add(lo[1], zip_bytes::<true>(l0, l1));
     }
@@ -543,7 +545,7 @@ mod simd {
     /// One slot pair of 16 rows on a two-level table.
     ///
     /// # Safety
-    /// `planes` points to the pair's 128 table bytes.
+    /// `planes` points to the pair's 96 table bytes.
     #[inline(always)]
     unsafe fn add_two_level_pair(
         hi: &mut [v128; 2],
@@ -601,7 +603,7 @@ mod simd {
             let (mut hi, mut lo) = ([i16x8_splat(0); 2], [i16x8_splat(0); 2]);
             for (j, pairs) in v.iter().enumerate() {
                 // SAFETY: pair `p0 + j < n_pairs` reads table bytes
-                // `128 (p0 + j) .. + 128`, inside `table`.
+                // `96 (p0 + j) .. + 96`, inside `table`.
                 unsafe {
                     add_two_level_pair(
                         &mut hi,
