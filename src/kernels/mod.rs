@@ -138,13 +138,11 @@ pub fn fixed_point_error_budget(
 
 /// Quantisation error of one two-level table entry ([`LutPrecision::TwoLevel`])
 /// in units of `f32::EPSILON` times the chunk's bound `B`
-/// ([`prepared::fixed_point_bound`]). With the step `s = B / 127`, the
-/// entry is stored as `s (hi + lo / 4094)` ([`prepared::TWO_LEVEL_LO_STEPS`]):
-/// `u = T / s` is computed as `T * fl(127 / B)`, two roundings of
-/// `|u| <= 127`, so off by at most `127 ε` (`ε = 2^-23`, to first order);
-/// `hi + lo / 4094` is then within `1 / 8188` of `u`; in all
-/// `(127 ε + 1/8188) s = (ε + 1 / (8188 * 127)) B < 9.1 ε B`. Rounded up
-/// to 10: the scales `s`, `s / 4094` are f32 roundings too.
+/// ([`prepared::fixed_point_bound`]): an entry is rounded to a step of
+/// `B / (127 * 4096)` ([`prepared::TWO_LEVEL_MAX`]), so off by at most
+/// `B / 1040384 < 8.07 ε B` (`ε = 2^-23`). Rounded up to 10: the scaled
+/// coefficients `c * fl(TWO_LEVEL_MAX / B)` and the chunk's step are f32
+/// roundings too (relative, one more a product).
 pub const TWO_LEVEL_ENTRY_EPSILONS: f32 = 10.0;
 
 /// The worst-case error budget of the two-level lookup

@@ -109,17 +109,17 @@ pub const MICRO_INPUTS: usize = 2;
 ///   `4096 * 2047 < 2^24`, so its conversion to f32 is exact too) and scale
 ///   once per chunk. Within [`super::fixed_point_error_budget`] of the
 ///   reference; the portable and SIMD variants agree bit for bit.
-/// - `TwoLevel`: per chunk a step `s = B / TWO_LEVEL_HI_MAX` (the same
-///   bound `B`), and each entry is `s (hi + lo / TWO_LEVEL_LO_STEPS)` with
-///   an 8-bit `hi = round(T / s)` and a 12-bit `lo`, the rounded residual
-///   ([`build_two_level_table`]): 20 bits in 3 byte planes (3 swizzles per
+/// - `TwoLevel`: per chunk one step `s = B / TWO_LEVEL_MAX` (the same bound
+///   `B`), and each entry a 20-bit integer `Q = round(T / s)`, `|Q| <= 127 *
+///   4096`, split into an 8-bit `hi = (Q + 2048) >> 12` and a 12-bit `lo = Q
+///   - 4096 hi` ([`build_two_level_table`]): 3 byte planes (3 swizzles per
 ///   slot and 16 rows, against 4 for `Exact` and 2 for `FixedPoint`). Lanes
 ///   add `hi` and `lo` in `i16` over [`FIXED_GROUP_SLOTS`] slots, then each
-///   row's `TWO_LEVEL_LO_STEPS * Σhi + Σlo` (`< 2^31`) is converted to f32
-///   and added; the chunk's sum is scaled by `s / TWO_LEVEL_LO_STEPS`. The
-///   quantisation error of an entry is about `1.1e-6 B` (`9 f32::EPSILON B`,
-///   1/230 of `FixedPoint`'s), within [`super::two_level_error_budget`]; the
-///   portable and SIMD variants agree bit for bit.
+///   row's `4096 Σhi + Σlo = ΣQ` (`|ΣQ| < 2^24`: exact) is converted to f32
+///   and added; the chunk's sum is scaled by `s`. The quantisation error of
+///   an entry is `s / 2 < 8.1 f32::EPSILON B` (1/250 of `FixedPoint`'s),
+///   within [`super::two_level_error_budget`]; the portable and SIMD
+///   variants agree bit for bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LutPrecision {
     /// f32 tables.
@@ -127,8 +127,8 @@ pub enum LutPrecision {
     Exact,
     /// 12-bit fixed-point tables with one scale per chunk.
     FixedPoint,
-    /// Two-level fixed-point tables: an 8-bit `hi` and a 12-bit `lo` per
-    /// entry (see [`build_two_level_table`]), 20 bits.
+    /// 20-bit fixed-point tables stored in two levels, an 8-bit `hi` and a
+    /// 12-bit `lo` per entry (see [`build_two_level_table`]).
     TwoLevel,
 }
 
@@ -142,14 +142,13 @@ pub const FIXED_GROUP_SLOTS: usize = 16;
 /// slots x 16 entries.
 pub const FIXED_PAIR_BYTES: usize = 64;
 
-/// Steps of the `lo` level of a two-level table per step of its `hi`
-/// level ([`LutPrecision::TwoLevel`]): the residual `r = u - hi` of an entry
-/// `u = T / s` (`|r| <= 1/2`) is stored as `lo = round(r * TWO_LEVEL_LO_STEPS)`,
-/// `|lo| <= 2047`, so 16 slots of `lo` add up in `i16` like `hi` does
-/// (`4096` would give `|lo| = 2048` at a tie, and `16 * 2048` overflows).
-pub const TWO_LEVEL_LO_STEPS: f32 = 4094.0;
+/// Bits of the `lo` level of a two-level table entry ([`LutPrecision::TwoLevel`]):
+/// an entry is one 20-bit integer `Q = 4096 hi + lo`, `lo` in `-2048..=2047`.
+pub const TWO_LEVEL_LO_BITS: u32 = 12;
 /// Largest magnitude of the `hi` level of a two-level entry (8-bit signed).
 pub const TWO_LEVEL_HI_MAX: f32 = 127.0;
+/// Largest magnitude of a two-level entry `Q`, `127 * 4096`.
+pub const TWO_LEVEL_MAX: f32 = TWO_LEVEL_HI_MAX * (1 << TWO_LEVEL_LO_BITS) as f32;
 /// Slot pairs per two-level table chunk: 2048 pairs are 192 KiB (in L2),
 /// as [`LUT_CHUNK_PAIRS`].
 pub const TWO_LEVEL_CHUNK_PAIRS: usize = 2048;
@@ -949,37 +948,39 @@ pub fn fixed_block_sums(rows: &[&[u8]; BLOCK_ROWS], table: &[u8], scale: f32) ->
     acc.map(|a| a as f32 * scale)
 }
 
-/// The inverse `hi` step of a two-level chunk bounded by `bound`,
-/// `TWO_LEVEL_HI_MAX / bound` (0 as [`fixed_point_inverse_step`]).
+/// The inverse step of a two-level chunk bounded by `bound`,
+/// `TWO_LEVEL_MAX / bound` (0 as [`fixed_point_inverse_step`]).
 #[inline]
 pub fn two_level_inverse_step(bound: f32) -> f32 {
     if bound > 0.0 && bound.is_finite() {
-        TWO_LEVEL_HI_MAX / bound
+        TWO_LEVEL_MAX / bound
     } else {
         0.0
     }
 }
 
-/// The two levels of one table entry `v` with inverse step `inv`
-/// ([`two_level_inverse_step`]): `u = v * inv`, `hi = round(u)`,
-/// `lo = round((u - hi) * TWO_LEVEL_LO_STEPS)` (ties to even; `u - hi` is
-/// exact in f32). Saturating, NaN to 0.
+/// The two levels of a two-level entry `Q`: `hi = (Q + 2048) >> 12`
+/// (`|hi| <= 127` for `|Q| <= TWO_LEVEL_MAX`), `lo = Q - 4096 hi` in
+/// `-2048..=2047`.
 #[inline]
-pub fn two_level_entry(v: f32, inv: f32) -> (i8, i16) {
-    let u = v * inv;
-    let hi = u.round_ties_even();
-    let lo = ((u - hi) * TWO_LEVEL_LO_STEPS).round_ties_even();
-    let hi = (hi as i32).clamp(-128, 127) as i8;
-    (hi, (lo as i32).clamp(-32768, 32767) as i16)
+pub fn two_level_split(q: i32) -> (i8, i16) {
+    let half = 1 << (TWO_LEVEL_LO_BITS - 1);
+    let hi = (q + half) >> TWO_LEVEL_LO_BITS;
+    (
+        hi.clamp(-128, 127) as i8,
+        (q - (hi << TWO_LEVEL_LO_BITS)) as i16,
+    )
 }
 
 /// Fill a two-level table chunk of one codebook ([`LutPrecision::TwoLevel`])
-/// in one pass: the 16 partial sums of each of the `table.len() / 48` slots,
-/// computed as [`slot_entries`], split by [`two_level_entry`] with the
-/// bound of [`build_fixed_table`], as byte planes 0 (`hi`) and 1-2 (`lo`,
-/// low and high bytes) at [`two_level_table_offset`]. Returns the scale of
-/// the `lo` steps, `bound / TWO_LEVEL_HI_MAX / TWO_LEVEL_LO_STEPS` (NaN
-/// propagates).
+/// in one pass. With `inv = TWO_LEVEL_MAX / bound` (the bound of
+/// [`build_fixed_table`]) folded into the coefficients, `c' = c * inv`,
+/// entry `m` of slot `t` is `Q = round(Σ_j c'_mj x[t w + j])` (the sum in
+/// `j` order from the first product; ties to even, saturating, NaN to 0),
+/// split by [`two_level_split`] into byte planes 0 (`hi`) and 1-2 (`lo`,
+/// low and high bytes) at [`two_level_table_offset`], for the
+/// `table.len() / 48` slots. Returns the chunk's step, `bound /
+/// TWO_LEVEL_MAX` ([`two_level_scale`]; NaN propagates).
 pub fn build_two_level_table(
     lut: &NibbleLut,
     codebook: &[f32],
@@ -991,10 +992,23 @@ pub fn build_two_level_table(
     let n_slots = table.len() / (TWO_LEVEL_PAIR_BYTES / 2);
     let bound = fixed_point_bound(a, w, x_pad, n_slots);
     let inv = two_level_inverse_step(bound);
+    let scaled: [[f32; MAX_SLOT_INPUTS]; 16] = std::array::from_fn(|m| {
+        std::array::from_fn(|j| {
+            if j < w {
+                slot_coefficient(lut, codebook, m, j) * inv
+            } else {
+                0.0
+            }
+        })
+    });
     for t in 0..n_slots {
-        let entries = slot_entries(lut, codebook, &x_pad[t * w..(t + 1) * w]);
-        for (m, &v) in entries.iter().enumerate() {
-            let (hi, lo) = two_level_entry(v, inv);
+        let xs = &x_pad[t * w..(t + 1) * w];
+        for (m, c) in scaled.iter().enumerate() {
+            let mut u = c[0] * xs[0];
+            for (cj, xj) in c[1..w].iter().zip(&xs[1..]) {
+                u += cj * xj;
+            }
+            let (hi, lo) = two_level_split(u.round_ties_even() as i32);
             let [l0, l1] = lo.to_le_bytes();
             table[two_level_table_offset(t, 0) + m] = hi as u8;
             table[two_level_table_offset(t, 1) + m] = l0;
@@ -1004,16 +1018,16 @@ pub fn build_two_level_table(
     two_level_scale(bound)
 }
 
-/// The scale of one `lo` step of a two-level chunk bounded by `bound`.
+/// The step of a two-level chunk bounded by `bound`.
 #[inline]
 pub fn two_level_scale(bound: f32) -> f32 {
-    bound / TWO_LEVEL_HI_MAX / TWO_LEVEL_LO_STEPS
+    bound / TWO_LEVEL_MAX
 }
 
 /// [`lut_block_sums`] over a two-level table chunk: per lane and group of
-/// [`FIXED_GROUP_SLOTS`] slots, the integer `TWO_LEVEL_LO_STEPS * Σhi +
-/// Σlo` (exact in `i32`), converted to f32 and added group after group;
-/// the sum times `scale` ([`two_level_scale`]).
+/// [`FIXED_GROUP_SLOTS`] slots, the integer `4096 Σhi + Σlo` (exact in
+/// `i32`), converted to f32 and added group after group; the sum times
+/// `scale` ([`two_level_scale`]).
 pub fn two_level_block_sums(
     rows: &[&[u8]; BLOCK_ROWS],
     table: &[u8],
@@ -1041,7 +1055,7 @@ pub fn two_level_block_sums(
             }
         }
         for (a, (h, l)) in acc.iter_mut().zip(hi.iter().zip(&lo)) {
-            *a += (TWO_LEVEL_LO_STEPS as i32 * h + l) as f32;
+            *a += ((h << TWO_LEVEL_LO_BITS) + l) as f32;
         }
     }
     acc.map(|a| a * scale)

@@ -24,7 +24,7 @@ mod simd {
     use crate::kernels::prepared::{
         self, fixed_point_inverse_step, fixed_table_offset, lut_table_offset, slot_coefficient,
         two_level_inverse_step, two_level_scale, two_level_table_offset, NibbleLut, B2_SHUFFLES, BLOCK_ROWS, FIXED_PAIR_BYTES, FIXED_POINT_MAX,
-        LUT_PAIR_BYTES, MAX_SLOT_INPUTS, TWO_LEVEL_LO_STEPS, TWO_LEVEL_PAIR_BYTES,
+        LUT_PAIR_BYTES, MAX_SLOT_INPUTS, TWO_LEVEL_LO_BITS, TWO_LEVEL_PAIR_BYTES,
     };
 
     #[inline(always)]
@@ -465,10 +465,9 @@ mod simd {
     }
 
     /// See [`crate::kernels::prepared::build_two_level_table`]: one pass,
-    /// entries added as [`crate::kernels::prepared::slot_entries`] does;
-    /// `hi = round(u)` through [`MAGIC`] (`(u + MAGIC) - MAGIC` is that
-    /// integer as an f32, exactly), `u - hi` exact, `lo` rounded through
-    /// [`MAGIC`] too, so both tables agree bit for bit.
+    /// the same scaled coefficients and sums, rounded through [`MAGIC`]
+    /// (`|Q| <= 127 * 4096 < 2^22`) and split with the same shifts, so both
+    /// tables agree bit for bit.
     pub fn build_two_level_table(
         lut: &NibbleLut,
         codebook: &[f32],
@@ -485,27 +484,30 @@ mod simd {
             table.fill(0);
             return two_level_scale(bound);
         }
-        let coefficient = slot_coefficients(lut, codebook);
-        let (inv, magic, magic_bits, steps) = (
-            f32x4_splat(inv),
+        let mut coefficient = slot_coefficients(lut, codebook);
+        let inv = f32x4_splat(inv);
+        for per_input in coefficient.iter_mut() {
+            for c in per_input.iter_mut().take(w) {
+                *c = f32x4_mul(*c, inv);
+            }
+        }
+        let (magic, magic_bits, half) = (
             f32x4_splat(MAGIC),
             i32x4_splat(MAGIC_BITS),
-            f32x4_splat(TWO_LEVEL_LO_STEPS),
+            i32x4_splat(1 << (TWO_LEVEL_LO_BITS - 1)),
         );
         for t in 0..n_slots {
             let xs = &x_pad[t * w..(t + 1) * w];
             let mut hi = [i32x4_splat(0); 4];
             let mut lo = [i32x4_splat(0); 4];
             for q in 0..4 {
-                let mut v = f32x4_mul(coefficient[q][0], f32x4_splat(xs[0]));
+                let mut u = f32x4_mul(coefficient[q][0], f32x4_splat(xs[0]));
                 for (j, &xj) in xs.iter().enumerate().skip(1) {
-                    v = f32x4_add(v, f32x4_mul(coefficient[q][j], f32x4_splat(xj)));
+                    u = f32x4_add(u, f32x4_mul(coefficient[q][j], f32x4_splat(xj)));
                 }
-                let u = f32x4_mul(v, inv);
-                let m = f32x4_add(u, magic);
-                hi[q] = i32x4_sub(m, magic_bits);
-                let r = f32x4_sub(u, f32x4_sub(m, magic));
-                lo[q] = i32x4_sub(f32x4_add(f32x4_mul(r, steps), magic), magic_bits);
+                let big = i32x4_sub(f32x4_add(u, magic), magic_bits);
+                hi[q] = i32x4_shr(i32x4_add(big, half), TWO_LEVEL_LO_BITS);
+                lo[q] = i32x4_sub(big, i32x4_shl(hi[q], TWO_LEVEL_LO_BITS));
             }
             // |hi| <= 127: one signed byte.
             let h = i8x16_narrow_i16x8(
@@ -563,13 +565,12 @@ mod simd {
         );
     }
 
-    /// Add a group's `TWO_LEVEL_LO_STEPS * Σhi + Σlo` per row (rows 0-7 and
-    /// 8-15 in `hi`, `lo`), as f32, to the sums of rows 0-3, ..., 12-15: the
-    /// `i16` sums of a row are interleaved (`hi`, `lo`) and dotted with
-    /// (`TWO_LEVEL_LO_STEPS`, 1).
+    /// Add a group's `4096 Σhi + Σlo` per row (rows 0-7 and 8-15 in `hi`,
+    /// `lo`), as f32, to the sums of rows 0-3, ..., 12-15: the `i16` sums of
+    /// a row are interleaved (`hi`, `lo`) and dotted with (4096, 1).
     #[inline(always)]
     fn add_two_level_group(acc: &mut [v128; 4], hi: [v128; 2], lo: [v128; 2]) {
-        let k = TWO_LEVEL_LO_STEPS as i16;
+        let k = 1i16 << TWO_LEVEL_LO_BITS;
         let weights = i16x8(k, 1, k, 1, k, 1, k, 1);
         for half in 0..2 {
             let first = i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(hi[half], lo[half]);
