@@ -249,7 +249,7 @@ fn run_matrices(quick: bool, only: Option<(usize, usize)>) -> String {
                 // The default precision, and on SIMD128 the other one
                 // beside it (both are implemented there).
                 let mut precisions = vec![None];
-                if isa == Isa::Simd128 {
+                if isa == Isa::Simd128 && bits <= 4 {
                     let default = PackedMatrix::default_precision(isa, 1, bits, dim);
                     for other in [
                         LutPrecision::Exact,

@@ -361,27 +361,38 @@ fn fixed_point_lookup_over_several_table_chunks() {
 
 /// The shape the target measures (scaled down to keep the test
 /// quick), forced to fixed-point tables: relative RMS error well
-/// inside the budget for 2 and 4 bits; exact tables by default.
+/// inside the budget for 2 and 4 bits. The defaults: two-level tables on
+/// SIMD128 at batch 1 for lookup layouts, exact tables everywhere else.
 #[cfg_attr(target_arch = "wasm32", test_in_wasm)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
-fn fixed_point_lookup_on_a_wide_matrix_and_exact_tables_by_default() {
+fn fixed_point_lookup_on_a_wide_matrix_and_the_default_precisions() {
     for bits in [2, 4] {
         let rel = check_fixed_point(spec(64, 4096, bits, 1, 1, Mode::Codebook), 90 + bits as u64);
         assert!(rel > 0.0, "b {bits}: fixed point should round somewhere");
     }
-    for (isa, batch) in [
-        (Isa::Simd128, 1),
-        (Isa::Simd128, 2),
-        (Isa::Portable, 1),
-        (Isa::Avx2, 1),
-        (Isa::Avx2, 3),
+    for (isa, batch, bits, dim, want) in [
+        (Isa::Simd128, 1, 4, 1, LutPrecision::TwoLevel),
+        (Isa::Simd128, 1, 3, 1, LutPrecision::TwoLevel),
+        (Isa::Simd128, 1, 2, 1, LutPrecision::TwoLevel),
+        (Isa::Simd128, 1, 4, 2, LutPrecision::TwoLevel),
+        (Isa::Simd128, 1, 8, 4, LutPrecision::Exact),
+        (Isa::Simd128, 2, 4, 1, LutPrecision::Exact),
+        (Isa::Portable, 1, 4, 1, LutPrecision::Exact),
+        (Isa::Avx2, 1, 4, 1, LutPrecision::Exact),
+        (Isa::Avx2, 3, 2, 1, LutPrecision::Exact),
     ] {
         assert_eq!(
-            PackedMatrix::default_precision(isa, batch, 4, 1),
-            LutPrecision::Exact,
-            "{isa:?} batch {batch}"
+            PackedMatrix::default_precision(isa, batch, bits, dim),
+            want,
+            "{isa:?} batch {batch} b {bits} d {dim}"
         );
     }
+    // A matrix left at its default uses that precision.
+    let m = PackedMatrix::new(random_packed(spec(32, 64, 4, 1, 1, Mode::Codebook), 5)).unwrap();
+    assert_eq!(
+        m.precision(1),
+        PackedMatrix::default_precision(Isa::best(), 1, 4, 1)
+    );
 }
 
 #[cfg_attr(target_arch = "wasm32", test_in_wasm)]
@@ -442,7 +453,10 @@ fn two_level_lookup_over_several_table_chunks() {
         check_two_level(spec(32, n_in, bits, 1, groups, mode), 1800 + bits as u64);
     }
     for bits in [2, 4] {
-        check_two_level(spec(64, 4096, bits, 1, 1, Mode::Codebook), 190 + bits as u64);
+        check_two_level(
+            spec(64, 4096, bits, 1, 1, Mode::Codebook),
+            190 + bits as u64,
+        );
     }
 }
 
@@ -469,7 +483,11 @@ fn two_level_lookup_keeps_small_outputs_of_heavy_tailed_matrices() {
             .map(|row| row.iter().zip(&x).map(|(w, x)| *w as f64 * *x as f64).sum())
             .collect();
         let mut worst = Vec::new();
-        for precision in [LutPrecision::Exact, LutPrecision::TwoLevel, LutPrecision::FixedPoint] {
+        for precision in [
+            LutPrecision::Exact,
+            LutPrecision::TwoLevel,
+            LutPrecision::FixedPoint,
+        ] {
             let mut m = PackedMatrix::with_isa(tensor.clone(), Isa::best()).expect("valid");
             assert_eq!(m.layout().plan_name(), "nibble-lut");
             m.set_precision(Some(precision));
@@ -486,7 +504,10 @@ fn two_level_lookup_keeps_small_outputs_of_heavy_tailed_matrices() {
         println!("b {bits}: worst error / consumer tolerance {worst:?}");
         for &(precision, over) in &worst {
             if precision != LutPrecision::FixedPoint {
-                assert!(over <= 0.1, "b {bits} {precision:?}: {over} of the tolerance");
+                assert!(
+                    over <= 0.1,
+                    "b {bits} {precision:?}: {over} of the tolerance"
+                );
             }
         }
     }

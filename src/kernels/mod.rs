@@ -160,11 +160,8 @@ pub fn two_level_error_budget(
     max_abs_x: f32,
     sum_abs_products: f32,
 ) -> f32 {
-    let quantisation = (n_in as f32 + 32.0)
-        * TWO_LEVEL_ENTRY_EPSILONS
-        * f32::EPSILON
-        * max_abs_weight
-        * max_abs_x;
+    let quantisation =
+        (n_in as f32 + 32.0) * TWO_LEVEL_ENTRY_EPSILONS * f32::EPSILON * max_abs_weight * max_abs_x;
     1.001 * quantisation + error_budget(n_in, sum_abs_products)
 }
 
@@ -212,18 +209,30 @@ impl PackedMatrix {
         })
     }
 
-    /// The one place that picks the lookup table precision: exact f32
-    /// tables everywhere. The fixed-point tables ([`LutPrecision::FixedPoint`],
-    /// SIMD128 only) are selectable with [`Self::set_precision`] but not
-    /// picked: they are about 1.6x faster at batch 1 in wasm (4-bit
-    /// 4096x4096; BENCHMARKS.md, session 8) and within their own budgets,
-    /// but their error is relative to the
-    /// largest product of a chunk, and on the consumer check's small
-    /// heavy-tailed 2-bit matrix (tests/consumer/app/check.js: 64x128,
-    /// weights up to about 32) an output was off by 3.5e-3 where the check
-    /// allows 1.7e-3 (1.8e-3 for 1.0e-3 with 14-bit tables).
-    pub fn default_precision(_isa: Isa, _batch: usize, _bits: u8, _dim: u8) -> LutPrecision {
-        LutPrecision::Exact
+    /// The one place that picks the lookup table precision. SIMD128 at
+    /// batch 1 (the per-input lookup plan; from [`prepared::TILE_MIN_BATCH`]
+    /// on the tiled path has no tables), lookup layouts (`b <= 4`, any `d`):
+    /// the two-level tables ([`LutPrecision::TwoLevel`], 20 bits), which at
+    /// 4096x4096 were 1.15-1.2x faster than the exact f32 tables for 2, 3, 4
+    /// bits `d = 1` and 4 bits `d = 2`, in Node and in Chromium
+    /// (BENCHMARKS.md, session 9), and whose error on the consumer check's
+    /// heavy-tailed matrix is a few hundredths of its tolerance
+    /// (`tests/kernels.rs`, `two_level_lookup_keeps_small_outputs_of_heavy_tailed_matrices`).
+    /// Everywhere else exact f32 tables (the AVX2 and portable kernels have
+    /// no faster fixed-point variant).
+    ///
+    /// The 12-bit fixed-point tables ([`LutPrecision::FixedPoint`]) are
+    /// faster still (about 1.6x exact) but not picked: their error is
+    /// relative to the largest product of a chunk, and on the consumer
+    /// check's small heavy-tailed 2-bit matrix (tests/consumer/app/check.js:
+    /// 64x128, weights up to about 32) an output was off by 3.5e-3 where the
+    /// check allows 1.7e-3 (1.8e-3 for 1.0e-3 with 14-bit tables).
+    pub fn default_precision(isa: Isa, batch: usize, bits: u8, _dim: u8) -> LutPrecision {
+        if isa == Isa::Simd128 && batch < prepared::TILE_MIN_BATCH && bits <= 4 {
+            LutPrecision::TwoLevel
+        } else {
+            LutPrecision::Exact
+        }
     }
 
     /// Force a table precision for every product (`None`: back to
@@ -234,10 +243,9 @@ impl PackedMatrix {
 
     /// The table precision a product of `batch` inputs uses.
     pub fn precision(&self, batch: usize) -> LutPrecision {
-        self.precision
-            .unwrap_or_else(|| {
-                Self::default_precision(self.isa, batch, self.tensor.bits, self.tensor.dim)
-            })
+        self.precision.unwrap_or_else(|| {
+            Self::default_precision(self.isa, batch, self.tensor.bits, self.tensor.dim)
+        })
     }
 
     /// Rows (outputs).

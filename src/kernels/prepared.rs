@@ -1035,10 +1035,7 @@ pub fn two_level_block_sums(
 ) -> [f32; BLOCK_ROWS] {
     let mut acc = [0f32; BLOCK_ROWS];
     let group_pairs = FIXED_GROUP_SLOTS / 2;
-    for (g, group) in table
-        .chunks(group_pairs * TWO_LEVEL_PAIR_BYTES)
-        .enumerate()
-    {
+    for (g, group) in table.chunks(group_pairs * TWO_LEVEL_PAIR_BYTES).enumerate() {
         let mut hi = [0i32; BLOCK_ROWS];
         let mut lo = [0i32; BLOCK_ROWS];
         for (k, planes) in group.chunks_exact(TWO_LEVEL_PAIR_BYTES).enumerate() {

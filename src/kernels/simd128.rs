@@ -23,8 +23,9 @@ mod simd {
 
     use crate::kernels::prepared::{
         self, fixed_point_inverse_step, fixed_table_offset, lut_table_offset, slot_coefficient,
-        two_level_inverse_step, two_level_scale, two_level_table_offset, NibbleLut, B2_SHUFFLES, BLOCK_ROWS, FIXED_PAIR_BYTES, FIXED_POINT_MAX,
-        LUT_PAIR_BYTES, MAX_SLOT_INPUTS, TWO_LEVEL_LO_BITS, TWO_LEVEL_PAIR_BYTES,
+        two_level_inverse_step, two_level_scale, two_level_table_offset, NibbleLut, B2_SHUFFLES,
+        BLOCK_ROWS, FIXED_PAIR_BYTES, FIXED_POINT_MAX, LUT_PAIR_BYTES, MAX_SLOT_INPUTS,
+        TWO_LEVEL_LO_BITS, TWO_LEVEL_PAIR_BYTES,
     };
 
     #[inline(always)]
