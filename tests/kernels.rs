@@ -255,8 +255,11 @@ fn check_two_level(spec: PackedSpec, seed: u64) -> f32 {
     check_quantised(spec, seed, LutPrecision::TwoLevel)
 }
 
+/// A worst-case error budget: `(n_in, max|ŵ|, max|x|, Σ|ŵ||x|)` to a bound.
+type Budget = fn(usize, f32, f32, f32) -> f32;
+
 fn check_quantised(spec: PackedSpec, seed: u64, precision: LutPrecision) -> f32 {
-    let (budget_of, rms_budget): (fn(usize, f32, f32, f32) -> f32, f32) = match precision {
+    let (budget_of, rms_budget): (Budget, f32) = match precision {
         LutPrecision::FixedPoint => (fixed_point_error_budget, FIXED_POINT_RMS_BUDGET),
         LutPrecision::TwoLevel => (two_level_error_budget, TWO_LEVEL_RMS_BUDGET),
         LutPrecision::Exact => unreachable!("exact tables: check_layout"),

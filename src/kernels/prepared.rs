@@ -110,9 +110,9 @@ pub const MICRO_INPUTS: usize = 2;
 ///   once per chunk. Within [`super::fixed_point_error_budget`] of the
 ///   reference; the portable and SIMD variants agree bit for bit.
 /// - `TwoLevel`: per chunk one step `s = B / TWO_LEVEL_MAX` (the same bound
-///   `B`), and each entry a 20-bit integer `Q = round(T / s)`, `|Q| <= 127 *
-///   4096`, split into an 8-bit `hi = (Q + 2048) >> 12` and a 12-bit `lo = Q
-///   - 4096 hi` ([`build_two_level_table`]): 3 byte planes (3 swizzles per
+///   `B`), and each entry a 20-bit integer `Q = round(T / s)`,
+///   `|Q| <= 127 * 4096`, split into an 8-bit `hi = (Q + 2048) >> 12` and a
+///   12-bit `lo = Q - 4096 hi` ([`build_two_level_table`]): 3 byte planes (3 swizzles per
 ///   slot and 16 rows, against 4 for `Exact` and 2 for `FixedPoint`). Lanes
 ///   add `hi` and `lo` in `i16` over [`FIXED_GROUP_SLOTS`] slots, then each
 ///   row's `4096 Σhi + Σlo = ΣQ` (`|ΣQ| < 2^24`: exact) is converted to f32
