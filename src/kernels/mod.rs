@@ -16,7 +16,7 @@
 //!
 //! | layout | plan | inner loop |
 //! |---|---|---|
-//! | `b <= 4` (any `d` = 1, 2, 4, 8), >= 16 rows per codebook, batch < [`prepared::TILE_MIN_BATCH`] | [`prepared::Plan::NibbleLut`] | per input vector and codebook, a 16-entry f32 table per *slot* of `4/b` indices (`b = 3`: one) holds every possible partial sum (the dot products of the slot's input slice with every codeword combination); one byte shuffle per f32 byte plane looks up 16 rows at once, reading the packed rows themselves (16x16 byte transpose in registers) |
+//! | `b <= 4` (any `d` = 1, 2, 4, 8), >= 16 rows per codebook, batch < [`prepared::TILE_MIN_BATCH`] | [`prepared::Plan::NibbleLut`] | per input vector and codebook, a 16-entry f32 table per *slot* of `4/b` indices (`b = 3`: one) holds every possible partial sum (the dot products of the slot's input slice with every codeword combination); one byte shuffle per byte plane looks up 16 rows at once, reading the packed rows themselves (16x16 byte transpose in registers). Table entries: f32 (4 planes), or on SIMD128 at batch 1 by default 20-bit fixed point in two levels (3 planes, [`prepared::LutPrecision::TwoLevel`]; [`PackedMatrix::default_precision`]) |
 //! | `b >= 5` (e.g. `d = 4, b = 8`, 2 bpw), or many small groups, batch < [`prepared::TILE_MIN_BATCH`] | [`prepared::Plan::Decode`] | four rows at a time (`decode_dot4`), codewords (f32, gathered from a codebook in L1) times input slices, `d`-wide, each input slice loaded once for the four rows |
 //! | any layout, batch >= [`prepared::TILE_MIN_BATCH`] | tiled | decode 16 rows to f32 (2-bit `d = 1`: one byte shuffle per 4 weights), then a 4 x 2 register-blocked micro-GEMM against every input of a block of [`prepared::TILE_INPUT_BYTES`] (re-decoded per block, so the inputs stay in L2) |
 //!
@@ -27,7 +27,9 @@
 //! scratch is 16 rows.
 //!
 //! Both plans add exact f32 products in a fixed order per row, so they agree
-//! with the reference within [`error_budget`].
+//! with the reference within [`error_budget`]; the quantised lookup tables
+//! have their own budgets ([`two_level_error_budget`],
+//! [`fixed_point_error_budget`]).
 
 pub mod prepared;
 pub mod reference;

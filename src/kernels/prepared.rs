@@ -26,7 +26,8 @@
 //!   4096 inputs at 4 bits), which every block of the codebook then reads
 //!   from L2 (see [`lut_table_offset`]; the portable kernels keep whole f32s
 //!   instead, [`portable_table_offset`]). The fixed-point tables
-//!   ([`LutPrecision::FixedPoint`]) take chunks of [`FIXED_CHUNK_PAIRS`].
+//!   ([`LutPrecision::FixedPoint`]) take chunks of [`FIXED_CHUNK_PAIRS`], the
+//!   two-level ones ([`LutPrecision::TwoLevel`]) of [`TWO_LEVEL_CHUNK_PAIRS`].
 //! - [`Plan::Decode`] (`b >= 5`, or too few rows per codebook): per row,
 //!   unpack a chunk of indices and add `codeword · input slice`, `d` values
 //!   at a time, straight from the packed bytes (codewords gathered from an
