@@ -246,8 +246,8 @@ fn run_matrices(quick: bool, only: Option<(usize, usize)>) -> String {
                 .expect("valid")
                 .packed_bytes() as f64;
             for isa in Isa::available() {
-                // The default precision, and on SIMD128 the other one
-                // beside it (both are implemented there).
+                // The default precision, and on SIMD128 the other ones
+                // beside it (all three are implemented there).
                 let mut precisions = vec![None];
                 if isa == Isa::Simd128 && bits <= 4 {
                     let default = PackedMatrix::default_precision(isa, 1, bits, dim);
