@@ -246,14 +246,20 @@ fn run_matrices(quick: bool, only: Option<(usize, usize)>) -> String {
                 .expect("valid")
                 .packed_bytes() as f64;
             for isa in Isa::available() {
-                // The default precision, and on SIMD128 the other one
-                // beside it (both are implemented there).
+                // The default precision, and on SIMD128 the other ones
+                // beside it (all three are implemented there).
                 let mut precisions = vec![None];
-                if isa == Isa::Simd128 {
-                    precisions.push(Some(match PackedMatrix::default_precision(isa, 1) {
-                        LutPrecision::Exact => LutPrecision::FixedPoint,
-                        LutPrecision::FixedPoint => LutPrecision::Exact,
-                    }));
+                if isa == Isa::Simd128 && bits <= 4 {
+                    let default = PackedMatrix::default_precision(isa, 1, bits, dim);
+                    for other in [
+                        LutPrecision::Exact,
+                        LutPrecision::FixedPoint,
+                        LutPrecision::TwoLevel,
+                    ] {
+                        if other != default {
+                            precisions.push(Some(other));
+                        }
+                    }
                 }
                 for precision in precisions {
                     let mut m = PackedMatrix::with_isa(tensor.clone(), isa).expect("valid");
@@ -263,7 +269,11 @@ fn run_matrices(quick: bool, only: Option<(usize, usize)>) -> String {
                         kernel.push_str(match m.precision(1) {
                             LutPrecision::Exact => " exact",
                             LutPrecision::FixedPoint => " fixed",
+                            LutPrecision::TwoLevel => " two-level",
                         });
+                        if precision.is_none() {
+                            kernel.push_str(" (default)");
+                        }
                     }
                     let (xc, mut y) = (x.clone(), vec![0f32; n_out]);
                     let call = Box::new(move || m.matmul(&xc, 1, &mut y).expect("shape"));

@@ -16,7 +16,7 @@
 //!
 //! | layout | plan | inner loop |
 //! |---|---|---|
-//! | `b <= 4` (any `d` = 1, 2, 4, 8), >= 16 rows per codebook, batch < [`prepared::TILE_MIN_BATCH`] | [`prepared::Plan::NibbleLut`] | per input vector and codebook, a 16-entry f32 table per *slot* of `4/b` indices (`b = 3`: one) holds every possible partial sum (the dot products of the slot's input slice with every codeword combination); one byte shuffle per f32 byte plane looks up 16 rows at once, reading the packed rows themselves (16x16 byte transpose in registers) |
+//! | `b <= 4` (any `d` = 1, 2, 4, 8), >= 16 rows per codebook, batch < [`prepared::TILE_MIN_BATCH`] | [`prepared::Plan::NibbleLut`] | per input vector and codebook, a 16-entry f32 table per *slot* of `4/b` indices (`b = 3`: one) holds every possible partial sum (the dot products of the slot's input slice with every codeword combination); one byte shuffle per byte plane looks up 16 rows at once, reading the packed rows themselves (16x16 byte transpose in registers). Table entries: f32 (4 planes), or on SIMD128 at batch 1 by default 20-bit fixed point in two levels (3 planes, [`prepared::LutPrecision::TwoLevel`]; [`PackedMatrix::default_precision`]) |
 //! | `b >= 5` (e.g. `d = 4, b = 8`, 2 bpw), or many small groups, batch < [`prepared::TILE_MIN_BATCH`] | [`prepared::Plan::Decode`] | four rows at a time (`decode_dot4`), codewords (f32, gathered from a codebook in L1) times input slices, `d`-wide, each input slice loaded once for the four rows |
 //! | any layout, batch >= [`prepared::TILE_MIN_BATCH`] | tiled | decode 16 rows to f32 (2-bit `d = 1`: one byte shuffle per 4 weights), then a 4 x 2 register-blocked micro-GEMM against every input of a block of [`prepared::TILE_INPUT_BYTES`] (re-decoded per block, so the inputs stay in L2) |
 //!
@@ -27,7 +27,9 @@
 //! scratch is 16 rows.
 //!
 //! Both plans add exact f32 products in a fixed order per row, so they agree
-//! with the reference within [`error_budget`].
+//! with the reference within [`error_budget`]; the quantised lookup tables
+//! have their own budgets ([`two_level_error_budget`],
+//! [`fixed_point_error_budget`]).
 
 pub mod prepared;
 pub mod reference;
@@ -136,6 +138,39 @@ pub fn fixed_point_error_budget(
     1.001 * quantisation + error_budget(n_in, sum_abs_products)
 }
 
+/// Quantisation error of one two-level table entry ([`LutPrecision::TwoLevel`])
+/// in units of `f32::EPSILON` times the chunk's bound `B`
+/// ([`prepared::fixed_point_bound`]): an entry is rounded to a step of
+/// `B / (127 * 4096)` ([`prepared::TWO_LEVEL_MAX`]), so off by at most
+/// `B / 1040384 < 8.07 ε B` (`ε = 2^-23`). Rounded up to 10: the scaled
+/// coefficients `c * fl(TWO_LEVEL_MAX / B)` and the chunk's step are f32
+/// roundings too (relative, one more a product).
+pub const TWO_LEVEL_ENTRY_EPSILONS: f32 = 10.0;
+
+/// The worst-case error budget of the two-level lookup
+/// ([`LutPrecision::TwoLevel`]) against [`reference::matmul`] for one output
+/// over `n_in` inputs (arguments as [`fixed_point_error_budget`]): each of
+/// the `ceil(n_in / w)` slots of `w` inputs looks up one entry within
+/// [`TWO_LEVEL_ENTRY_EPSILONS`] `ε B` of its f32 value, `B <= w max|c|
+/// max|x|`, so the slots add at most `(n_in + 32) 10 ε max|ŵ| max|x|`; the
+/// f32 sums (a conversion per group of 16 slots, then the group, chunk and
+/// scale roundings, fewer than `n_in + 32` per product) are inside
+/// [`error_budget`]. About 1/200 of [`fixed_point_error_budget`].
+pub fn two_level_error_budget(
+    n_in: usize,
+    max_abs_weight: f32,
+    max_abs_x: f32,
+    sum_abs_products: f32,
+) -> f32 {
+    let quantisation =
+        (n_in as f32 + 32.0) * TWO_LEVEL_ENTRY_EPSILONS * f32::EPSILON * max_abs_weight * max_abs_x;
+    1.001 * quantisation + error_budget(n_in, sum_abs_products)
+}
+
+/// The relative RMS error budget of the two-level lookup over a whole
+/// product (as [`FIXED_POINT_RMS_BUDGET`]), on random weights and inputs.
+pub const TWO_LEVEL_RMS_BUDGET: f32 = 2e-5;
+
 /// The relative RMS error budget of the fixed-point lookup over a whole
 /// product, `||y - y_ref|| / ||y_ref||`, on random weights and inputs (the
 /// worst case [`fixed_point_error_budget`] assumes every rounding error at
@@ -176,18 +211,30 @@ impl PackedMatrix {
         })
     }
 
-    /// The one place that picks the lookup table precision: exact f32
-    /// tables everywhere. The fixed-point tables ([`LutPrecision::FixedPoint`],
-    /// SIMD128 only) are selectable with [`Self::set_precision`] but not
-    /// picked: they are about 1.6x faster at batch 1 in wasm (4-bit
-    /// 4096x4096; BENCHMARKS.md, session 8) and within their own budgets,
-    /// but their error is relative to the
-    /// largest product of a chunk, and on the consumer check's small
-    /// heavy-tailed 2-bit matrix (tests/consumer/app/check.js: 64x128,
-    /// weights up to about 32) an output was off by 3.5e-3 where the check
-    /// allows 1.7e-3 (1.8e-3 for 1.0e-3 with 14-bit tables).
-    pub fn default_precision(_isa: Isa, _batch: usize) -> LutPrecision {
-        LutPrecision::Exact
+    /// The one place that picks the lookup table precision. SIMD128 at
+    /// batch 1 (the per-input lookup plan; from [`prepared::TILE_MIN_BATCH`]
+    /// on the tiled path has no tables), lookup layouts (`b <= 4`, any `d`):
+    /// the two-level tables ([`LutPrecision::TwoLevel`], 20 bits), which at
+    /// 4096x4096 were 1.15-1.2x faster than the exact f32 tables for 2, 3, 4
+    /// bits `d = 1` and 4 bits `d = 2`, in Node and in Chromium
+    /// (BENCHMARKS.md, session 9), and whose error on the consumer check's
+    /// heavy-tailed matrix is a few hundredths of its tolerance
+    /// (`tests/kernels.rs`, `two_level_lookup_keeps_small_outputs_of_heavy_tailed_matrices`).
+    /// Everywhere else exact f32 tables (the AVX2 and portable kernels have
+    /// no faster fixed-point variant).
+    ///
+    /// The 12-bit fixed-point tables ([`LutPrecision::FixedPoint`]) are
+    /// faster still (about 1.6x exact) but not picked: their error is
+    /// relative to the largest product of a chunk, and on the consumer
+    /// check's small heavy-tailed 2-bit matrix (tests/consumer/app/check.js:
+    /// 64x128, weights up to about 32) an output was off by 3.5e-3 where the
+    /// check allows 1.7e-3 (1.8e-3 for 1.0e-3 with 14-bit tables).
+    pub fn default_precision(isa: Isa, batch: usize, bits: u8, _dim: u8) -> LutPrecision {
+        if isa == Isa::Simd128 && batch < prepared::TILE_MIN_BATCH && bits <= 4 {
+            LutPrecision::TwoLevel
+        } else {
+            LutPrecision::Exact
+        }
     }
 
     /// Force a table precision for every product (`None`: back to
@@ -198,8 +245,9 @@ impl PackedMatrix {
 
     /// The table precision a product of `batch` inputs uses.
     pub fn precision(&self, batch: usize) -> LutPrecision {
-        self.precision
-            .unwrap_or_else(|| Self::default_precision(self.isa, batch))
+        self.precision.unwrap_or_else(|| {
+            Self::default_precision(self.isa, batch, self.tensor.bits, self.tensor.dim)
+        })
     }
 
     /// Rows (outputs).

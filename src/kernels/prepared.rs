@@ -26,7 +26,8 @@
 //!   4096 inputs at 4 bits), which every block of the codebook then reads
 //!   from L2 (see [`lut_table_offset`]; the portable kernels keep whole f32s
 //!   instead, [`portable_table_offset`]). The fixed-point tables
-//!   ([`LutPrecision::FixedPoint`]) take chunks of [`FIXED_CHUNK_PAIRS`].
+//!   ([`LutPrecision::FixedPoint`]) take chunks of [`FIXED_CHUNK_PAIRS`], the
+//!   two-level ones ([`LutPrecision::TwoLevel`]) of [`TWO_LEVEL_CHUNK_PAIRS`].
 //! - [`Plan::Decode`] (`b >= 5`, or too few rows per codebook): per row,
 //!   unpack a chunk of indices and add `codeword · input slice`, `d` values
 //!   at a time, straight from the packed bytes (codewords gathered from an
@@ -109,6 +110,17 @@ pub const MICRO_INPUTS: usize = 2;
 ///   `4096 * 2047 < 2^24`, so its conversion to f32 is exact too) and scale
 ///   once per chunk. Within [`super::fixed_point_error_budget`] of the
 ///   reference; the portable and SIMD variants agree bit for bit.
+/// - `TwoLevel`: per chunk one step `s = B / TWO_LEVEL_MAX` (the same bound
+///   `B`), and each entry a 20-bit integer `Q = round(T / s)`,
+///   `|Q| <= 127 * 4096`, split into an 8-bit `hi = (Q + 2048) >> 12` and a
+///   12-bit `lo = Q - 4096 hi` ([`build_two_level_table`]): 3 byte planes (3 swizzles per
+///   slot and 16 rows, against 4 for `Exact` and 2 for `FixedPoint`). Lanes
+///   add `hi` and `lo` in `i16` over [`FIXED_GROUP_SLOTS`] slots, then each
+///   row's `4096 Σhi + Σlo = ΣQ` (`|ΣQ| < 2^24`: exact) is converted to f32
+///   and added; the chunk's sum is scaled by `s`. The quantisation error of
+///   an entry is `s / 2 < 8.1 f32::EPSILON B` (1/250 of `FixedPoint`'s),
+///   within [`super::two_level_error_budget`]; the portable and SIMD
+///   variants agree bit for bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LutPrecision {
     /// f32 tables.
@@ -116,6 +128,9 @@ pub enum LutPrecision {
     Exact,
     /// 12-bit fixed-point tables with one scale per chunk.
     FixedPoint,
+    /// 20-bit fixed-point tables stored in two levels, an 8-bit `hi` and a
+    /// 12-bit `lo` per entry (see [`build_two_level_table`]).
+    TwoLevel,
 }
 
 /// Largest magnitude of a fixed-point table entry (12-bit signed).
@@ -127,6 +142,29 @@ pub const FIXED_GROUP_SLOTS: usize = 16;
 /// Bytes of the fixed-point table of one slot pair: 2 byte planes x 2
 /// slots x 16 entries.
 pub const FIXED_PAIR_BYTES: usize = 64;
+
+/// Bits of the `lo` level of a two-level table entry ([`LutPrecision::TwoLevel`]):
+/// an entry is one 20-bit integer `Q = 4096 hi + lo`, `lo` in `-2048..=2047`.
+pub const TWO_LEVEL_LO_BITS: u32 = 12;
+/// Largest magnitude of the `hi` level of a two-level entry (8-bit signed).
+pub const TWO_LEVEL_HI_MAX: f32 = 127.0;
+/// Largest magnitude of a two-level entry `Q`, `127 * 4096`.
+pub const TWO_LEVEL_MAX: f32 = TWO_LEVEL_HI_MAX * (1 << TWO_LEVEL_LO_BITS) as f32;
+/// Slot pairs per two-level table chunk: 2048 pairs are 192 KiB (in L2),
+/// as [`LUT_CHUNK_PAIRS`].
+pub const TWO_LEVEL_CHUNK_PAIRS: usize = 2048;
+/// Bytes of the two-level table of one slot pair: 3 byte planes (`hi`,
+/// then the low and high bytes of `lo`) x 2 slots x 16 entries, laid out by
+/// [`two_level_table_offset`].
+pub const TWO_LEVEL_PAIR_BYTES: usize = 96;
+
+/// Byte offset, inside a two-level table chunk, of byte plane `plane`
+/// (0 = `hi`, 1 = low byte of `lo`, 2 = high byte) of slot `t`: 16 bytes,
+/// entry `m` at `+ m`; per slot pair 96 bytes `[plane][t % 2][16]`.
+#[inline]
+pub fn two_level_table_offset(t: usize, plane: usize) -> usize {
+    (t / 2) * TWO_LEVEL_PAIR_BYTES + plane * 32 + (t % 2) * 16
+}
 
 /// Byte offset, inside a fixed-point table chunk, of byte plane `plane`
 /// (0 = low byte of the `i16` entry, 1 = high byte) of slot `t`: 16 bytes,
@@ -343,7 +381,9 @@ impl PreparedLayout {
         match &self.plan {
             Plan::NibbleLut(lut) => match precision {
                 LutPrecision::Exact => self.matmul_nibble_lut(p, lut, isa, x, batch, y),
-                LutPrecision::FixedPoint => self.matmul_nibble_fixed(p, lut, isa, x, batch, y),
+                LutPrecision::FixedPoint | LutPrecision::TwoLevel => {
+                    self.matmul_nibble_fixed(p, lut, isa, precision, x, batch, y)
+                }
             },
             Plan::Decode => self.matmul_decode(p, isa, x, batch, y),
         }
@@ -415,20 +455,29 @@ impl PreparedLayout {
         }
     }
 
-    /// The nibble-lookup plan on fixed-point tables ([`LutPrecision::FixedPoint`]).
+    /// The nibble-lookup plan on fixed-point tables ([`LutPrecision::FixedPoint`]
+    /// or [`LutPrecision::TwoLevel`]).
+    #[allow(clippy::too_many_arguments)]
     fn matmul_nibble_fixed(
         &self,
         p: &PackedTensor,
         lut: &NibbleLut,
         isa: Isa,
+        precision: LutPrecision,
         x: &[f32],
         batch: usize,
         y: &mut [f32],
     ) {
+        let two_level = precision == LutPrecision::TwoLevel;
+        let (chunk_pairs, pair_bytes) = if two_level {
+            (TWO_LEVEL_CHUNK_PAIRS, TWO_LEVEL_PAIR_BYTES)
+        } else {
+            (FIXED_CHUNK_PAIRS, FIXED_PAIR_BYTES)
+        };
         let w2 = 2 * lut.inputs_per_slot();
-        let chunk = FIXED_CHUNK_PAIRS.min(lut.n_pairs);
+        let chunk = chunk_pairs.min(lut.n_pairs);
         let mut x_pad = vec![0f32; lut.padded_inputs()];
-        let mut table = vec![0u8; chunk * FIXED_PAIR_BYTES];
+        let mut table = vec![0u8; chunk * pair_bytes];
         let mut acc = vec![0f32; lut.blocks.len() * BLOCK_ROWS];
         let zeros = vec![0u8; lut.n_pairs];
         let block_rows = lut.block_rows(p, &zeros);
@@ -441,20 +490,37 @@ impl PreparedLayout {
                 let end = lut.codebook_end(first);
                 let cb = self.codebook(codebook as usize);
                 let a = slot_coefficient_bounds(lut, cb);
-                for p0 in (0..lut.n_pairs).step_by(FIXED_CHUNK_PAIRS) {
-                    let p1 = (p0 + FIXED_CHUNK_PAIRS).min(lut.n_pairs);
-                    let table = &mut table[..(p1 - p0) * FIXED_PAIR_BYTES];
+                for p0 in (0..lut.n_pairs).step_by(chunk_pairs) {
+                    let p1 = (p0 + chunk_pairs).min(lut.n_pairs);
+                    let table = &mut table[..(p1 - p0) * pair_bytes];
                     let xs = &x_pad[p0 * w2..p1 * w2];
-                    let scale = match isa {
-                        Isa::Simd128 => simd128::build_fixed_table(lut, cb, &a, xs, table),
-                        // No AVX2 variant: the native CLI stays exact.
-                        Isa::Portable | Isa::Avx2 => build_fixed_table(lut, cb, &a, xs, table),
+                    // No AVX2 variants: the native CLI stays exact (AVX2
+                    // forced to a fixed-point precision runs the portable code).
+                    let scale = match (isa, two_level) {
+                        (Isa::Simd128, false) => simd128::build_fixed_table(lut, cb, &a, xs, table),
+                        (Isa::Simd128, true) => {
+                            simd128::build_two_level_table(lut, cb, &a, xs, table)
+                        }
+                        (Isa::Portable | Isa::Avx2, false) => {
+                            build_fixed_table(lut, cb, &a, xs, table)
+                        }
+                        (Isa::Portable | Isa::Avx2, true) => {
+                            build_two_level_table(lut, cb, &a, xs, table)
+                        }
                     };
                     for bi in first..end {
                         let rows = block_rows[bi].map(|r| &r[p0..p1]);
-                        let sums = match isa {
-                            Isa::Simd128 => simd128::fixed_block_sums(&rows, table, scale),
-                            Isa::Portable | Isa::Avx2 => fixed_block_sums(&rows, table, scale),
+                        let sums = match (isa, two_level) {
+                            (Isa::Simd128, false) => simd128::fixed_block_sums(&rows, table, scale),
+                            (Isa::Simd128, true) => {
+                                simd128::two_level_block_sums(&rows, table, scale)
+                            }
+                            (Isa::Portable | Isa::Avx2, false) => {
+                                fixed_block_sums(&rows, table, scale)
+                            }
+                            (Isa::Portable | Isa::Avx2, true) => {
+                                two_level_block_sums(&rows, table, scale)
+                            }
                         };
                         for (a, s) in acc[bi * BLOCK_ROWS..(bi + 1) * BLOCK_ROWS]
                             .iter_mut()
@@ -881,6 +947,116 @@ pub fn fixed_block_sums(rows: &[&[u8]; BLOCK_ROWS], table: &[u8], scale: f32) ->
         }
     }
     acc.map(|a| a as f32 * scale)
+}
+
+/// The inverse step of a two-level chunk bounded by `bound`,
+/// `TWO_LEVEL_MAX / bound` (0 as [`fixed_point_inverse_step`]).
+#[inline]
+pub fn two_level_inverse_step(bound: f32) -> f32 {
+    if bound > 0.0 && bound.is_finite() {
+        TWO_LEVEL_MAX / bound
+    } else {
+        0.0
+    }
+}
+
+/// The two levels of a two-level entry `Q`: `hi = (Q + 2048) >> 12`
+/// (`|hi| <= 127` for `|Q| <= TWO_LEVEL_MAX`), `lo = Q - 4096 hi` in
+/// `-2048..=2047`.
+#[inline]
+pub fn two_level_split(q: i32) -> (i8, i16) {
+    let half = 1 << (TWO_LEVEL_LO_BITS - 1);
+    let hi = (q + half) >> TWO_LEVEL_LO_BITS;
+    (
+        hi.clamp(-128, 127) as i8,
+        (q - (hi << TWO_LEVEL_LO_BITS)) as i16,
+    )
+}
+
+/// Fill a two-level table chunk of one codebook ([`LutPrecision::TwoLevel`])
+/// in one pass. With `inv = TWO_LEVEL_MAX / bound` (the bound of
+/// [`build_fixed_table`]) folded into the coefficients, `c' = c * inv`,
+/// entry `m` of slot `t` is `Q = round(Σ_j c'_mj x[t w + j])` (the sum in
+/// `j` order from the first product; ties to even, saturating, NaN to 0),
+/// split by [`two_level_split`] into byte planes 0 (`hi`) and 1-2 (`lo`,
+/// low and high bytes) at [`two_level_table_offset`], for the
+/// `table.len() / 48` slots. Returns the chunk's step, `bound /
+/// TWO_LEVEL_MAX` ([`two_level_scale`]; NaN propagates).
+pub fn build_two_level_table(
+    lut: &NibbleLut,
+    codebook: &[f32],
+    a: &[f32; MAX_SLOT_INPUTS],
+    x_pad: &[f32],
+    table: &mut [u8],
+) -> f32 {
+    let w = lut.inputs_per_slot();
+    let n_slots = table.len() / (TWO_LEVEL_PAIR_BYTES / 2);
+    let bound = fixed_point_bound(a, w, x_pad, n_slots);
+    let inv = two_level_inverse_step(bound);
+    let scaled: [[f32; MAX_SLOT_INPUTS]; 16] = std::array::from_fn(|m| {
+        std::array::from_fn(|j| {
+            if j < w {
+                slot_coefficient(lut, codebook, m, j) * inv
+            } else {
+                0.0
+            }
+        })
+    });
+    for t in 0..n_slots {
+        let xs = &x_pad[t * w..(t + 1) * w];
+        for (m, c) in scaled.iter().enumerate() {
+            let mut u = c[0] * xs[0];
+            for (cj, xj) in c[1..w].iter().zip(&xs[1..]) {
+                u += cj * xj;
+            }
+            let (hi, lo) = two_level_split(u.round_ties_even() as i32);
+            let [l0, l1] = lo.to_le_bytes();
+            table[two_level_table_offset(t, 0) + m] = hi as u8;
+            table[two_level_table_offset(t, 1) + m] = l0;
+            table[two_level_table_offset(t, 2) + m] = l1;
+        }
+    }
+    two_level_scale(bound)
+}
+
+/// The step of a two-level chunk bounded by `bound`.
+#[inline]
+pub fn two_level_scale(bound: f32) -> f32 {
+    bound / TWO_LEVEL_MAX
+}
+
+/// [`lut_block_sums`] over a two-level table chunk: per lane and group of
+/// [`FIXED_GROUP_SLOTS`] slots, the integer `4096 Σhi + Σlo` (exact in
+/// `i32`), converted to f32 and added group after group; the sum times
+/// `scale` ([`two_level_scale`]).
+pub fn two_level_block_sums(
+    rows: &[&[u8]; BLOCK_ROWS],
+    table: &[u8],
+    scale: f32,
+) -> [f32; BLOCK_ROWS] {
+    let mut acc = [0f32; BLOCK_ROWS];
+    let group_pairs = FIXED_GROUP_SLOTS / 2;
+    for (g, group) in table.chunks(group_pairs * TWO_LEVEL_PAIR_BYTES).enumerate() {
+        let mut hi = [0i32; BLOCK_ROWS];
+        let mut lo = [0i32; BLOCK_ROWS];
+        for (k, planes) in group.chunks_exact(TWO_LEVEL_PAIR_BYTES).enumerate() {
+            let pair = g * group_pairs + k;
+            let high = |t: usize, m: u8| i32::from(planes[t * 16 + m as usize] as i8);
+            let low = |t: usize, m: u8| {
+                let at = 32 + t * 16 + m as usize;
+                i32::from(i16::from_le_bytes([planes[at], planes[at + 32]]))
+            };
+            for (i, row) in rows.iter().enumerate() {
+                let nib = row[pair];
+                hi[i] += high(0, nib & 15) + high(1, nib >> 4);
+                lo[i] += low(0, nib & 15) + low(1, nib >> 4);
+            }
+        }
+        for (a, (h, l)) in acc.iter_mut().zip(hi.iter().zip(&lo)) {
+            *a += ((h << TWO_LEVEL_LO_BITS) + l) as f32;
+        }
+    }
+    acc.map(|a| a * scale)
 }
 
 /// Unpack indices `s0 .. s0 + out.len()` of a packed row.

@@ -13,8 +13,8 @@ pub use simd::*;
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 pub use super::prepared::{
-    build_fixed_table, build_lut_table, decode_bytes_b2, decode_dot, decode_dot4, dense_matvec,
-    fixed_block_sums, gemm_4x2, lut_block_sums,
+    build_fixed_table, build_lut_table, build_two_level_table, decode_bytes_b2, decode_dot,
+    decode_dot4, dense_matvec, fixed_block_sums, gemm_4x2, lut_block_sums, two_level_block_sums,
 };
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -23,8 +23,9 @@ mod simd {
 
     use crate::kernels::prepared::{
         self, fixed_point_inverse_step, fixed_table_offset, lut_table_offset, slot_coefficient,
-        NibbleLut, B2_SHUFFLES, BLOCK_ROWS, FIXED_PAIR_BYTES, FIXED_POINT_MAX, LUT_PAIR_BYTES,
-        MAX_SLOT_INPUTS,
+        two_level_inverse_step, two_level_scale, two_level_table_offset, NibbleLut, B2_SHUFFLES,
+        BLOCK_ROWS, FIXED_PAIR_BYTES, FIXED_POINT_MAX, LUT_PAIR_BYTES, MAX_SLOT_INPUTS,
+        TWO_LEVEL_LO_BITS, TWO_LEVEL_PAIR_BYTES,
     };
 
     #[inline(always)]
@@ -434,6 +435,216 @@ mod simd {
                     f32x4_mul(f32x4_convert_i32x4(*a), scale),
                 )
             }
+        }
+        out
+    }
+
+    /// The 16 coefficient vectors of a slot's entries: `[q][j]` lane `l` is
+    /// the value input `j` takes in entry `4q + l`.
+    fn slot_coefficients(lut: &NibbleLut, codebook: &[f32]) -> [[v128; MAX_SLOT_INPUTS]; 4] {
+        let w = lut.inputs_per_slot();
+        let mut coefficient = [[f32x4_splat(0.0); MAX_SLOT_INPUTS]; 4];
+        for (q, per_input) in coefficient.iter_mut().enumerate() {
+            for (j, c) in per_input.iter_mut().enumerate().take(w) {
+                let e = |l: usize| slot_coefficient(lut, codebook, 4 * q + l, j);
+                *c = f32x4(e(0), e(1), e(2), e(3));
+            }
+        }
+        coefficient
+    }
+
+    /// The low (unsigned) and high (signed) byte planes of 16 `i32` lanes
+    /// holding values of at most 12 bits.
+    #[inline(always)]
+    fn byte_planes(q: [v128; 4]) -> (v128, v128) {
+        let low_byte = u16x8_splat(0xff);
+        let e0 = i16x8_narrow_i32x4(q[0], q[1]);
+        let e1 = i16x8_narrow_i32x4(q[2], q[3]);
+        let lo = u8x16_narrow_i16x8(v128_and(e0, low_byte), v128_and(e1, low_byte));
+        let hi = i8x16_narrow_i16x8(i16x8_shr(e0, 8), i16x8_shr(e1, 8));
+        (lo, hi)
+    }
+
+    /// See [`crate::kernels::prepared::build_two_level_table`]: one pass,
+    /// the same scaled coefficients and sums, rounded through [`MAGIC`]
+    /// (`|Q| <= 127 * 4096 < 2^22`) and split with the same shifts, so both
+    /// tables agree bit for bit.
+    pub fn build_two_level_table(
+        lut: &NibbleLut,
+        codebook: &[f32],
+        a: &[f32; MAX_SLOT_INPUTS],
+        x_pad: &[f32],
+        table: &mut [u8],
+    ) -> f32 {
+        let w = lut.inputs_per_slot();
+        let n_slots = table.len() / (TWO_LEVEL_PAIR_BYTES / 2);
+        let table = &mut table[..n_slots * (TWO_LEVEL_PAIR_BYTES / 2)];
+        let bound = fixed_point_bound(a, w, x_pad, n_slots);
+        let inv = two_level_inverse_step(bound);
+        if inv == 0.0 {
+            table.fill(0);
+            return two_level_scale(bound);
+        }
+        let mut coefficient = slot_coefficients(lut, codebook);
+        let inv = f32x4_splat(inv);
+        for per_input in coefficient.iter_mut() {
+            for c in per_input.iter_mut().take(w) {
+                *c = f32x4_mul(*c, inv);
+            }
+        }
+        let (magic, magic_bits, half) = (
+            f32x4_splat(MAGIC),
+            i32x4_splat(MAGIC_BITS),
+            i32x4_splat(1 << (TWO_LEVEL_LO_BITS - 1)),
+        );
+        for t in 0..n_slots {
+            let xs = &x_pad[t * w..(t + 1) * w];
+            let mut hi = [i32x4_splat(0); 4];
+            let mut lo = [i32x4_splat(0); 4];
+            for q in 0..4 {
+                let mut u = f32x4_mul(coefficient[q][0], f32x4_splat(xs[0]));
+                for (j, &xj) in xs.iter().enumerate().skip(1) {
+                    u = f32x4_add(u, f32x4_mul(coefficient[q][j], f32x4_splat(xj)));
+                }
+                let big = i32x4_sub(f32x4_add(u, magic), magic_bits);
+                hi[q] = i32x4_shr(i32x4_add(big, half), TWO_LEVEL_LO_BITS);
+                lo[q] = i32x4_sub(big, i32x4_shl(hi[q], TWO_LEVEL_LO_BITS));
+            }
+            // |hi| <= 127: one signed byte.
+            let h = i8x16_narrow_i16x8(
+                i16x8_narrow_i32x4(hi[0], hi[1]),
+                i16x8_narrow_i32x4(hi[2], hi[3]),
+            );
+            let (l0, l1) = byte_planes(lo);
+            store(table, two_level_table_offset(t, 0), h);
+            store(table, two_level_table_offset(t, 1), l0);
+            store(table, two_level_table_offset(t, 2), l1);
+        }
+        two_level_scale(bound)
+    }
+
+    /// Look up one slot of a two-level table for 16 rows and add the `hi`
+    /// and `lo` entries to `hi` and `lo` (rows 0-7, 8-15).
+    ///
+    /// # Safety
+    /// `planes` points to the slot's plane 0; planes 1-2 follow at 32-byte
+    /// steps (see [`two_level_table_offset`]), 16 readable bytes each.
+    #[inline(always)]
+    unsafe fn add_two_level_slot(
+        hi: &mut [v128; 2],
+        lo: &mut [v128; 2],
+        planes: *const u8,
+        idx: v128,
+    ) {
+        let h = i8x16_swizzle(v128_load(planes as *const v128), idx);
+        hi[0] = i16x8_add(hi[0], i16x8_extend_low_i8x16(h));
+        hi[1] = i16x8_add(hi[1], i16x8_extend_high_i8x16(h));
+        let l0 = i8x16_swizzle(v128_load(planes.add(32) as *const v128), idx);
+        let l1 = i8x16_swizzle(v128_load(planes.add(64) as *const v128), idx);
+        lo[0] = i16x8_add(lo[0], zip_bytes::<false>(l0, l1));
+        lo[1] = i16x8_add(lo[1], zip_bytes::<true>(l0, l1));
+    }
+
+    /// One slot pair of 16 rows on a two-level table.
+    ///
+    /// # Safety
+    /// `planes` points to the pair's 96 table bytes.
+    #[inline(always)]
+    unsafe fn add_two_level_pair(
+        hi: &mut [v128; 2],
+        lo: &mut [v128; 2],
+        planes: *const u8,
+        pairs: v128,
+    ) {
+        let low_nibble = u8x16_splat(15);
+        add_two_level_slot(hi, lo, planes, v128_and(pairs, low_nibble));
+        add_two_level_slot(
+            hi,
+            lo,
+            planes.add(16),
+            v128_and(u16x8_shr(pairs, 4), low_nibble),
+        );
+    }
+
+    /// Add a group's `4096 Σhi + Σlo` per row (rows 0-7 and 8-15 in `hi`,
+    /// `lo`), as f32, to the sums of rows 0-3, ..., 12-15: the `i16` sums of
+    /// a row are interleaved (`hi`, `lo`) and dotted with (4096, 1).
+    #[inline(always)]
+    fn add_two_level_group(acc: &mut [v128; 4], hi: [v128; 2], lo: [v128; 2]) {
+        let k = 1i16 << TWO_LEVEL_LO_BITS;
+        let weights = i16x8(k, 1, k, 1, k, 1, k, 1);
+        for half in 0..2 {
+            let first = i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(hi[half], lo[half]);
+            let second = i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(hi[half], lo[half]);
+            acc[2 * half] = f32x4_add(
+                acc[2 * half],
+                f32x4_convert_i32x4(i32x4_dot_i16x8(first, weights)),
+            );
+            acc[2 * half + 1] = f32x4_add(
+                acc[2 * half + 1],
+                f32x4_convert_i32x4(i32x4_dot_i16x8(second, weights)),
+            );
+        }
+    }
+
+    /// See [`crate::kernels::prepared::two_level_block_sums`]: 8 pairs (16
+    /// slots, `16 * 2047 < 2^15`) add up in `i16` lanes, one group.
+    pub fn two_level_block_sums(
+        rows: &[&[u8]; BLOCK_ROWS],
+        table: &[u8],
+        scale: f32,
+    ) -> [f32; BLOCK_ROWS] {
+        let n_pairs = table.len() / TWO_LEVEL_PAIR_BYTES;
+        let table = &table[..n_pairs * TWO_LEVEL_PAIR_BYTES];
+        let rows = rows.map(|r| &r[..n_pairs]);
+        let mut acc = [f32x4_splat(0.0); 4];
+        let full = n_pairs / 8 * 8;
+        for p0 in (0..full).step_by(8) {
+            // SAFETY: `p0 + 8 <= n_pairs = row.len()`.
+            let v = unsafe { load_transposed_8(&rows, p0) };
+            let (mut hi, mut lo) = ([i16x8_splat(0); 2], [i16x8_splat(0); 2]);
+            for (j, pairs) in v.iter().enumerate() {
+                // SAFETY: pair `p0 + j < n_pairs` reads table bytes
+                // `96 (p0 + j) .. + 96`, inside `table`.
+                unsafe {
+                    add_two_level_pair(
+                        &mut hi,
+                        &mut lo,
+                        table.as_ptr().add((p0 + j) * TWO_LEVEL_PAIR_BYTES),
+                        *pairs,
+                    )
+                };
+            }
+            add_two_level_group(&mut acc, hi, lo);
+        }
+        if full < n_pairs {
+            let mut tail = [[0u8; 8]; BLOCK_ROWS];
+            for (t, row) in tail.iter_mut().zip(&rows) {
+                t[..n_pairs - full].copy_from_slice(&row[full..]);
+            }
+            let tail_rows: [&[u8]; BLOCK_ROWS] = std::array::from_fn(|i| &tail[i][..]);
+            // SAFETY: every tail row has 8 bytes.
+            let v = unsafe { load_transposed_8(&tail_rows, 0) };
+            let (mut hi, mut lo) = ([i16x8_splat(0); 2], [i16x8_splat(0); 2]);
+            for (j, pairs) in v.iter().enumerate().take(n_pairs - full) {
+                // SAFETY: as above, pair `full + j < n_pairs`.
+                unsafe {
+                    add_two_level_pair(
+                        &mut hi,
+                        &mut lo,
+                        table.as_ptr().add((full + j) * TWO_LEVEL_PAIR_BYTES),
+                        *pairs,
+                    )
+                };
+            }
+            add_two_level_group(&mut acc, hi, lo);
+        }
+        let scale = f32x4_splat(scale);
+        let mut out = [0f32; BLOCK_ROWS];
+        for (q, a) in acc.iter().enumerate() {
+            let s = &mut out[4 * q..4 * q + 4];
+            // SAFETY: `s` is 4 floats long.
+            unsafe { v128_store(s.as_mut_ptr() as *mut v128, f32x4_mul(*a, scale)) }
         }
         out
     }
