@@ -316,9 +316,16 @@ fn check_quantised(spec: PackedSpec, seed: u64, precision: LutPrecision) -> f32 
 #[cfg_attr(target_arch = "wasm32", test_in_wasm)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn fixed_point_lookup_every_lookup_layout_and_ragged_shape() {
-    let mut seed = 7000;
-    // Ragged shapes, a ragged last group of 8 slot pairs (several table
-    // chunks: `fixed_point_lookup_over_several_table_chunks`).
+    for (spec, seed) in lookup_layouts(7000) {
+        check_fixed_point(spec, seed);
+    }
+}
+
+/// Every lookup layout (`d` 1, 2, 4, 8; 1-4 bits; one or more codebooks,
+/// both modes) on ragged shapes with a ragged last group of 8 slot pairs
+/// (several table chunks: [`MULTI_CHUNK_CASES`]), each with its own seed
+/// counted up from `seed`.
+fn lookup_layouts(mut seed: u64) -> Vec<(PackedSpec, u64)> {
     let shapes = [
         (64, 37),
         (100, 129),
@@ -327,6 +334,7 @@ fn fixed_point_lookup_every_lookup_layout_and_ragged_shape() {
         (40, 1100),
         (67, 2205),
     ];
+    let mut out = Vec::new();
     for dim in [1u8, 2, 4, 8] {
         for bits in 1..=4 {
             for (n_out, n_in) in shapes {
@@ -335,30 +343,47 @@ fn fixed_point_lookup_every_lookup_layout_and_ragged_shape() {
                         continue;
                     }
                     seed += 1;
-                    check_fixed_point(spec(n_out, n_in, bits, dim, groups, mode), seed);
+                    out.push((spec(n_out, n_in, bits, dim, groups, mode), seed));
                 }
             }
         }
     }
+    out
+}
+
+/// `(bits, n_in, groups, mode)` of 32-row matrices whose tables span more
+/// than 2048 slot pairs (one chunk of either fixed-point kind), the last
+/// chunk ragged: 4500 inputs at 3 and 4 bits (2250 pairs), 8300 at 2 bits
+/// (2075 pairs), one and two codebooks.
+const MULTI_CHUNK_CASES: [(u8, usize, u16, Mode); 3] = [
+    (4, 4500, 1, Mode::Codebook),
+    (3, 4500, 2, Mode::Scale),
+    (2, 8300, 2, Mode::Codebook),
+];
+
+/// [`MULTI_CHUNK_CASES`] as specs, after checking each needs more than
+/// `chunk_pairs` slot pairs.
+fn multi_chunk_specs(chunk_pairs: usize) -> Vec<(u8, PackedSpec)> {
+    MULTI_CHUNK_CASES
+        .iter()
+        .map(|&(bits, n_in, groups, mode)| {
+            let g = if bits == 3 { 1 } else { 4 / bits as usize };
+            assert!(
+                n_in.div_ceil(g).div_ceil(2) > chunk_pairs,
+                "b {bits}: one chunk only"
+            );
+            (bits, spec(32, n_in, bits, 1, groups, mode))
+        })
+        .collect()
 }
 
 /// Fixed-point tables over more than one chunk of [`FIXED_CHUNK_PAIRS`]
-/// slot pairs, the last one ragged: 4500 inputs at 3 and 4 bits (2250
-/// pairs), 8300 at 2 bits (2075 pairs), one and two codebooks.
+/// slot pairs ([`MULTI_CHUNK_CASES`]).
 #[cfg_attr(target_arch = "wasm32", test_in_wasm)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn fixed_point_lookup_over_several_table_chunks() {
-    for (bits, n_in, groups, mode) in [
-        (4, 4500usize, 1, Mode::Codebook),
-        (3, 4500, 2, Mode::Scale),
-        (2, 8300, 2, Mode::Codebook),
-    ] {
-        let g = if bits == 3 { 1 } else { 4 / bits as usize };
-        assert!(
-            n_in.div_ceil(g).div_ceil(2) > FIXED_CHUNK_PAIRS,
-            "b {bits}: one chunk only"
-        );
-        check_fixed_point(spec(32, n_in, bits, 1, groups, mode), 800 + bits as u64);
+    for (bits, spec) in multi_chunk_specs(FIXED_CHUNK_PAIRS) {
+        check_fixed_point(spec, 800 + bits as u64);
     }
 }
 
@@ -401,31 +426,9 @@ fn fixed_point_lookup_on_a_wide_matrix_and_the_default_precisions() {
 #[cfg_attr(target_arch = "wasm32", test_in_wasm)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn two_level_lookup_every_lookup_layout_and_ragged_shape() {
-    let mut seed = 17_000;
-    // Ragged shapes, a ragged last group of 8 slot pairs, one chunk or more
-    // (`two_level_lookup_over_several_table_chunks`).
-    let shapes = [
-        (64, 37),
-        (100, 129),
-        (49, 16),
-        (130, 301),
-        (40, 1100),
-        (67, 2205),
-    ];
     let mut worst = 0f32;
-    for dim in [1u8, 2, 4, 8] {
-        for bits in 1..=4 {
-            for (n_out, n_in) in shapes {
-                for (groups, mode) in [(1, Mode::Codebook), (2, Mode::Codebook), (3, Mode::Scale)] {
-                    if n_out < 16 * groups as usize {
-                        continue;
-                    }
-                    seed += 1;
-                    let rel = check_two_level(spec(n_out, n_in, bits, dim, groups, mode), seed);
-                    worst = worst.max(rel);
-                }
-            }
-        }
+    for (spec, seed) in lookup_layouts(17_000) {
+        worst = worst.max(check_two_level(spec, seed));
     }
     println!("two-level: worst relative RMS error {worst}");
     // Not the exact kernel in disguise (it rounds), and far inside the
@@ -437,23 +440,14 @@ fn two_level_lookup_every_lookup_layout_and_ragged_shape() {
 }
 
 /// Two-level tables over more than one chunk of
-/// [`jlcm::kernels::prepared::TWO_LEVEL_CHUNK_PAIRS`] slot pairs, the last
-/// one ragged, and on the wide shape of the target.
+/// [`jlcm::kernels::prepared::TWO_LEVEL_CHUNK_PAIRS`] slot pairs
+/// ([`MULTI_CHUNK_CASES`]), and on the wide shape of the target.
 #[cfg_attr(target_arch = "wasm32", test_in_wasm)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn two_level_lookup_over_several_table_chunks() {
     use jlcm::kernels::prepared::TWO_LEVEL_CHUNK_PAIRS;
-    for (bits, n_in, groups, mode) in [
-        (4, 4500usize, 1, Mode::Codebook),
-        (3, 4500, 2, Mode::Scale),
-        (2, 8300, 2, Mode::Codebook),
-    ] {
-        let g = if bits == 3 { 1 } else { 4 / bits as usize };
-        assert!(
-            n_in.div_ceil(g).div_ceil(2) > TWO_LEVEL_CHUNK_PAIRS,
-            "b {bits}: one chunk only"
-        );
-        check_two_level(spec(32, n_in, bits, 1, groups, mode), 1800 + bits as u64);
+    for (bits, spec) in multi_chunk_specs(TWO_LEVEL_CHUNK_PAIRS) {
+        check_two_level(spec, 1800 + bits as u64);
     }
     for bits in [2, 4] {
         check_two_level(
