@@ -8,7 +8,8 @@
 //! whose label matches. `JLCM_QUALITY_PLAN=FILE[:DIM],...` adds a JLCM
 //! setting per plan written by `jlcm compress --save-plan` (bits per weight,
 //! e.g. a `--target-size` allocation), so a budget is scored beside the
-//! baselines in the same run.
+//! baselines in the same run. `JLCM_QUALITY_ROTATE=1` runs every JLCM
+//! setting with the input rotation (`jlcm compress --rotate`).
 //!
 //! What it does:
 //! 1. Runs the original model (`jlcm::runtime::SentenceEncoder`, calibration
@@ -576,6 +577,16 @@ fn tune_options() -> FinetuneOptions {
     o
 }
 
+/// The engine defaults of every JLCM setting, with the input rotation
+/// (`CompressOptions::rotate`, `jlcm compress --rotate`) when
+/// `JLCM_QUALITY_ROTATE=1`.
+fn bench_defaults() -> CompressOptions {
+    CompressOptions {
+        rotate: std::env::var("JLCM_QUALITY_ROTATE").is_ok_and(|v| v == "1"),
+        ..CompressOptions::default()
+    }
+}
+
 /// Groups of the `JLCM plan` settings: 16, or `JLCM_QUALITY_GROUPS`.
 fn plan_groups() -> u16 {
     std::env::var("JLCM_QUALITY_GROUPS")
@@ -608,7 +619,7 @@ fn compress_one(
                 groups: 16,
                 dim: 1,
                 seed: SEED,
-                ..CompressOptions::default()
+                ..bench_defaults()
             };
             jlcm_one(name, w, n_out, n_in, calib, &opts)
         }
@@ -618,7 +629,7 @@ fn compress_one(
                 dim,
                 groups: plan_groups(),
                 seed: SEED,
-                ..CompressOptions::default()
+                ..bench_defaults()
             };
             jlcm_one(name, w, n_out, n_in, calib, &opts)
         }
@@ -639,7 +650,7 @@ fn compress_one(
                 groups: 16,
                 dim: 1,
                 seed: SEED,
-                ..CompressOptions::default()
+                ..bench_defaults()
             };
             let h = hessian_for(name, n_in, Some(calib), opts.damping).expect("calibration H");
             let (packed, _) = compress_matrix(
@@ -712,7 +723,7 @@ fn sequential_all(
         groups: 16,
         dim: 1,
         seed: SEED,
-        ..CompressOptions::default()
+        ..bench_defaults()
     };
     let names = linear_names();
     let bits_of = |n: &str| {
@@ -776,7 +787,7 @@ fn tuned_all(
                 dim: 1,
                 groups: plan_groups(),
                 seed: SEED,
-                ..CompressOptions::default()
+                ..bench_defaults()
             };
             let p = jlcm_packed(name, w, w.len() / n_in, n_in, calib, &opts);
             (name.clone(), p)

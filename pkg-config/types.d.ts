@@ -36,6 +36,7 @@ export interface CompressOptions {
   /** ["proximal"] */ moves?: "proximal" | "unconstrained";
   /** Relative loss decrease that stops learning [1e-4]. */ tol?: number;
   /** Damping of a calibration H, fraction of its mean diagonal [0.01]. */ damping?: number;
+  /** Rotate the inputs first (random signs, block Walsh-Hadamard; stored with the tensor) [false]. */ rotate?: boolean;
 }
 
 /** One point of a loss curve. */

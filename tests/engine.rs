@@ -130,7 +130,14 @@ fn identity_metric_is_monotone_too() {
 
 #[test]
 fn reported_loss_matches_decoded_weights() {
-    let (n_out, n_in) = (24, 36);
+    // 40 columns: block 8 when rotated (36 would have no block of 8).
+    for (n_in, rotate) in [(36, false), (40, false), (40, true)] {
+        reported_loss_matches_decoded(n_in, rotate);
+    }
+}
+
+fn reported_loss_matches_decoded(n_in: usize, rotate: bool) {
+    let n_out = 24;
     let h = common::correlated_h(n_in, 9);
     let w = common::weights(n_out, n_in, 2);
     let opts = CompressOptions {
@@ -138,6 +145,7 @@ fn reported_loss_matches_decoded_weights() {
         dim: 4,
         groups: 3,
         iters: 4,
+        rotate,
         ..Default::default()
     };
     let (p, rep) = compress_matrix(
@@ -152,6 +160,7 @@ fn reported_loss_matches_decoded_weights() {
         &mut quiet,
     )
     .expect("compress");
+    assert_eq!(p.rotation.is_some(), rotate);
     let dec = p.decode_f32();
     let Hessian::Dense { data, .. } = &h else {
         panic!("dense")
@@ -170,8 +179,118 @@ fn reported_loss_matches_decoded_weights() {
     let reported = rep.losses.last().map(|p| p.loss).unwrap_or(0.0);
     assert!(
         (loss - reported).abs() <= 1e-3 * loss,
-        "decoded loss {loss} vs reported {reported}"
+        "rotate {rotate}: decoded loss {loss} vs reported {reported}"
     );
+}
+
+/// A rotated tensor: every product (lookup kernels, decoded panels), the
+/// weight decode and the file round trip agree with `Ŵ = Q R`.
+#[test]
+fn rotated_tensors_multiply_decode_and_round_trip_consistently() {
+    use jlcm::kernels::PackedMatrix;
+    use jlcm::runtime::{Linear, PackedStrategy};
+    let (n_out, n_in) = (48, 256);
+    let h = common::correlated_h(n_in, 5);
+    let w = common::weights(n_out, n_in, 7);
+    for (bits, dim) in [(2u8, 1u8), (4, 1), (4, 2), (8, 4)] {
+        let opts = CompressOptions {
+            bits,
+            dim,
+            groups: 4,
+            iters: 2,
+            rotate: true,
+            ..Default::default()
+        };
+        let (p, _) = compress_matrix(
+            "layer.weight",
+            Dtype::F32,
+            &[n_out, n_in],
+            &w,
+            n_out,
+            n_in,
+            &h,
+            &opts,
+            &mut quiet,
+        )
+        .expect("compress");
+        let rot = p.rotation.clone().expect("rotated");
+        assert_eq!(rot.block, 128);
+        // The codes are not the weight: decoding undoes the rotation.
+        let codes: Vec<f32> = (0..n_out)
+            .flat_map(|r| {
+                let mut row = vec![0f32; n_in];
+                p.decode_row(r, &mut row);
+                row
+            })
+            .collect();
+        let dec = p.decode_f32();
+        let rel = |a: &[f32], b: &[f32]| {
+            let e: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+            (e / b.iter().map(|v| v * v).sum::<f32>()).sqrt()
+        };
+        assert!(
+            rel(&codes, &dec) > 0.5,
+            "b{bits} d{dim}: codes equal the weight"
+        );
+        assert!(
+            rel(&dec, &w) < 1.0,
+            "b{bits} d{dim}: decoded weight far from W"
+        );
+        // Products against the decoded weight.
+        let rows = 40;
+        let x: Vec<f32> = (0..rows * n_in)
+            .map(|i| ((i * 29) % 23) as f32 / 11.0 - 1.0)
+            .collect();
+        let mut want = vec![0f32; rows * n_out];
+        for b in 0..rows {
+            for r in 0..n_out {
+                want[b * n_out + r] = (0..n_in).map(|j| dec[r * n_in + j] * x[b * n_in + j]).sum();
+            }
+        }
+        let close = |got: &[f32], what: &str| {
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - b).abs() <= 2e-3 * (1.0 + b.abs()),
+                    "b{bits} d{dim} {what} [{i}]: {a} vs {b}"
+                );
+            }
+        };
+        let m = PackedMatrix::new(p.clone()).expect("prepare");
+        for batch in [1, rows] {
+            let mut y = vec![0f32; batch * n_out];
+            m.matmul(&x[..batch * n_in], batch, &mut y).expect("matmul");
+            close(&y, &format!("kernels batch {batch}"));
+        }
+        for strategy in [PackedStrategy::Kernel, PackedStrategy::DecodePanels] {
+            let mut lin = Linear::packed(
+                "layer.weight",
+                PackedMatrix::new(p.clone()).unwrap(),
+                vec![0.0; n_out],
+            )
+            .unwrap();
+            lin.strategy = strategy;
+            let mut y = vec![0f32; rows * n_out];
+            lin.forward(&x, rows, &mut y).unwrap();
+            close(&y, &format!("{strategy:?}"));
+        }
+        // The rotation survives a file round trip; a damaged one is refused.
+        let file = PackedFile {
+            entries: vec![PackedEntry::Packed(p.clone())],
+            metadata: Default::default(),
+        };
+        let bytes = file.to_bytes().expect("write");
+        let back = PackedFile::from_bytes(&bytes).expect("read");
+        assert_eq!(back, file);
+        let (from, to) = (br#"\"block\":128"#, br#"\"block\":512"#);
+        let at = bytes
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("the header holds the block");
+        let mut broken = bytes.clone();
+        broken[at..at + from.len()].copy_from_slice(to);
+        let err = PackedFile::from_bytes(&broken).expect_err("block 512 of 256 columns");
+        assert!(err.to_string().contains("rotation block"), "{err}");
+    }
 }
 
 #[test]

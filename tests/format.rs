@@ -73,6 +73,7 @@ fn packed_tensor(
         codebooks,
         group_ids,
         scales,
+        rotation: None,
     }
 }
 

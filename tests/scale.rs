@@ -114,7 +114,7 @@ fn streamed_writer_equals_packed_file_bytes() {
             .iter()
             .map(|t| match t.matrix_shape() {
                 Some((n_out, n_in)) => EntrySpec::packed(
-                    &t.name, t.dtype, &t.shape, n_out, n_in, o.bits, o.dim, o.groups, o.mode,
+                    &t.name, t.dtype, &t.shape, n_out, n_in, o.bits, o.dim, o.groups, o.mode, None,
                 ),
                 None => EntrySpec::Raw {
                     name: t.name.clone(),
@@ -165,6 +165,7 @@ fn streamed_writer_rewrites_header_when_an_entry_differs_from_its_plan() {
                     p.dim,
                     planned_groups,
                     p.mode,
+                    p.rotation.clone(),
                 ),
                 other => EntrySpec::of_entry(other),
             })
@@ -331,6 +332,7 @@ fn budget_meets_the_target_and_gives_bits_where_loss_falls_fastest() {
                 1,
                 4,
                 Mode::Codebook,
+                None,
             ),
             EntrySpec::packed(
                 "quiet.weight",
@@ -342,6 +344,7 @@ fn budget_meets_the_target_and_gives_bits_where_loss_falls_fastest() {
                 1,
                 4,
                 Mode::Codebook,
+                None,
             ),
         ];
         planned_file_len(&specs, &BTreeMap::new()).expect("plans")
@@ -516,6 +519,7 @@ fn budget_by_sensitivity_gives_bits_where_the_end_to_end_error_is() {
             1,
             4,
             Mode::Codebook,
+            None,
         )
     };
     let target = planned_file_len(

@@ -14,7 +14,10 @@ use super::rng::rng_for;
 use crate::format::packed::{
     check_params, pack_indices, Mode, PackedEntry, PackedFile, PackedTensor,
 };
+use crate::format::rotation::{block_for, Rotation, Rotator};
 use crate::format::safetensors::{self as st, Dtype, OwnedTensor, SafetensorsFile, TensorEntry};
+use crate::runtime::dense::transpose;
+use rand::Rng;
 
 /// Compression options (the CLI flags, the npm options object).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +41,11 @@ pub struct CompressOptions {
     pub tol: f64,
     /// Damping added to a calibration `H`, as a fraction of its mean diagonal.
     pub damping: f32,
+    /// Rotate the inputs first (random signs and a block Walsh–Hadamard
+    /// transform, `format::rotation`): the codes quantise `W Rᵀ` under
+    /// `R H Rᵀ`, and `Ŵ = Q R`. Skipped for a tensor whose `n_in` has no
+    /// power-of-two factor of at least 8.
+    pub rotate: bool,
 }
 
 impl Default for CompressOptions {
@@ -52,6 +60,7 @@ impl Default for CompressOptions {
             moves: MoveRule::Proximal,
             tol: 1e-4,
             damping: 0.01,
+            rotate: false,
         }
     }
 }
@@ -157,6 +166,48 @@ pub struct TensorReport {
     pub row_loss: Vec<f64>,
 }
 
+/// The rotation [`compress_matrix`] applies to tensor `name` with `n_in`
+/// columns under `opts` (none unless `opts.rotate`); the sign bits come from
+/// the seed and the name, so a streaming writer can know it in advance.
+pub fn rotation_for(opts: &CompressOptions, name: &str, n_in: usize) -> Option<Rotation> {
+    if !opts.rotate {
+        return None;
+    }
+    let block = block_for(n_in)?;
+    let mut rng = rng_for(opts.seed, name, u64::MAX - 1);
+    Some(Rotation::new(n_in, block, || rng.gen::<bool>()))
+}
+
+/// `R H Rᵀ` of a metric under rotation `rot`.
+fn rotate_metric(h: &Hessian, rot: &Rotator) -> Hessian {
+    let n = h.n();
+    let mut data = match h {
+        Hessian::Identity(_) => return h.clone(),
+        Hessian::Diagonal(d) => {
+            let mut m = vec![0f32; n * n];
+            for (j, v) in d.iter().enumerate() {
+                m[j * n + j] = *v;
+            }
+            m
+        }
+        Hessian::Dense { data, .. } => data.clone(),
+    };
+    // Rows of H are rotated (H Rᵀ); H Rᵀ is transposed (R H) and its rows
+    // rotated again: R H Rᵀ.
+    data.chunks_exact_mut(n).for_each(|r| rot.apply(r));
+    let mut t = transpose(&data, n, n);
+    t.chunks_exact_mut(n).for_each(|r| rot.apply(r));
+    // Symmetrise the rounding.
+    for i in 0..n {
+        for j in i + 1..n {
+            let m = 0.5 * (t[i * n + j] + t[j * n + i]);
+            t[i * n + j] = m;
+            t[j * n + i] = m;
+        }
+    }
+    Hessian::Dense { n, data: t }
+}
+
 /// Compress one matrix `w` (`n_out x n_in`, row-major) under metric `h`.
 /// Copies `w` once; [`compress_matrix_owned`] takes it instead.
 #[allow(clippy::too_many_arguments)]
@@ -217,6 +268,18 @@ pub fn compress_matrix_owned(
         });
     }
     st::check_finite(name, &w)?;
+    let rotation = rotation_for(opts, name, n_in);
+    let rotated;
+    let (w, h) = match &rotation {
+        Some(r) => {
+            let rot = r.prepare(n_in);
+            let mut w = w;
+            w.chunks_exact_mut(n_in).for_each(|row| rot.apply(row));
+            rotated = rotate_metric(h, &rot);
+            (w, &rotated)
+        }
+        None => (w, h),
+    };
     let mut emit = |e: Event| -> Result<()> {
         match observer(&e) {
             Control::Continue => Ok(()),
@@ -294,6 +357,7 @@ pub fn compress_matrix_owned(
         } else {
             vec![]
         },
+        rotation,
     };
     packed.validate()?;
     let mut group_sizes = vec![0usize; n_groups];

@@ -327,9 +327,10 @@ impl Tunable {
         }
     }
 
-    /// `Ŵ` (`n_out x n_in`) from the f32 codebooks.
+    /// `Ŵ` (`n_out x n_in`) from the f32 codebooks (`Q R` when rotated).
     fn decode(&self, out: &mut [f32]) {
         let p = &self.packed;
+        let rot = p.rotation.as_ref().map(|r| r.prepare(p.n_in));
         let (d, k, n_sub, n_in) = (p.dim as usize, p.k(), p.n_sub(), p.n_in);
         for (r, row) in out.chunks_exact_mut(n_in).enumerate() {
             let g = p.group_ids[r] as usize;
@@ -342,13 +343,19 @@ impl Tunable {
                     }
                 }
             }
+            if let Some(rot) = &rot {
+                rot.apply_transpose(row);
+            }
         }
     }
 
-    /// Fold `dW` (`n_out x n_in`) into the codeword gradients.
+    /// Fold `dW` (`n_out x n_in`) into the codeword gradients (through
+    /// `∂L/∂Q = ∂L/∂Ŵ Rᵀ` when rotated).
     fn fold(&self, dw: &[f32], grad: &mut [f32]) {
         let p = &self.packed;
         let (d, k, n_sub, n_in) = (p.dim as usize, p.k(), p.n_sub(), p.n_in);
+        let rotated = p.rotation.as_ref().map(|r| r.prepare(n_in).apply_rows(dw));
+        let dw = rotated.as_deref().unwrap_or(dw);
         for (r, row) in dw.chunks_exact(n_in).enumerate() {
             let g = p.group_ids[r] as usize;
             let base = p.codebook_of_group(g) * k * d;

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod packed;
+pub mod rotation;
 pub mod safetensors;
 pub mod stream;
 

@@ -13,15 +13,19 @@
 //! | `NAME.jlcm.group`    | U8    | `[n_out]`                 | group id of each row, `< G` |
 //! | `NAME.jlcm.scale`    | F16   | `[G]`                     | mode `scale` only: per-group scale |
 //!
-//! Decoding: `Ŵ[r, s*d + a] = scale[g] * codebook[c, idx[r, s], a]` with
+//! Decoding: `Q[r, s*d + a] = scale[g] * codebook[c, idx[r, s], a]` with
 //! `g = group[r]`, `c = g` (codebook mode) or `0` (scale mode), `scale = 1`
 //! in codebook mode; coordinates `s*d + a >= n_in` of the last sub-vector are
-//! dropped.
+//! dropped. The weight is `Ŵ = Q`, or `Ŵ = Q R` when the parameters hold a
+//! `rotation` (`R` = signs then a block Walsh–Hadamard transform, see
+//! [`super::rotation`]; products compute `Q (R x)`).
 //!
 //! `__metadata__` holds `jlcm.format` = `"1"` and, per compressed tensor,
 //! `jlcm:NAME` = `{"bits":b,"dim":d,"groups":G,"mode":"codebook"|"scale",
-//! "shape":[...],"dtype":"F32"|"F16"|"BF16"}`. Tensors that are not
-//! compressed keep their name, dtype and bytes.
+//! "shape":[...],"dtype":"F32"|"F16"|"BF16"[,"rotation":{"block":B,
+//! "signs":"<hex>"}]}` (`rotation` only on rotated tensors, so files without
+//! one are unchanged). Tensors that are not compressed keep their name,
+//! dtype and bytes.
 //!
 //! Reading checks every part against the parameters (dtypes, shapes, lengths,
 //! group ids `< G`, zero padding bits, finite codebooks and scales) before
@@ -43,6 +47,7 @@ use half::f16;
 use serde::{Deserialize, Serialize};
 
 use super::error::{FormatError, Result};
+use super::rotation::Rotation;
 use super::safetensors::{self as st, Dtype, OwnedTensor};
 
 /// The packed format version this build writes and reads.
@@ -96,6 +101,9 @@ pub struct PackedParams {
     pub shape: Vec<usize>,
     /// Original dtype name (`F32`, `F16`, `BF16`).
     pub dtype: String,
+    /// Input rotation, when the codes quantise `W Rᵀ` (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Rotation>,
 }
 
 /// Check bits, dim and groups are in range.
@@ -141,6 +149,8 @@ pub struct PackedTensor {
     pub group_ids: Vec<u8>,
     /// Per-group scales (scale mode), empty otherwise.
     pub scales: Vec<f16>,
+    /// Input rotation `R` (`Ŵ = Q R`, the codes decode to `Q`), if any.
+    pub rotation: Option<Rotation>,
 }
 
 impl PackedTensor {
@@ -270,6 +280,9 @@ impl PackedTensor {
         if let Some(v) = self.scales.iter().find(|v| !v.is_finite()) {
             return Err(bad(format!("scale holds a non-finite value {v}")));
         }
+        if let Some(r) = &self.rotation {
+            r.validate(self.n_in).map_err(bad)?;
+        }
         // Padding bits of every row must be zero, so a round trip is exact.
         if used_bits % 8 != 0 {
             let rb = self.row_bytes();
@@ -343,6 +356,7 @@ impl PackedTensor {
             mode: self.mode,
             shape: self.shape.clone(),
             dtype: st::dtype_name(self.dtype),
+            rotation: self.rotation.clone(),
         }
     }
 
@@ -400,8 +414,19 @@ impl PackedTensor {
         )
     }
 
-    /// Reconstruct row `r` into `out` (`n_in` values). On a tensor that did
-    /// not validate, values it cannot look up are left as they are.
+    /// Row `r` of the weight `Ŵ` (the codes of [`Self::decode_row`], times
+    /// `R` when the tensor is rotated).
+    pub fn decode_weight_row(&self, r: usize, out: &mut [f32]) {
+        self.decode_row(r, out);
+        if let Some(rot) = &self.rotation {
+            rot.prepare(self.n_in).apply_transpose(out);
+        }
+    }
+
+    /// Reconstruct row `r` of the codes `Q` into `out` (`n_in` values): the
+    /// weight row itself unless the tensor is rotated (`Ŵ = Q R`, see
+    /// [`Self::decode_weight_row`]). On a tensor that did not validate,
+    /// values it cannot look up are left as they are.
     pub fn decode_row(&self, r: usize, out: &mut [f32]) {
         let d = self.dim as usize;
         if d == 0 {
@@ -426,14 +451,18 @@ impl PackedTensor {
         }
     }
 
-    /// Reconstruct the whole matrix `[n_out, n_in]` as f32.
+    /// Reconstruct the weight `Ŵ` `[n_out, n_in]` as f32 (rotation undone).
     pub fn decode_f32(&self) -> Vec<f32> {
         if self.n_in == 0 {
             return Vec::new();
         }
+        let rot = self.rotation.as_ref().map(|r| r.prepare(self.n_in));
         let mut out = vec![0f32; self.n_out.saturating_mul(self.n_in)];
         for (r, row) in out.chunks_exact_mut(self.n_in).enumerate() {
             self.decode_row(r, row);
+            if let Some(rot) = &rot {
+                rot.apply_transpose(row);
+            }
         }
         out
     }
@@ -685,6 +714,7 @@ impl PackedFile {
                 codebooks: f16s(cb),
                 group_ids: gr.to_vec(),
                 scales,
+                rotation: params.rotation.clone(),
             };
             p.validate()?;
             packed.insert(name, p);

@@ -23,6 +23,7 @@ use super::packed::{
     row_bytes, Mode, PackedEntry, PackedParams, PackedTensor, CODEBOOK_SUFFIX, FORMAT_VERSION,
     GROUP_SUFFIX, IDX_SUFFIX, PARAM_PREFIX, SCALE_SUFFIX, VERSION_KEY,
 };
+use super::rotation::Rotation;
 use super::safetensors::{self as st, Dtype};
 
 /// What the header needs to know of one output entry before its data exists.
@@ -67,6 +68,7 @@ impl EntrySpec {
         dim: u8,
         groups: u16,
         mode: Mode,
+        rotation: Option<Rotation>,
     ) -> Self {
         let groups = (groups as usize).clamp(1, n_out.clamp(1, 256)) as u16;
         EntrySpec::Packed {
@@ -78,6 +80,7 @@ impl EntrySpec {
                 mode,
                 shape: shape.to_vec(),
                 dtype: st::dtype_name(dtype),
+                rotation,
             },
             n_out,
             n_in,

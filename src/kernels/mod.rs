@@ -38,6 +38,7 @@ pub mod synthetic;
 pub mod x86;
 
 use crate::format::packed::PackedTensor;
+use crate::format::rotation::Rotator;
 use prepared::{LutPrecision, PreparedLayout, ProductPath, FIXED_POINT_MAX};
 use thiserror::Error;
 
@@ -188,6 +189,8 @@ pub struct PackedMatrix {
     isa: Isa,
     /// `None`: [`Self::default_precision`].
     precision: Option<LutPrecision>,
+    /// The tensor's input rotation, prepared (`Ŵ x = Q (R x)`).
+    rotator: Option<Rotator>,
 }
 
 impl PackedMatrix {
@@ -203,7 +206,9 @@ impl PackedMatrix {
         }
         tensor.validate()?;
         let layout = Box::new(PreparedLayout::new(&tensor));
+        let rotator = tensor.rotation.as_ref().map(|r| r.prepare(tensor.n_in));
         Ok(Self {
+            rotator,
             tensor,
             layout,
             isa,
@@ -315,6 +320,9 @@ impl PackedMatrix {
             )));
         }
         let precision = self.precision(batch);
+        // A rotated tensor's codes multiply `R x` (format::rotation).
+        let rotated = self.rotator.as_ref().map(|r| r.apply_rows(x));
+        let x = rotated.as_deref().unwrap_or(x);
         self.layout
             .matmul(&self.tensor, self.isa, path, precision, x, batch, y);
         Ok(())

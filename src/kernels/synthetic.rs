@@ -79,6 +79,7 @@ pub fn random_packed(spec: PackedSpec, seed: u64) -> PackedTensor {
             .map(|_| rng.gen_range(0..groups as u32) as u8)
             .collect(),
         scales,
+        rotation: None,
     }
 }
 

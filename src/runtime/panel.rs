@@ -136,6 +136,7 @@ mod tests {
             } else {
                 vec![]
             },
+            rotation: None,
         }
     }
 

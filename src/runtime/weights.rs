@@ -39,7 +39,7 @@ impl Table {
                 super::ops::add_in_place(out, &values[r * width..(r + 1) * width])
             }
             Table::Packed(p) => {
-                p.decode_row(r, scratch);
+                p.decode_weight_row(r, scratch);
                 super::ops::add_in_place(out, scratch);
             }
         }

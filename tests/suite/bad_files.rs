@@ -355,6 +355,7 @@ mod wasm {
             codebooks: vec![f16::from_f32(0.5); 2 * 8],
             group_ids: vec![0u8; n],
             scales: Vec::new(),
+            rotation: None,
         };
         let file = PackedFile {
             entries: vec![PackedEntry::Packed(packed)],
