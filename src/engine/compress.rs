@@ -16,7 +16,6 @@ use crate::format::packed::{
 };
 use crate::format::rotation::{block_for, Rotation, Rotator};
 use crate::format::safetensors::{self as st, Dtype, OwnedTensor, SafetensorsFile, TensorEntry};
-use crate::runtime::dense::transpose;
 use rand::Rng;
 
 /// Compression options (the CLI flags, the npm options object).
@@ -192,20 +191,16 @@ fn rotate_metric(h: &Hessian, rot: &Rotator) -> Hessian {
         }
         Hessian::Dense { data, .. } => data.clone(),
     };
-    // Rows of H are rotated (H Rᵀ); H Rᵀ is transposed (R H) and its rows
-    // rotated again: R H Rᵀ.
-    data.chunks_exact_mut(n).for_each(|r| rot.apply(r));
-    let mut t = transpose(&data, n, n);
-    t.chunks_exact_mut(n).for_each(|r| rot.apply(r));
+    rot.conjugate(&mut data);
     // Symmetrise the rounding.
     for i in 0..n {
         for j in i + 1..n {
-            let m = 0.5 * (t[i * n + j] + t[j * n + i]);
-            t[i * n + j] = m;
-            t[j * n + i] = m;
+            let m = 0.5 * (data[i * n + j] + data[j * n + i]);
+            data[i * n + j] = m;
+            data[j * n + i] = m;
         }
     }
-    Hessian::Dense { n, data: t }
+    Hessian::Dense { n, data }
 }
 
 /// Compress one matrix `w` (`n_out x n_in`, row-major) under metric `h`.

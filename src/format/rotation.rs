@@ -152,6 +152,40 @@ impl Rotator {
         x.iter_mut().zip(&self.signs).for_each(|(v, s)| *v *= s);
     }
 
+    /// `M ← R M Rᵀ` of a square `n x n` matrix (row-major): every row is
+    /// rotated (`M Rᵀ`), then every column (`R ·`), the column transform
+    /// running its butterflies on whole rows.
+    pub fn conjugate(&self, m: &mut [f32]) {
+        let n = self.n();
+        if n == 0 || m.len() != n * n {
+            return;
+        }
+        m.chunks_exact_mut(n).for_each(|row| self.apply(row));
+        for (row, s) in m.chunks_exact_mut(n).zip(&self.signs) {
+            row.iter_mut().for_each(|v| *v *= s);
+        }
+        let b = self.block;
+        if b < 2 {
+            return;
+        }
+        let norm = 1.0 / (b as f32).sqrt();
+        for blk in m.chunks_exact_mut(b * n) {
+            let mut h = 1;
+            while h < b {
+                for pair in blk.chunks_exact_mut(2 * h * n) {
+                    let (lo, hi) = pair.split_at_mut(h * n);
+                    for (a, c) in lo.iter_mut().zip(hi.iter_mut()) {
+                        let (u, v) = (*a, *c);
+                        *a = u + v;
+                        *c = u - v;
+                    }
+                }
+                h *= 2;
+            }
+            blk.iter_mut().for_each(|v| *v *= norm);
+        }
+    }
+
     /// `R x` of every row of `x` (`rows x n`), into a new buffer.
     pub fn apply_rows(&self, x: &[f32]) -> Vec<f32> {
         let mut out = x.to_vec();
@@ -218,6 +252,40 @@ mod tests {
             for (a, b) in x.iter().zip(&y) {
                 assert!((a - b).abs() < 1e-4, "{a} vs {b}");
             }
+        }
+    }
+
+    #[test]
+    fn conjugate_is_r_m_rt() {
+        let (n, b) = (24, 8);
+        let p = rot(n, b).prepare(n);
+        let m: Vec<f32> = (0..n * n).map(|i| ((i * 31) % 17) as f32 - 8.0).collect();
+        // Columns of R = R e_j; R M Rᵀ [i][k] = Σ_a Σ_c R[i][a] M[a][c] R[k][c].
+        let mut r = vec![0f32; n * n];
+        for j in 0..n {
+            let mut e = vec![0f32; n];
+            e[j] = 1.0;
+            p.apply(&mut e);
+            for i in 0..n {
+                r[i * n + j] = e[i];
+            }
+        }
+        let mut want = vec![0f32; n * n];
+        for i in 0..n {
+            for k in 0..n {
+                let mut acc = 0f32;
+                for a in 0..n {
+                    for c in 0..n {
+                        acc += r[i * n + a] * m[a * n + c] * r[k * n + c];
+                    }
+                }
+                want[i * n + k] = acc;
+            }
+        }
+        let mut got = m.clone();
+        p.conjugate(&mut got);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-3, "{g} vs {w}");
         }
     }
 

@@ -1074,7 +1074,12 @@ fn stream_compress(
             .unwrap_or_else(|e| e.into_inner())
             .remove(&t.name);
         if let Some(r) = done {
-            return Ok(Done::Packed(Box::new(r.packed), Box::new(r.report), 0.0, Some(0.0)));
+            return Ok(Done::Packed(
+                Box::new(r.packed),
+                Box::new(r.report),
+                0.0,
+                Some(0.0),
+            ));
         }
         let file = &parsed[j.file];
         let (n_out, n_in) = j.n_out_in();
