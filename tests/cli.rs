@@ -168,6 +168,75 @@ fn copied_through_tensors_survive_compress_then_decode() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// `--rotate`: the rotation is stored, `inspect` shows it, and `decode`
+/// gives back a weight close to the input (the rotation undone).
+#[test]
+fn rotate_is_stored_shown_and_undone_by_decode() {
+    use jlcm::format::safetensors::{self as st, Dtype, OwnedTensor};
+    let dir = scratch("rotate");
+    let (n_out, n_in) = (32, 64);
+    let w: Vec<f32> = (0..n_out * n_in)
+        .map(|i| {
+            ((i * 7919 % 1009) as f32 / 1009.0 - 0.5) * (1.0 + (i % n_in == 3) as u8 as f32 * 6.0)
+        })
+        .collect();
+    let input = dir.join("in.safetensors");
+    let tensor = OwnedTensor {
+        dtype: Dtype::F32,
+        shape: vec![n_out, n_in],
+        data: w.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    };
+    fs::write(
+        &input,
+        st::write(&[("layer.weight".to_string(), tensor)], &Default::default()).expect("write"),
+    )
+    .expect("save");
+    let packed = dir.join("packed.safetensors");
+    let dense = dir.join("dense.safetensors");
+    let path = |p: &Path| p.to_str().expect("path").to_string();
+    let out = jlcm(&[
+        "compress",
+        &path(&input),
+        "-o",
+        &path(&packed),
+        "--bits",
+        "3",
+        "--rotate",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = jlcm(&["inspect", "--json", &path(&packed)]);
+    assert!(out.status.success(), "{out:?}");
+    let info: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(info["tensors"][0]["rotation_block"], 64, "{info}");
+    let out = jlcm(&["decode", &path(&packed), "-o", &path(&dense)]);
+    assert!(out.status.success(), "{out:?}");
+    let bytes = fs::read(&dense).expect("dense");
+    let f = st::SafetensorsFile::parse(&bytes).expect("valid");
+    let e = f.header.get("layer.weight").expect("kept");
+    assert_eq!(
+        (e.shape.as_slice(), e.dtype),
+        ([n_out, n_in].as_slice(), Dtype::F32)
+    );
+    let got: Vec<f32> = f
+        .tensor_bytes(e)
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let err: f32 = got
+        .iter()
+        .zip(&w)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f32>();
+    let norm: f32 = w.iter().map(|v| v * v).sum();
+    // 3 bits: about 0.2 relative error; a rotation left in place would be ~1.4.
+    assert!(
+        (err / norm).sqrt() < 0.5,
+        "relative error {}",
+        (err / norm).sqrt()
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn missing_input_and_bad_flags_are_one_line_errors() {
     let out = jlcm(&["decode", "/nonexistent/x.safetensors", "-o", "/tmp/never"]);

@@ -28,6 +28,8 @@ struct TensorRow {
     dim: Option<u8>,
     groups: Option<u16>,
     mode: Option<String>,
+    /// Hadamard block of the input rotation (`--rotate`), if any.
+    rotation_block: Option<usize>,
     bpw: f64,
     bytes: u64,
 }
@@ -61,6 +63,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
                     dim: Some(p.dim),
                     groups: Some(p.groups),
                     mode: Some(format!("{:?}", p.mode).to_lowercase()),
+                    rotation_block: p.rotation.as_ref().map(|r| r.block),
                     bpw: p.bpw(),
                     bytes: p.stored_bits() / 8,
                 },
@@ -117,14 +120,14 @@ pub fn run(a: InspectArgs) -> Result<()> {
         return Ok(());
     }
     let mut text = format!(
-        "{:<60} {:>16} {:>5} {:>4} {:>2} {:>4} {:>8} {:>7} {:>12}",
-        "tensor", "shape", "dtype", "bits", "d", "G", "mode", "bpw", "bytes"
+        "{:<60} {:>16} {:>5} {:>4} {:>2} {:>4} {:>8} {:>4} {:>7} {:>12}",
+        "tensor", "shape", "dtype", "bits", "d", "G", "mode", "rot", "bpw", "bytes"
     );
     text.push('\n');
     for r in &summary.tensors {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         text += &format!(
-            "{:<60} {:>16} {:>5} {:>4} {:>2} {:>4} {:>8} {:>7.3} {:>12}\n",
+            "{:<60} {:>16} {:>5} {:>4} {:>2} {:>4} {:>8} {:>4} {:>7.3} {:>12}\n",
             r.name,
             format!("{:?}", r.shape).replace(' ', ""),
             r.dtype,
@@ -132,6 +135,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
             opt(r.dim.map(|v| v.to_string())),
             opt(r.groups.map(|v| v.to_string())),
             opt(r.mode.clone()),
+            opt(r.rotation_block.map(|v| v.to_string())),
             r.bpw,
             r.bytes
         );
@@ -154,6 +158,7 @@ fn raw_row(name: &str, shape: &[usize], dtype: String, bytes: u64) -> TensorRow 
         dim: None,
         groups: None,
         mode: None,
+        rotation_block: None,
         bpw: bytes as f64 * 8.0 / n,
         bytes,
     }
