@@ -192,14 +192,8 @@ fn rotate_metric(h: &Hessian, rot: &Rotator) -> Hessian {
         Hessian::Dense { data, .. } => data.clone(),
     };
     rot.conjugate(&mut data);
-    // Symmetrise the rounding.
-    for i in 0..n {
-        for j in i + 1..n {
-            let m = 0.5 * (data[i * n + j] + data[j * n + i]);
-            data[i * n + j] = m;
-            data[j * n + i] = m;
-        }
-    }
+    // The rounding of the two transforms leaves it a little asymmetric.
+    super::hessian::symmetrise(&mut data, n);
     Hessian::Dense { n, data }
 }
 

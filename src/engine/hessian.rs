@@ -75,13 +75,7 @@ impl Hessian {
             }
             trace += v as f64;
         }
-        for i in 0..n_in {
-            for j in i + 1..n_in {
-                let m = 0.5 * (data[i * n_in + j] + data[j * n_in + i]);
-                data[i * n_in + j] = m;
-                data[j * n_in + i] = m;
-            }
-        }
+        symmetrise(&mut data, n_in);
         let mean = (trace / n_in as f64) as f32;
         let add = if mean > 0.0 { damping * mean } else { 1.0 };
         for j in 0..n_in {
@@ -183,3 +177,14 @@ impl Metric {
 }
 
 pub(crate) use super::vector::axpy;
+
+/// `A ← (A + Aᵀ) / 2` of a row-major `n x n` matrix.
+pub(crate) fn symmetrise(a: &mut [f32], n: usize) {
+    for i in 0..n {
+        for j in i + 1..n {
+            let m = 0.5 * (a[i * n + j] + a[j * n + i]);
+            a[i * n + j] = m;
+            a[j * n + i] = m;
+        }
+    }
+}

@@ -293,6 +293,12 @@ impl PackedMatrix {
         self.matmul_with_path(ProductPath::Auto, x, batch, y)
     }
 
+    /// `R x` of every input row when the tensor is rotated (its codes `Q`
+    /// multiply `R x`, `format::rotation`), `None` otherwise.
+    pub fn rotated_input(&self, x: &[f32]) -> Option<Vec<f32>> {
+        self.rotator.as_ref().map(|r| r.apply_rows(x))
+    }
+
     /// [`Self::matmul`] on a chosen path (for benchmarks and tests).
     pub fn matmul_with_path(
         &self,
@@ -320,8 +326,7 @@ impl PackedMatrix {
             )));
         }
         let precision = self.precision(batch);
-        // A rotated tensor's codes multiply `R x` (format::rotation).
-        let rotated = self.rotator.as_ref().map(|r| r.apply_rows(x));
+        let rotated = self.rotated_input(x);
         let x = rotated.as_deref().unwrap_or(x);
         self.layout
             .matmul(&self.tensor, self.isa, path, precision, x, batch, y);

@@ -156,11 +156,7 @@ impl Linear {
                 };
                 if panels {
                     // The panels decode the codes `Q`: they multiply `R x`.
-                    let rotated = matrix
-                        .tensor
-                        .rotation
-                        .as_ref()
-                        .map(|r| r.prepare(self.n_in).apply_rows(x));
+                    let rotated = matrix.rotated_input(x);
                     let x = rotated.as_deref().unwrap_or(x);
                     matmul_decoded_panels(&matrix.tensor, codebooks, x, rows, &self.bias, y);
                 } else {
