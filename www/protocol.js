@@ -76,6 +76,7 @@
  * @property {'codebook'|'scale'} mode
  * @property {number[]} shape
  * @property {string} dtype
+ * @property {{block: number, signs: string}} [rotation]  input rotation (`jlcm compress --rotate`): Ŵ = Q R
  */
 
 /**
