@@ -258,7 +258,7 @@ function wireSettings() {
 function options() {
   const f = /** @type {HTMLFormElement} */ ($('#settings'));
   const num = (n) => Number(f[n].value);
-  return { ...DEFAULT_OPTIONS, bits: num('bits'), dim: num('dim'), groups: num('groups'), mode: f.mode.value, iters: num('iters'), seed: num('seed') };
+  return { ...DEFAULT_OPTIONS, bits: num('bits'), dim: num('dim'), groups: num('groups'), mode: f.mode.value, iters: num('iters'), seed: num('seed'), rotate: f.rotate.checked };
 }
 
 function refreshButtons() {

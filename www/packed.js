@@ -82,38 +82,71 @@ export function decodeF32(parts, params) {
 }
 
 /**
- * `Ŵ = Q R` of a rotated tensor (src/format/rotation.rs): each decoded row
- * `q` becomes `Rᵀ q`, an orthonormal Walsh-Hadamard transform per block
- * of `rotation.block` columns, then the sign flips of `rotation.signs`
- * (hex, bit `j % 8` of byte `j / 8` set: column `j` negated).
- * @param {Float32Array} out @param {number} nOut @param {number} nIn
- * @param {{block: number, signs: string}} rotation
+ * A rotation's signs (±1 per column) and block, checked against `nIn`
+ * (src/format/rotation.rs: bit `j % 8` of hex byte `j / 8` set negates
+ * column `j`; blocks of `block` columns get an orthonormal Walsh-Hadamard
+ * transform).
+ * @param {number} nIn @param {{block: number, signs: string}} rotation
  */
-function unrotateRows(out, nOut, nIn, rotation) {
+function rotationOf(nIn, rotation) {
   const b = rotation.block;
   if (!(b >= 2 && (b & (b - 1)) === 0 && nIn % b === 0) || rotation.signs.length !== Math.ceil(nIn / 8) * 2) {
     throw new Error(`bad rotation (block ${b}, ${rotation.signs.length} hex digits) for ${nIn} columns`);
   }
   const signs = new Float32Array(nIn);
   for (let j = 0; j < nIn; j++) signs[j] = (parseInt(rotation.signs.substr(2 * (j >> 3), 2), 16) >> (j & 7)) & 1 ? -1 : 1;
-  // As the Rust code: f32 sums and the f32 norm 1/sqrt(b).
+  return { b, signs };
+}
+
+/** In-place block Walsh-Hadamard of one row, as the Rust code: f32 sums, the f32 norm 1/sqrt(b). */
+function hadamardRow(row, b) {
   const norm = Math.fround(1 / Math.fround(Math.sqrt(b)));
-  for (let r = 0; r < nOut; r++) {
-    const row = out.subarray(r * nIn, (r + 1) * nIn);
-    for (let s = 0; s < nIn; s += b) {
-      for (let h = 1; h < b; h *= 2) {
-        for (let i = s; i < s + b; i += 2 * h) {
-          for (let j = i; j < i + h; j++) {
-            const u = row[j], v = row[j + h];
-            row[j] = u + v;
-            row[j + h] = u - v;
-          }
+  for (let s = 0; s < row.length; s += b) {
+    for (let h = 1; h < b; h *= 2) {
+      for (let i = s; i < s + b; i += 2 * h) {
+        for (let j = i; j < i + h; j++) {
+          const u = row[j], v = row[j + h];
+          row[j] = u + v;
+          row[j + h] = u - v;
         }
       }
-      for (let j = s; j < s + b; j++) row[j] *= norm;
     }
+    for (let j = s; j < s + b; j++) row[j] *= norm;
+  }
+}
+
+/**
+ * `Ŵ = Q R` of a rotated tensor: each decoded row `q` becomes `Rᵀ q` (the
+ * block transform, then the signs), in place.
+ * @param {Float32Array} out @param {number} nOut @param {number} nIn
+ * @param {{block: number, signs: string}} rotation
+ */
+function unrotateRows(out, nOut, nIn, rotation) {
+  const { b, signs } = rotationOf(nIn, rotation);
+  for (let r = 0; r < nOut; r++) {
+    const row = out.subarray(r * nIn, (r + 1) * nIn);
+    hadamardRow(row, b);
     for (let j = 0; j < nIn; j++) row[j] *= signs[j];
   }
+}
+
+/**
+ * The rows the codebooks of a rotated tensor quantise, `W Rᵀ` (each row
+ * `w` becomes `R w`: the signs, then the block transform), into a copy;
+ * `w` itself when the tensor is not rotated. For the groups view.
+ * @param {Float32Array} w @param {number} nOut @param {number} nIn
+ * @param {{block: number, signs: string}} [rotation]
+ */
+export function rotatedRows(w, nOut, nIn, rotation) {
+  if (!rotation) return w;
+  const { b, signs } = rotationOf(nIn, rotation);
+  const out = Float32Array.from(w);
+  for (let r = 0; r < nOut; r++) {
+    const row = out.subarray(r * nIn, (r + 1) * nIn);
+    for (let j = 0; j < nIn; j++) row[j] *= signs[j];
+    hadamardRow(row, b);
+  }
+  return out;
 }
 
 /**

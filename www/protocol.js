@@ -32,6 +32,7 @@
  * @property {'codebook'|'scale'} mode
  * @property {number} iters     learning sweeps at most
  * @property {number} seed
+ * @property {boolean} [rotate]  rotate the inputs first (random signs, block Walsh-Hadamard)
  */
 
 /**
@@ -127,7 +128,7 @@ export const DONE_FOR = Object.freeze({ analyse: 'analysed', compress: 'compress
 
 /** Default settings (the engine's defaults; ALGORITHM.md §7: multi-codebook, G ≈ 16). */
 /** @type {CompressOptions} */
-export const DEFAULT_OPTIONS = Object.freeze({ bits: 2, dim: 1, groups: 16, mode: 'codebook', iters: 10, seed: 0 });
+export const DEFAULT_OPTIONS = Object.freeze({ bits: 2, dim: 1, groups: 16, mode: 'codebook', iters: 10, seed: 0, rotate: false });
 
 /** Metadata key of the packed format version, and the version written. */
 export const FORMAT_KEY = 'jlcm.format';

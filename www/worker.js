@@ -6,7 +6,7 @@ import { MSG, DEFAULT_OPTIONS } from './protocol.js';
 import { toF32 } from './safetensors.js';
 import { loadEngine, compressTensor, embedSentences, wasmMemoryBytes } from './engine.js';
 import { calibrate } from './calibration-worker.js';
-import { splitPacked, groupIdsOf, decodeF32, fromF32 } from './packed.js';
+import { splitPacked, groupIdsOf, decodeF32, fromF32, rotatedRows } from './packed.js';
 import { histogram, rowStats, range, centralRange, groupHistograms as groupHistogramsOf } from './stats.js';
 import { armFault, injectArmedFault } from './faults.js';
 
@@ -159,8 +159,9 @@ async function compress(msg) {
  */
 function summarise(t, raw, report, packed) {
   const { parts, params } = splitPacked(packed, t.name);
-  const values = toF32(t.dtype, raw.buffer);
-  const { nIn } = matrixOf(t);
+  const { nOut, nIn } = matrixOf(t);
+  // A rotated tensor's codebooks quantise the rotated rows W Rᵀ: draw those.
+  const values = rotatedRows(toF32(t.dtype, raw.buffer), nOut, nIn, params.rotation);
   const groups = groupIdsOf(parts);
   const groupHistograms = groupHistogramsOf(values, nIn, groups, report.groupSizes.length, (g) => {
     const scale = params.mode === 'scale' ? report.scales[g] : 1;

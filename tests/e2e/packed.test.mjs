@@ -1,6 +1,7 @@
 // The page's packed-layout reader (www/packed.js) in Node, no browser: its
 // dense decode of a file the native CLI packed equals `jlcm decode`, with and
-// without the input rotation (`--rotate`).
+// without the input rotation (`--rotate`), and rotatedRows (the groups
+// view's rows) maps the weight back onto the codes.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +11,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { nativeCli } from './harness.mjs';
 import { randomMatrix, writeSafetensors } from './synthetic.mjs';
-import { splitPacked, decodeF32 } from '../../www/packed.js';
+import { splitPacked, decodeF32, rotatedRows } from '../../www/packed.js';
 import { parseBytes } from '../../www/safetensors.js';
 
 test('decodeF32 equals jlcm decode, rotated or not', () => {
@@ -34,6 +35,12 @@ test('decodeF32 equals jlcm decode, rotated or not', () => {
     let worst = 0;
     for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
     assert.ok(worst <= 1e-6, `${flags}: worst difference ${worst}`);
+    // What the groups view draws: the rows rotated back onto the codes.
+    const codes = decodeF32(parts, { ...params, rotation: undefined });
+    const back = rotatedRows(got, rows, cols, params.rotation);
+    let off = 0;
+    for (let i = 0; i < codes.length; i++) off = Math.max(off, Math.abs(back[i] - codes[i]));
+    assert.ok(off <= 1e-5, `${flags}: rotatedRows(Ŵ) is the codes, worst ${off}`);
   }
   fs.rmSync(dir, { recursive: true, force: true });
 });

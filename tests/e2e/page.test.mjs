@@ -94,6 +94,27 @@ test('compresses one tensor to the end and draws groups, codebooks and error', a
   await shot(page(), 'loss-one');
 });
 
+test('rotate inputs: the tensor stores its rotation and the groups view draws the rotated rows', async () => {
+  const name = 'encoder.layer.0.intermediate.dense.weight';
+  const plainErr = await page().evaluate((n) => window.jlcm.state.results.get(n).report.relOutputError, name);
+  await page().check('#settings input[name="rotate"]');
+  await page().click(`#tensor-table tr[data-name="${name}"]`);
+  await page().click('#compress-one');
+  await waitRunEnd();
+  await expectStatus(name, 'done');
+  const r = await page().evaluate((n) => {
+    const x = window.jlcm.state.results.get(n);
+    return { rotation: x.params.rotation, err: x.report.relOutputError };
+  }, name);
+  assert.equal(r.rotation?.block, 128, `rotation ${JSON.stringify(r.rotation)}`);
+  assert.notEqual(r.err, plainErr, 'the rotation changed the fit');
+  await view('groups');
+  await page().waitForFunction(() => document.querySelectorAll('#group-multiples .multiple .uplot').length === 16);
+  assert.match(await page().textContent('#view-groups'), /after the input rotation \(W Rᵀ, blocks of 128/);
+  await shot(page(), 'groups-rotated');
+  await page().uncheck('#settings input[name="rotate"]');
+});
+
 test('cancel stops a run within a second and the workers keep working', async () => {
   await search(LINEAR_FILTER);
   // 40 sweeps: the run lasts well beyond the cancel (CI once saw the

@@ -25,7 +25,7 @@ export function renderGroupsView(root, r) {
       <div><b>${(r.ms / 1000).toFixed(2)} s</b><span>compress time (one worker)</span></div>
     </div>
     <div class="chart" id="group-sizes"></div>
-    <h3>Each group's values, with its codewords (dashed)${shared ? ' × the group scale' : ''}</h3>
+    <h3>Each group's values${params.rotation ? ` after the input rotation (W Rᵀ, blocks of ${params.rotation.block}: what the codebooks quantise)` : ''}, with its codewords (dashed)${shared ? ' × the group scale' : ''}</h3>
     <div class="multiples" id="group-multiples"></div>`;
   const x = Array.from({ length: G }, (_, g) => g);
   lineChart(/** @type {HTMLElement} */ (root.querySelector('#group-sizes')), x,
