@@ -12,6 +12,32 @@ fn quiet(_: &Event) -> Control {
     Control::Continue
 }
 
+/// Compress `w` as tensor `name` under `h`, expecting success.
+fn compress(
+    name: &str,
+    w: &[f32],
+    n_out: usize,
+    n_in: usize,
+    h: &Hessian,
+    opts: &CompressOptions,
+) -> (
+    jlcm::format::packed::PackedTensor,
+    jlcm::engine::TensorReport,
+) {
+    compress_matrix(
+        name,
+        Dtype::F32,
+        &[n_out, n_in],
+        w,
+        n_out,
+        n_in,
+        h,
+        opts,
+        &mut quiet,
+    )
+    .expect("compress")
+}
+
 #[test]
 fn kmeans_recovers_planted_clusters() {
     let centres = [[-3.0f32, 1.0], [0.5, -2.0], [4.0, 4.0], [1.0, 6.0]];
@@ -65,18 +91,7 @@ fn grouping_separates_rows_of_different_scale() {
 
 fn check_monotone(opts: &CompressOptions, h: &Hessian, n_out: usize, n_in: usize) -> Vec<f64> {
     let w = common::weights(n_out, n_in, 11);
-    let (_, rep) = compress_matrix(
-        "t",
-        Dtype::F32,
-        &[n_out, n_in],
-        &w,
-        n_out,
-        n_in,
-        h,
-        opts,
-        &mut quiet,
-    )
-    .expect("compress");
+    let (_, rep) = compress("t", &w, n_out, n_in, h, opts);
     let losses: Vec<f64> = rep.losses.iter().map(|p| p.loss).collect();
     assert_eq!(rep.losses[0].kind, StepKind::Init);
     for pair in losses.windows(2) {
@@ -148,18 +163,7 @@ fn reported_loss_matches_decoded(n_in: usize, rotate: bool) {
         rotate,
         ..Default::default()
     };
-    let (p, rep) = compress_matrix(
-        "t",
-        Dtype::F32,
-        &[n_out, n_in],
-        &w,
-        n_out,
-        n_in,
-        &h,
-        &opts,
-        &mut quiet,
-    )
-    .expect("compress");
+    let (p, rep) = compress("t", &w, n_out, n_in, &h, &opts);
     assert_eq!(p.rotation.is_some(), rotate);
     let dec = p.decode_f32();
     let Hessian::Dense { data, .. } = &h else {
@@ -201,18 +205,7 @@ fn rotated_tensors_multiply_decode_and_round_trip_consistently() {
             rotate: true,
             ..Default::default()
         };
-        let (p, _) = compress_matrix(
-            "layer.weight",
-            Dtype::F32,
-            &[n_out, n_in],
-            &w,
-            n_out,
-            n_in,
-            &h,
-            &opts,
-            &mut quiet,
-        )
-        .expect("compress");
+        let (p, _) = compress("layer.weight", &w, n_out, n_in, &h, &opts);
         let rot = p.rotation.clone().expect("rotated");
         assert_eq!(rot.block, 128);
         // The codes are not the weight: decoding undoes the rotation.
@@ -332,18 +325,7 @@ fn compression_is_deterministic() {
         ..Default::default()
     };
     let run = || {
-        let (p, _) = compress_matrix(
-            "w",
-            Dtype::F32,
-            &[n_out, n_in],
-            &w,
-            n_out,
-            n_in,
-            &h,
-            &opts,
-            &mut quiet,
-        )
-        .expect("compress");
+        let (p, _) = compress("w", &w, n_out, n_in, &h, &opts);
         PackedFile {
             entries: vec![PackedEntry::Packed(p)],
             metadata: Default::default(),
@@ -356,18 +338,7 @@ fn compression_is_deterministic() {
         seed: 43,
         ..opts.clone()
     };
-    let (p2, _) = compress_matrix(
-        "w",
-        Dtype::F32,
-        &[n_out, n_in],
-        &w,
-        n_out,
-        n_in,
-        &h,
-        &other,
-        &mut quiet,
-    )
-    .expect("compress");
+    let (p2, _) = compress("w", &w, n_out, n_in, &h, &other);
     let b2 = PackedFile {
         entries: vec![PackedEntry::Packed(p2)],
         metadata: Default::default(),

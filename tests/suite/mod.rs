@@ -47,6 +47,17 @@ fn compress(
     n_in: usize,
     opts: &CompressOptions,
 ) -> (PackedTensor, jlcm::engine::TensorReport) {
+    compress_under(w, n_out, n_in, &Hessian::Identity(n_in), opts)
+}
+
+/// Compress `w` (named `w`) under metric `h`, expecting success.
+fn compress_under(
+    w: &[f32],
+    n_out: usize,
+    n_in: usize,
+    h: &Hessian,
+    opts: &CompressOptions,
+) -> (PackedTensor, jlcm::engine::TensorReport) {
     compress_matrix(
         "w",
         Dtype::F32,
@@ -54,7 +65,7 @@ fn compress(
         w,
         n_out,
         n_in,
-        &Hessian::Identity(n_in),
+        h,
         opts,
         &mut |_| Control::Continue,
     )
@@ -215,18 +226,7 @@ fn joint_learning_never_increases_the_loss() {
             tol: 0.0,
             ..Default::default()
         };
-        let (_, report) = compress_matrix(
-            "w",
-            Dtype::F32,
-            &[n_out, n_in],
-            &w,
-            n_out,
-            n_in,
-            &h,
-            &opts,
-            &mut |_| Control::Continue,
-        )
-        .unwrap();
+        let (_, report) = compress_under(&w, n_out, n_in, &h, &opts);
         let losses: Vec<f64> = report.losses.iter().map(|p| p.loss).collect();
         for pair in losses.windows(2) {
             assert!(
@@ -382,18 +382,7 @@ fn same_bytes_as_native_for_the_same_seed() {
             rotate,
             ..Default::default()
         };
-        let (packed, _) = compress_matrix(
-            "w",
-            Dtype::F32,
-            &[n_out, n_in],
-            &w,
-            n_out,
-            n_in,
-            &h,
-            &opts,
-            &mut |_| Control::Continue,
-        )
-        .unwrap();
+        let (packed, _) = compress_under(&w, n_out, n_in, &h, &opts);
         let file = PackedFile {
             entries: vec![PackedEntry::Packed(packed)],
             metadata: BTreeMap::new(),
@@ -420,18 +409,7 @@ fn rotated_products_match_the_decoded_weight() {
         rotate: true,
         ..Default::default()
     };
-    let (packed, _) = compress_matrix(
-        "w",
-        Dtype::F32,
-        &[n_out, n_in],
-        &w,
-        n_out,
-        n_in,
-        &h,
-        &opts,
-        &mut |_| Control::Continue,
-    )
-    .unwrap();
+    let (packed, _) = compress_under(&w, n_out, n_in, &h, &opts);
     assert!(packed.rotation.is_some());
     let dec = packed.decode_f32();
     let m = PackedMatrix::new(packed).unwrap();
