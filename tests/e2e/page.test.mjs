@@ -50,6 +50,17 @@ async function waitRunEnd(timeout = 600_000) {
 async function search(q) {
   await page().fill('#tensor-search', q);
 }
+/** Select tensor `name`, compress it alone and wait until the table says done. */
+async function compressOne(name) {
+  await page().click(`#tensor-table tr[data-name="${name}"]`);
+  await page().click('#compress-one');
+  await waitRunEnd();
+  await expectStatus(name, 'done');
+}
+/** The groups view has drawn `n` small multiples. */
+async function waitGroupCharts(n) {
+  await page().waitForFunction((k) => document.querySelectorAll('#group-multiples .multiple .uplot').length === k, n);
+}
 
 test('opens the demo and shows the tensor table and a tensor', async () => {
   await page().goto(`${b.url}?demo`);
@@ -71,10 +82,7 @@ test('opens the demo and shows the tensor table and a tensor', async () => {
 
 test('compresses one tensor to the end and draws groups, codebooks and error', async () => {
   const name = 'encoder.layer.0.intermediate.dense.weight';
-  await page().click(`#tensor-table tr[data-name="${name}"]`);
-  await page().click('#compress-one');
-  await waitRunEnd();
-  await expectStatus(name, 'done');
+  await compressOne(name);
   const r = await page().evaluate((n) => {
     const x = window.jlcm.state.results.get(n);
     return { bpw: x.report.bpw, err: x.report.relOutputError, losses: x.report.losses.map((p) => p.loss), groups: x.report.groupSizes.length };
@@ -83,7 +91,7 @@ test('compresses one tensor to the end and draws groups, codebooks and error', a
   assert.equal(r.groups, 16);
   for (let i = 1; i < r.losses.length; i++) assert.ok(r.losses[i] <= r.losses[i - 1] * (1 + 1e-6), 'loss never increases');
   await view('groups');
-  await page().waitForFunction(() => document.querySelectorAll('#group-multiples .multiple .uplot').length === 16);
+  await waitGroupCharts(16);
   assert.equal(await page().locator('#group-multiples .multiple').count(), 16);
   await shot(page(), 'groups-and-codebooks');
   await view('error');
@@ -98,10 +106,7 @@ test('rotate inputs: the tensor stores its rotation and the groups view draws th
   const name = 'encoder.layer.0.intermediate.dense.weight';
   const plainErr = await page().evaluate((n) => window.jlcm.state.results.get(n).report.relOutputError, name);
   await page().check('#settings input[name="rotate"]');
-  await page().click(`#tensor-table tr[data-name="${name}"]`);
-  await page().click('#compress-one');
-  await waitRunEnd();
-  await expectStatus(name, 'done');
+  await compressOne(name);
   const r = await page().evaluate((n) => {
     const x = window.jlcm.state.results.get(n);
     return { rotation: x.params.rotation, err: x.report.relOutputError };
@@ -109,7 +114,7 @@ test('rotate inputs: the tensor stores its rotation and the groups view draws th
   assert.equal(r.rotation?.block, 128, `rotation ${JSON.stringify(r.rotation)}`);
   assert.notEqual(r.err, plainErr, 'the rotation changed the fit');
   await view('groups');
-  await page().waitForFunction(() => document.querySelectorAll('#group-multiples .multiple .uplot').length === 16);
+  await waitGroupCharts(16);
   assert.match(await page().textContent('#view-groups'), /after the input rotation \(W Rᵀ, blocks of 128/);
   await shot(page(), 'groups-rotated');
   await page().uncheck('#settings input[name="rotate"]');
@@ -483,10 +488,7 @@ test('every file of tests/bad-files gives a readable message naming the problem;
   await page().setInputFiles('#pick-folder', path.join(TMP, 'dropped'));
   await page().waitForFunction(() => window.jlcm.state.model?.tensors.length === 3);
   await search('');
-  await page().click('#tensor-table tr[data-name="b.weight"]');
-  await page().click('#compress-one');
-  await waitRunEnd();
-  await expectStatus('b.weight', 'done');
+  await compressOne('b.weight');
   assert.deepEqual(await errorNotices(), []);
 });
 
