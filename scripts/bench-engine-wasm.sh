@@ -30,7 +30,7 @@ if [ "${SKIP_BUILD:-}" != 1 ]; then
 fi
 jlcm=$target_dir/release/jlcm
 phases=$target_dir/release/examples/engine_phases
-pkg=$target_dir/pkg-wasm
+pkg=$target_dir/pkg-stage
 for f in "$jlcm" "$phases" "$pkg/jlcm_bg.wasm"; do
   [ -e "$f" ] || { echo "bench-engine-wasm: $f missing (run without SKIP_BUILD=1)" >&2; exit 1; }
 done

@@ -18,7 +18,7 @@ pub fn row_descriptors(w: &[f32], n_out: usize, n_in: usize, hdiag: &[f32]) -> V
         .sum::<f64>()
         .max(1e-30);
     let mut out = Vec::with_capacity(n_out * dim);
-    let mut sorted = vec![0f32; n_in];
+    let mut scratch = vec![0f32; n_in];
     for r in 0..n_out {
         let row = &w[r * n_in..(r + 1) * n_in];
         let ms: f64 = row
@@ -28,18 +28,43 @@ pub fn row_descriptors(w: &[f32], n_out: usize, n_in: usize, hdiag: &[f32]) -> V
             .sum::<f64>()
             / hsum;
         let rms = libm::sqrt(ms).max(1e-20);
-        sorted.copy_from_slice(row);
-        // Values equal under total_cmp are bit-identical: unstable is exact.
-        sorted.sort_unstable_by(|a, b| a.total_cmp(b));
+        scratch.copy_from_slice(row);
         out.push(libm::log(rms) as f32);
+        // The value of each quantile's rank in total_cmp order, by selection:
+        // after selecting rank p, the ranks above p are all right of it.
+        let (mut lo, mut last) = (0usize, 0f32);
         for q in 0..QUANTILES {
             let pos = ((q as f64 + 0.5) / QUANTILES as f64 * (n_in - 1) as f64).round() as usize;
-            out.push((sorted[pos] as f64 / rms) as f32);
+            if pos >= lo {
+                let (_, v, _) =
+                    scratch[lo..].select_nth_unstable_by(pos - lo, |a, b| a.total_cmp(b));
+                last = *v;
+                lo = pos + 1;
+            }
+            out.push((last as f64 / rms) as f32);
         }
-        let maxabs = sorted[0].abs().max(sorted[n_in - 1].abs()) as f64;
+        let lo_hi = |f: fn(f32, f32) -> f32| row.iter().copied().reduce(f).unwrap_or(0.0);
+        let (min, max) = (lo_hi(total_min), lo_hi(total_max));
+        let maxabs = min.abs().max(max.abs()) as f64;
         out.push((libm::log(1.0 + maxabs / rms)) as f32);
     }
     out
+}
+
+fn total_min(a: f32, b: f32) -> f32 {
+    if b.total_cmp(&a).is_lt() {
+        b
+    } else {
+        a
+    }
+}
+
+fn total_max(a: f32, b: f32) -> f32 {
+    if b.total_cmp(&a).is_gt() {
+        b
+    } else {
+        a
+    }
 }
 
 /// Group the rows into at most `g` groups. Returns the group id of each row
@@ -81,4 +106,64 @@ pub fn group_rows(
     }
     let ids = km.assignment.iter().map(|c| remap[*c as usize]).collect();
     (ids, order.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{row_descriptors, QUANTILES};
+
+    /// The descriptors' quantiles and extremes are those of a full sort of
+    /// each row (the definition the selection replaces), bit for bit.
+    #[test]
+    fn descriptors_are_those_of_a_sorted_row() {
+        let mut s = 0x9e37_79b9u32;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        };
+        for n_in in [1usize, 2, 7, 8, 9, 16, 383, 384] {
+            let n_out = 5;
+            let w: Vec<f32> = (0..n_out * n_in)
+                .map(|_| match next() % 6 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => ((next() % 3) as f32 - 1.0) * 0.5,
+                    _ => (next() as i32) as f32 * 1e-10,
+                })
+                .collect();
+            let h: Vec<f32> = (0..n_in).map(|j| 0.5 + j as f32 % 3.0).collect();
+            let got = row_descriptors(&w, n_out, n_in, &h);
+            for r in 0..n_out {
+                let mut sorted = w[r * n_in..(r + 1) * n_in].to_vec();
+                sorted.sort_by(|a, b| a.total_cmp(b));
+                let d = &got[r * (QUANTILES + 2)..(r + 1) * (QUANTILES + 2)];
+                let rms = row_rms(&w[r * n_in..(r + 1) * n_in], &h);
+                assert_eq!(d[0], libm::log(rms) as f32);
+                for q in 0..QUANTILES {
+                    let pos =
+                        ((q as f64 + 0.5) / QUANTILES as f64 * (n_in - 1) as f64).round() as usize;
+                    assert_eq!(
+                        d[1 + q],
+                        (sorted[pos] as f64 / rms) as f32,
+                        "n_in {n_in} row {r} q {q}"
+                    );
+                }
+                let maxabs = sorted[0].abs().max(sorted[n_in - 1].abs()) as f64;
+                assert_eq!(d[QUANTILES + 1], libm::log(1.0 + maxabs / rms) as f32);
+            }
+        }
+    }
+
+    fn row_rms(row: &[f32], h: &[f32]) -> f64 {
+        let hsum: f64 = h.iter().map(|v| *v as f64).sum::<f64>().max(1e-30);
+        let ms: f64 = row
+            .iter()
+            .zip(h)
+            .map(|(x, h)| (*h as f64) * (*x as f64) * (*x as f64))
+            .sum::<f64>()
+            / hsum;
+        libm::sqrt(ms).max(1e-20)
+    }
 }

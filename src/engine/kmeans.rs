@@ -160,6 +160,39 @@ fn total_order_bits(x: f32) -> u32 {
     }
 }
 
+/// The indices of `xs` ordered by `f32::total_cmp`, ties by index (`xs.len()
+/// < 2^32`): a stable LSD radix sort of the order-preserving keys, three
+/// passes of 11, 11 and 10 bits, a pass skipped when every key shares its
+/// digit. The order is total, so any correct sort gives the same indices.
+pub fn total_order_argsort(xs: &[f32]) -> Vec<u32> {
+    let n = xs.len();
+    let mut keys: Vec<u32> = xs.iter().map(|x| total_order_bits(*x)).collect();
+    let mut idx: Vec<u32> = (0..n as u32).collect();
+    let (mut keys2, mut idx2) = (vec![0u32; n], vec![0u32; n]);
+    for (shift, width) in [(0u32, 11u32), (11, 11), (22, 10)] {
+        let mask = (1u32 << width) - 1;
+        let mut count = vec![0usize; (1 << width) + 1];
+        for k in &keys {
+            count[((k >> shift) & mask) as usize + 1] += 1;
+        }
+        if count.contains(&n) {
+            continue;
+        }
+        for d in 1..count.len() {
+            count[d] += count[d - 1];
+        }
+        for (k, i) in keys.iter().zip(&idx) {
+            let slot = &mut count[((k >> shift) & mask) as usize];
+            keys2[*slot] = *k;
+            idx2[*slot] = *i;
+            *slot += 1;
+        }
+        std::mem::swap(&mut keys, &mut keys2);
+        std::mem::swap(&mut idx, &mut idx2);
+    }
+    idx
+}
+
 /// Index drawn with probability proportional to `scores`, from `u` in [0, 1).
 fn pick(scores: &[f64], u: f64) -> usize {
     let total: f64 = scores.iter().sum();
@@ -190,18 +223,13 @@ pub fn weighted_kmeans_1d(
         return vec![0.0; k];
     }
     assert!(n <= u32::MAX as usize, "too many points for one k-means");
-    // Ascending by value (total order), ties by index: one u64 key per
-    // point sorts faster than comparing through an index array, and the
-    // order is total, so it is the same order.
-    let mut keys: Vec<u64> = points
+    // Ascending by value (total order), ties by index.
+    let order = total_order_argsort(points);
+    let xs: Vec<f64> = order.iter().map(|&i| points[i as usize] as f64).collect();
+    let ws: Vec<f64> = order
         .iter()
-        .enumerate()
-        .map(|(i, x)| ((total_order_bits(*x) as u64) << 32) | i as u64)
+        .map(|&i| weights[i as usize] as f64 + 1e-30)
         .collect();
-    keys.sort_unstable();
-    let order = keys.iter().map(|k| (*k & 0xffff_ffff) as usize);
-    let xs: Vec<f64> = order.clone().map(|i| points[i] as f64).collect();
-    let ws: Vec<f64> = order.map(|i| weights[i] as f64 + 1e-30).collect();
     let mut pw = vec![0f64; n + 1];
     let mut pwx = vec![0f64; n + 1];
     for i in 0..n {
@@ -256,7 +284,37 @@ pub fn weighted_kmeans_1d(
 
 #[cfg(test)]
 mod tests {
-    use super::total_order_bits;
+    use super::{total_order_argsort, total_order_bits};
+
+    /// The radix argsort is the comparison sort's order, on values with many
+    /// ties, both signs, zeros of both signs, subnormals and infinities.
+    #[test]
+    fn radix_argsort_is_the_total_cmp_sort() {
+        let mut s = 0x1234_5678u32;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s
+        };
+        for n in [0usize, 1, 2, 3, 100, 4097, 70_000] {
+            let xs: Vec<f32> = (0..n)
+                .map(|_| match next() % 8 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => ((next() % 5) as f32 - 2.0) * 0.25,
+                    3 => f32::from_bits(next() % 1000),
+                    4 => f32::INFINITY,
+                    _ => (next() as i32) as f32 * 1e-9,
+                })
+                .collect();
+            let mut want: Vec<u32> = (0..n as u32).collect();
+            want.sort_by(|a, b| xs[*a as usize].total_cmp(&xs[*b as usize]).then(a.cmp(b)));
+            assert_eq!(total_order_argsort(&xs), want, "n {n}");
+        }
+        // Every key the same: every pass skipped, the identity order.
+        assert_eq!(total_order_argsort(&[1.5; 9]), (0..9).collect::<Vec<u32>>());
+    }
 
     /// The integer key orders floats exactly as `f32::total_cmp`.
     #[test]
