@@ -21,13 +21,7 @@ pub fn row_descriptors(w: &[f32], n_out: usize, n_in: usize, hdiag: &[f32]) -> V
     let mut scratch = vec![0f32; n_in];
     for r in 0..n_out {
         let row = &w[r * n_in..(r + 1) * n_in];
-        let ms: f64 = row
-            .iter()
-            .zip(hdiag)
-            .map(|(x, h)| (*h as f64) * (*x as f64) * (*x as f64))
-            .sum::<f64>()
-            / hsum;
-        let rms = libm::sqrt(ms).max(1e-20);
+        let rms = weighted_rms(row, hdiag, hsum);
         scratch.copy_from_slice(row);
         out.push(libm::log(rms) as f32);
         // The value of each quantile's rank in total_cmp order, by selection:
@@ -49,6 +43,17 @@ pub fn row_descriptors(w: &[f32], n_out: usize, n_in: usize, hdiag: &[f32]) -> V
         out.push((libm::log(1.0 + maxabs / rms)) as f32);
     }
     out
+}
+
+/// `sqrt(sum h x^2 / hsum)` of a row, at least 1e-20.
+fn weighted_rms(row: &[f32], hdiag: &[f32], hsum: f64) -> f64 {
+    let ms: f64 = row
+        .iter()
+        .zip(hdiag)
+        .map(|(x, h)| (*h as f64) * (*x as f64) * (*x as f64))
+        .sum::<f64>()
+        / hsum;
+    libm::sqrt(ms).max(1e-20)
 }
 
 fn total_min(a: f32, b: f32) -> f32 {
@@ -110,7 +115,7 @@ pub fn group_rows(
 
 #[cfg(test)]
 mod tests {
-    use super::{row_descriptors, QUANTILES};
+    use super::{row_descriptors, weighted_rms, QUANTILES};
 
     /// The descriptors' quantiles and extremes are those of a full sort of
     /// each row (the definition the selection replaces), bit for bit.
@@ -139,7 +144,8 @@ mod tests {
                 let mut sorted = w[r * n_in..(r + 1) * n_in].to_vec();
                 sorted.sort_by(|a, b| a.total_cmp(b));
                 let d = &got[r * (QUANTILES + 2)..(r + 1) * (QUANTILES + 2)];
-                let rms = row_rms(&w[r * n_in..(r + 1) * n_in], &h);
+                let hsum = h.iter().map(|v| *v as f64).sum::<f64>().max(1e-30);
+                let rms = weighted_rms(&w[r * n_in..(r + 1) * n_in], &h, hsum);
                 assert_eq!(d[0], libm::log(rms) as f32);
                 for q in 0..QUANTILES {
                     let pos =
@@ -154,16 +160,5 @@ mod tests {
                 assert_eq!(d[QUANTILES + 1], libm::log(1.0 + maxabs / rms) as f32);
             }
         }
-    }
-
-    fn row_rms(row: &[f32], h: &[f32]) -> f64 {
-        let hsum: f64 = h.iter().map(|v| *v as f64).sum::<f64>().max(1e-30);
-        let ms: f64 = row
-            .iter()
-            .zip(h)
-            .map(|(x, h)| (*h as f64) * (*x as f64) * (*x as f64))
-            .sum::<f64>()
-            / hsum;
-        libm::sqrt(ms).max(1e-20)
     }
 }
